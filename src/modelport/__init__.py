@@ -1,0 +1,36 @@
+"""modelport: move pretrained models out of Caffe into PyTorch exactly, and prove it.
+
+Public API:
+    modelport.caffe.load(prototxt, caffemodel) -> torch.nn.Module
+    modelport.caffe.read_mean(path) -> numpy array
+    modelport.register_layer("MyType") -> decorator registering a converter
+"""
+
+from __future__ import annotations
+
+from modelport.errors import (
+    ConfigError,
+    FormatError,
+    LayerError,
+    ModelportError,
+    ParityError,
+    ShapeError,
+    UnsupportedLayerError,
+    WeightError,
+)
+from modelport.layers.registry import register_layer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "FormatError",
+    "LayerError",
+    "ModelportError",
+    "ParityError",
+    "ShapeError",
+    "UnsupportedLayerError",
+    "WeightError",
+    "__version__",
+    "register_layer",
+]

@@ -1,0 +1,1 @@
+"""Backends: the live torch module, generated source, and (later) ONNX."""

@@ -1,0 +1,1 @@
+"""Readers and writers for foreign model formats (Caffe now; TensorFlow later)."""

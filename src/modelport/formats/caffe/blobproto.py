@@ -1,0 +1,155 @@
+"""Decode Caffe BlobProto messages (weights and mean files) straight into numpy arrays.
+
+Caffe stores a blob's values in `data` (packed float32), `double_data` (float64), or, in files
+shrunk by OpenCV, `raw_data` with `raw_data_type` FLOAT16. The shape is `shape.dim`, or for
+files written before 2015 the legacy `num`/`channels`/`height`/`width` quadruple.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modelport.errors import FormatError
+from modelport.formats.caffe import caffe_pb2
+from modelport.formats.caffe.wire import (
+    WIRE_FIXED32,
+    WIRE_FIXED64,
+    WIRE_LEN,
+    WIRE_VARINT,
+    iter_fields,
+    read_varint,
+)
+from modelport.ir import Blob
+
+_RAW_DTYPES = {
+    caffe_pb2.FLOAT: np.dtype("<f4"),
+    caffe_pb2.DOUBLE: np.dtype("<f8"),
+    caffe_pb2.FLOAT16: np.dtype("<f2"),
+    caffe_pb2.INT: np.dtype("<i4"),
+    caffe_pb2.UINT: np.dtype("<u4"),
+}
+
+
+def _packed_varints(buf: memoryview | bytes, start: int, end: int) -> list[int]:
+    values = []
+    pos = start
+    while pos < end:
+        v, pos = read_varint(buf, pos, end)
+        values.append(v - (1 << 64) if v >= 1 << 63 else v)
+    return values
+
+
+def _decode_shape(buf: memoryview | bytes, start: int, end: int) -> list[int]:
+    dims: list[int] = []
+    for f in iter_fields(buf, start, end):
+        if f.number != 1:
+            continue
+        if f.wire_type == WIRE_LEN:
+            dims.extend(_packed_varints(buf, f.start, f.end))
+        elif f.wire_type == WIRE_VARINT:
+            dims.append(f.value - (1 << 64) if f.value >= 1 << 63 else f.value)
+    return dims
+
+
+def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blob:
+    """Decode the BlobProto in buf[start:end]; `what` names it in error messages.
+
+    Values are copied once into a fresh float32 array (the buffer may be a memory map).
+    """
+    legacy = {1: 0, 2: 0, 3: 0, 4: 0}
+    has_legacy = False
+    shape: list[int] | None = None
+    float_parts: list[np.ndarray] = []
+    double_parts: list[np.ndarray] = []
+    raw: tuple[int, int] | None = None
+    raw_type = caffe_pb2.FLOAT
+    for f in iter_fields(buf, start, end):
+        if f.number in legacy and f.wire_type == WIRE_VARINT:
+            legacy[f.number] = f.value
+            has_legacy = True
+        elif f.number == 7 and f.wire_type == WIRE_LEN:
+            shape = _decode_shape(buf, f.start, f.end)
+        elif f.number == 5:
+            if f.wire_type == WIRE_LEN:
+                if (f.end - f.start) % 4:
+                    raise FormatError(f"{what}: packed float data has {f.end - f.start} bytes")
+                float_parts.append(np.frombuffer(buf, dtype="<f4", count=(f.end - f.start) // 4,
+                                                 offset=f.start))
+            elif f.wire_type == WIRE_FIXED32:
+                float_parts.append(np.frombuffer(buf, dtype="<f4", count=1, offset=f.start))
+        elif f.number == 8:
+            if f.wire_type == WIRE_LEN:
+                if (f.end - f.start) % 8:
+                    raise FormatError(f"{what}: packed double data has {f.end - f.start} bytes")
+                double_parts.append(np.frombuffer(buf, dtype="<f8",
+                                                  count=(f.end - f.start) // 8, offset=f.start))
+            elif f.wire_type == WIRE_FIXED64:
+                double_parts.append(np.frombuffer(buf, dtype="<f8", count=1, offset=f.start))
+        elif f.number == 10 and f.wire_type == WIRE_VARINT:
+            raw_type = f.value
+        elif f.number == 12 and f.wire_type == WIRE_LEN:
+            raw = (f.start, f.end)
+
+    # Caffe's Blob::FromProto: any legacy dim field present -> 4-D legacy shape; otherwise
+    # `shape` (absent when the blob has zero axes, e.g. a channel-shared PReLU slope: a scalar).
+    legacy_4d = has_legacy and shape is None
+    if legacy_4d:
+        shape = [legacy[1], legacy[2], legacy[3], legacy[4]]
+    elif shape is None:
+        shape = []
+    if any(d < 0 for d in shape):
+        raise FormatError(f"{what}: negative dimension in blob shape {shape}")
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+    if raw is not None:
+        dtype = _RAW_DTYPES.get(raw_type)
+        if dtype is None:
+            raise FormatError(f"{what}: unknown raw_data_type {raw_type}")
+        nbytes = raw[1] - raw[0]
+        if nbytes % dtype.itemsize:
+            raise FormatError(f"{what}: raw_data has {nbytes} bytes, not a multiple of "
+                              f"{dtype.itemsize}")
+        values = np.frombuffer(buf, dtype=dtype, count=nbytes // dtype.itemsize, offset=raw[0])
+        data = values.astype(np.float32)
+    elif double_parts and not float_parts:
+        data = np.concatenate(double_parts).astype(np.float32)
+    elif float_parts:
+        data = (np.concatenate(float_parts) if len(float_parts) > 1 else float_parts[0]).copy()
+    else:
+        data = np.zeros(0, dtype=np.float32)
+
+    if data.size != count:
+        raise FormatError(
+            f"{what}: blob shape {tuple(shape)} needs {count} values but the file holds "
+            f"{data.size}"
+        )
+    return Blob(data.reshape(shape), legacy_4d=legacy_4d)
+
+
+def read_binaryproto(path: str) -> np.ndarray:
+    """Read a `.binaryproto` BlobProto file (e.g. imagenet_mean.binaryproto) as float32.
+
+    Returns the array with Caffe's stored shape (usually 1 x C x H x W, channels in BGR order as
+    stored). Legacy files without `shape` give a 4-D num x channels x height x width array.
+    """
+    from modelport.formats.caffe.files import read_bytes
+
+    buf = read_bytes(path, "mean file")
+    if not buf:
+        raise FormatError(f"{path}: empty file, expected a BlobProto (.binaryproto)")
+    blob = decode_blob(buf, 0, len(buf), path)
+    if blob.data.size == 0:
+        raise FormatError(f"{path}: not a BlobProto mean file (no values found)")
+    return blob.data
+
+
+def read_mean(path: str) -> np.ndarray:
+    """Read a mean file as `caffe.io.blobproto_to_array(blob)[0]` gives it: C x H x W, BGR."""
+    data = read_binaryproto(path)
+    if data.ndim == 4:
+        if data.shape[0] != 1:
+            raise FormatError(f"{path}: mean blob has num={data.shape[0]}, expected 1")
+        return data[0]
+    if data.ndim == 3:
+        return data
+    raise FormatError(f"{path}: mean blob has shape {data.shape}, expected 1 x C x H x W")

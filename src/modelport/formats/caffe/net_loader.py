@@ -1,0 +1,100 @@
+"""Load a Caffe net (prototxt + optional caffemodel) into modelport's IR.
+
+Steps, each as Caffe does them: parse text -> upgrade V1/legacy inputs -> FilterNet for the
+requested NetState -> copy weights by layer name (CopyTrainedLayersFrom: source layers that are
+not in the net are ignored; a layer found in both must have the same number of blobs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from modelport.errors import FormatError, WeightError
+from modelport.formats.caffe import caffe_pb2
+from modelport.formats.caffe.caffemodel import StoredLayer, read_caffemodel
+from modelport.formats.caffe.prototxt import parse_text, read_net_text
+from modelport.formats.caffe.upgrade import upgrade_net
+from modelport.ir import Layer, Net
+from modelport.passes.phase_filter import filter_net, make_state
+
+
+def net_from_param(param: caffe_pb2.NetParameter, source: str, phase: str | int = "test",
+                   level: int = 0, stages: Iterable[str] = (),
+                   unknown_field_error: str | None = None) -> Net:
+    """Upgrade and phase-filter a parsed NetParameter into an IR Net (without weights)."""
+    upgraded = upgrade_net(param, source)
+    state = make_state(phase, level, stages)
+    filtered = filter_net(upgraded, state)
+    layers = []
+    seen: set[str] = set()
+    for lp in filtered.layer:
+        if not lp.type:
+            raise FormatError(f"{source}: layer '{lp.name}' has no type")
+        if lp.name in seen:
+            raise FormatError(
+                f"{source}: two layers are named '{lp.name}'. Fix: layer names must be unique "
+                "(Caffe matches weights by name)"
+            )
+        seen.add(lp.name)
+        stripped = caffe_pb2.LayerParameter()
+        stripped.CopyFrom(lp)
+        del stripped.blobs[:]
+        layers.append(Layer(lp.name, lp.type, tuple(lp.bottom), tuple(lp.top), stripped))
+    notes = (f"unknown-field: {unknown_field_error}",) if unknown_field_error else ()
+    return Net(filtered.name, tuple(layers), source=source, phase=state.phase, notes=notes)
+
+
+def parse_net(text: str, source: str = "<prototxt>", phase: str | int = "test", level: int = 0,
+              stages: Iterable[str] = ()) -> Net:
+    """Parse prototxt text (not a path) into an IR Net."""
+    parsed = parse_text(text, caffe_pb2.NetParameter(), source)
+    msg = parsed.message
+    assert isinstance(msg, caffe_pb2.NetParameter)
+    return net_from_param(msg, source, phase, level, stages, parsed.unknown_field_error)
+
+
+def read_net(prototxt: str | os.PathLike[str], phase: str | int = "test", level: int = 0,
+             stages: Iterable[str] = ()) -> Net:
+    """Read a .prototxt net definition into an IR Net (without weights)."""
+    path = os.fspath(prototxt)
+    parsed = read_net_text(path)
+    msg = parsed.message
+    assert isinstance(msg, caffe_pb2.NetParameter)
+    return net_from_param(msg, os.path.basename(path), phase, level, stages,
+                          parsed.unknown_field_error)
+
+
+def attach_weights(net: Net, stored: list[StoredLayer]) -> Net:
+    """Give each net layer the blobs of the stored layer with the same name."""
+    by_name: dict[str, StoredLayer] = {}
+    for s in stored:
+        by_name.setdefault(s.name, s)
+    layers = []
+    for layer in net.layers:
+        s = by_name.get(layer.name)
+        if s is None or not s.blobs:
+            layers.append(layer)
+            continue
+        layers.append(layer.with_blobs(s.blobs))
+    return Net(net.name, tuple(layers), net.source, net.phase, net.notes)
+
+
+def load_net(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str] | None = None,
+             phase: str | int = "test", level: int = 0, stages: Iterable[str] = (),
+             progress: Callable[[int, int], None] | None = None) -> Net:
+    """Read prototxt (+ caffemodel weights) into an IR Net for the given phase."""
+    net = read_net(prototxt, phase, level, stages)
+    if caffemodel is None:
+        return net
+    stored = read_caffemodel(os.fspath(caffemodel), progress=progress)
+    return attach_weights(net, stored)
+
+
+def check_blob_count(layer: Layer, expected: int) -> None:
+    """Caffe's 'Incompatible number of blobs' check, with a message naming the layer."""
+    if layer.blobs and len(layer.blobs) != expected:
+        raise WeightError(layer.name, layer.type,
+                          f"the weights file has {len(layer.blobs)} blobs for this layer, "
+                          f"the net definition needs {expected}",
+                          "check that the prototxt matches the caffemodel")

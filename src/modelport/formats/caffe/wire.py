@@ -1,0 +1,109 @@
+"""A minimal protobuf wire-format scanner for Caffe's large binary files.
+
+protobuf's Python API would turn every weight into a Python float before numpy sees it (slow and
+several times the file size in memory). Instead we walk the message structure ourselves and view
+packed float fields directly as numpy arrays over the (memory-mapped) file. Only the few fields
+that carry weights are interpreted here; every other field's bytes are handed to protobuf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from modelport.errors import FormatError
+
+WIRE_VARINT = 0
+WIRE_FIXED64 = 1
+WIRE_LEN = 2
+WIRE_FIXED32 = 5
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field occurrence: number, wire type, and its value (int) or byte span [start, end)."""
+
+    number: int
+    wire_type: int
+    value: int
+    start: int
+    end: int
+
+
+def read_varint(buf: memoryview | bytes, pos: int, end: int) -> tuple[int, int]:
+    """Decode a base-128 varint at pos; return (value, next position)."""
+    result = 0
+    shift = 0
+    while True:
+        if pos >= end:
+            raise FormatError("truncated protobuf data (varint runs past the end)")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise FormatError("malformed protobuf data (varint longer than 10 bytes)")
+
+
+def iter_fields(buf: memoryview | bytes, start: int, end: int) -> Iterator[Field]:
+    """Yield the top-level fields of the message stored in buf[start:end]."""
+    pos = start
+    while pos < end:
+        key, pos = read_varint(buf, pos, end)
+        number, wire_type = key >> 3, key & 7
+        if number == 0:
+            raise FormatError("malformed protobuf data (field number 0)")
+        if wire_type == WIRE_VARINT:
+            value, pos = read_varint(buf, pos, end)
+            yield Field(number, wire_type, value, pos, pos)
+        elif wire_type == WIRE_LEN:
+            length, pos = read_varint(buf, pos, end)
+            if pos + length > end:
+                raise FormatError(
+                    f"truncated protobuf data (field {number} needs {length} bytes, "
+                    f"{end - pos} remain)"
+                )
+            yield Field(number, wire_type, length, pos, pos + length)
+            pos += length
+        elif wire_type == WIRE_FIXED32:
+            if pos + 4 > end:
+                raise FormatError("truncated protobuf data (fixed32 past the end)")
+            yield Field(number, wire_type, 0, pos, pos + 4)
+            pos += 4
+        elif wire_type == WIRE_FIXED64:
+            if pos + 8 > end:
+                raise FormatError("truncated protobuf data (fixed64 past the end)")
+            yield Field(number, wire_type, 0, pos, pos + 8)
+            pos += 8
+        else:
+            raise FormatError(f"malformed protobuf data (wire type {wire_type} for field {number})")
+
+
+def encode_key(number: int, wire_type: int) -> bytes:
+    return encode_varint((number << 3) | wire_type)
+
+
+def encode_varint(value: int) -> bytes:
+    out = bytearray()
+    if value < 0:
+        value += 1 << 64
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def raw_field_bytes(buf: memoryview | bytes, f: Field) -> bytes:
+    """Re-encode one scanned field (key + payload) so it can be handed to protobuf."""
+    key = encode_key(f.number, f.wire_type)
+    if f.wire_type == WIRE_VARINT:
+        return key + encode_varint(f.value)
+    if f.wire_type == WIRE_LEN:
+        return key + encode_varint(f.end - f.start) + bytes(buf[f.start : f.end])
+    return key + bytes(buf[f.start : f.end])

@@ -1,0 +1,161 @@
+"""What every layer converter works with: the conversion context and the module base class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelport.errors import ShapeError, WeightError
+from modelport.formats.caffe import caffe_pb2
+from modelport.ir import Blob, Layer
+
+Shape = tuple[int, ...]
+
+
+class CaffeModule(nn.Module):
+    """A converted Caffe layer.
+
+    `caffe_blob_names` lists, in Caffe's blob order, the parameter/buffer attribute holding each
+    of the layer's blobs (so weights can be written back to a caffemodel and lr_mult/decay_mult
+    applied per blob). forward takes the bottoms and returns one tensor or a tuple (one per top).
+    """
+
+    caffe_blob_names: tuple[str, ...] = ()
+
+    def caffe_blobs(self) -> list[torch.Tensor]:
+        return [getattr(self, name) for name in self.caffe_blob_names]
+
+    def output_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
+        """Top shapes for these bottom shapes, when a meta-tensor forward cannot tell them."""
+        return None
+
+
+@dataclass
+class ConvertContext:
+    """What a converter knows besides the layer: bottom shapes, phase and weight policy."""
+
+    layer: Layer
+    bottom_shapes: tuple[Shape, ...]
+    phase: int = caffe_pb2.TEST
+    allow_missing_weights: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def train(self) -> bool:
+        return self.phase == caffe_pb2.TRAIN
+
+    def error(self, what: str, fix: str | None = None) -> ShapeError:
+        return ShapeError(self.layer.name, self.layer.type, what, fix)
+
+    def axis(self, axis: int, ndim: int | None = None, what: str = "axis") -> int:
+        """Caffe's Blob::CanonicalAxisIndex: allow negative axes, reject out-of-range ones."""
+        n = len(self.bottom_shapes[0]) if ndim is None else ndim
+        if not -n <= axis < n:
+            raise self.error(f"{what} {axis} is out of range for a {n}-axis bottom "
+                             f"{self.bottom_shapes[0]}")
+        return axis % n
+
+    def expect_bottoms(self, low: int, high: int | None = None) -> None:
+        n = len(self.layer.bottoms)
+        hi = low if high is None else high
+        if not low <= n <= hi:
+            want = str(low) if hi == low else f"{low} to {hi}"
+            raise self.error(f"takes {want} bottom blobs, got {n}")
+
+    def has_weights(self) -> bool:
+        return bool(self.layer.blobs)
+
+    def expect_blob_count(self, count: int) -> None:
+        got = len(self.layer.blobs)
+        if got and got != count:
+            raise WeightError(self.layer.name, self.layer.type,
+                              f"the weights file has {got} blobs for this layer, the net "
+                              f"definition needs {count}",
+                              "check that the prototxt matches the caffemodel")
+
+    def blob(self, index: int, shape: Shape,
+             filler: caffe_pb2.FillerParameter | None = None) -> torch.Tensor:
+        """Blob `index` as a float32 tensor of `shape` (Caffe's shape check included).
+
+        A legacy 4-D blob (num/channels/height/width only) is accepted when `shape`, padded
+        with leading 1s to four axes, equals it (Caffe's Blob::ShapeEquals). A missing blob is an
+        error unless weights may be missing, then it is filled with `filler` as Caffe would.
+        """
+        layer = self.layer
+        if index >= len(layer.blobs):
+            if layer.blobs:
+                raise WeightError(layer.name, layer.type,
+                                  f"the weights file has no blob {index} for this layer")
+            if not self.allow_missing_weights:
+                raise WeightError(
+                    layer.name, layer.type, "has no weights in the weights file",
+                    "check the caffemodel matches the prototxt, or allow missing weights "
+                    "(--allow-missing-weights) to initialise them with the layer's fillers",
+                )
+            from modelport.fillers import fill
+
+            return fill(filler if filler is not None else caffe_pb2.FillerParameter(), shape)
+        stored: Blob = layer.blobs[index]
+        data = stored.data
+        if tuple(data.shape) != tuple(shape):
+            legacy_ok = (
+                stored.legacy_4d
+                and len(shape) <= 4
+                and tuple(data.shape) == (1,) * (4 - len(shape)) + tuple(shape)
+            )
+            if not legacy_ok:
+                raise WeightError(
+                    layer.name, layer.type,
+                    f"blob {index} in the weights file has shape {tuple(data.shape)}, "
+                    f"the net definition needs {tuple(shape)}",
+                    "check that the prototxt matches the caffemodel (num_output, kernel, "
+                    "input shape)",
+                )
+            data = data.reshape(shape)
+        return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32).copy())
+
+
+def spatial_params(p: caffe_pb2.ConvolutionParameter, num_spatial: int, ctx: ConvertContext,
+                   ) -> tuple[Shape, Shape, Shape, Shape]:
+    """Resolve Caffe's kernel/stride/pad/dilation fields into per-axis tuples.
+
+    Caffe (BaseConvolutionLayer::LayerSetUp): `kernel_h`/`kernel_w` (2-D only) override
+    `kernel_size`; a repeated field gives one value for all axes or one per axis; defaults are
+    stride 1, pad 0, dilation 1.
+    """
+
+    def resolve(repeated: Sequence[int], h_set: bool, h: int, w_set: bool, w: int,
+                default: int | None, what: str) -> Shape:
+        if h_set or w_set:
+            if num_spatial != 2:
+                raise ctx.error(f"{what}_h/{what}_w can only be used for 2-D convolution")
+            if not (h_set and w_set):
+                raise ctx.error(f"{what}_h and {what}_w must be given together")
+            if repeated:
+                raise ctx.error(f"give either {what} or {what}_h/{what}_w, not both")
+            return (h, w)
+        if not repeated:
+            if default is None:
+                raise ctx.error(f"{what} is not set", f"set {what} (or {what}_h and {what}_w)")
+            return (default,) * num_spatial
+        if len(repeated) == 1:
+            return (int(repeated[0]),) * num_spatial
+        if len(repeated) != num_spatial:
+            raise ctx.error(f"{what} has {len(repeated)} values for {num_spatial} spatial axes")
+        return tuple(int(v) for v in repeated)
+
+    kernel = resolve(p.kernel_size, p.HasField("kernel_h"), p.kernel_h, p.HasField("kernel_w"),
+                     p.kernel_w, None, "kernel")
+    stride = resolve(p.stride, p.HasField("stride_h"), p.stride_h, p.HasField("stride_w"),
+                     p.stride_w, 1, "stride")
+    pad = resolve(p.pad, p.HasField("pad_h"), p.pad_h, p.HasField("pad_w"), p.pad_w, 0, "pad")
+    dilation = resolve(p.dilation, False, 0, False, 0, 1, "dilation")
+    if any(k <= 0 for k in kernel):
+        raise ctx.error(f"kernel size {kernel} must be positive")
+    if any(s <= 0 for s in stride):
+        raise ctx.error(f"stride {stride} must be positive")
+    return kernel, stride, pad, dilation

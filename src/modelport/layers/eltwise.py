@@ -1,0 +1,3 @@
+"""Eltwise (PROD, SUM with coefficients, MAX)."""
+
+from __future__ import annotations

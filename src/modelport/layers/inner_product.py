@@ -1,0 +1,3 @@
+"""InnerProduct (axis, transpose, bias_term) and Embed."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Softmax, Reduction and ArgMax."""
+
+from __future__ import annotations

@@ -1,0 +1,8 @@
+"""Shared pytest setup: make tests/ importable for golden_support."""
+
+from __future__ import annotations
+
+import sys
+import pathlib
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))

@@ -1,0 +1,49 @@
+"""Regenerate src/modelport/formats/caffe/caffe_pb2.py from caffe.proto.
+
+Uses grpcio-tools' bundled protoc so the output does not depend on a system protoc.
+`python tools/gen_proto.py --check` exits 1 when the committed file is out of date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import tempfile
+
+from grpc_tools import protoc
+
+SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
+PROTO_DIR = SRC / "modelport" / "formats" / "caffe"
+PROTO = PROTO_DIR / "caffe.proto"
+GENERATED = PROTO_DIR / "caffe_pb2.py"
+
+
+def generate(out_dir: pathlib.Path) -> pathlib.Path:
+    """Run protoc on caffe.proto into out_dir and return the generated module's path."""
+    # The proto is compiled relative to src/ so its descriptor is registered as
+    # "modelport/formats/caffe/caffe.proto" and cannot collide with a user's own caffe.proto.
+    code = protoc.main(["protoc", f"-I{SRC}", f"--python_out={out_dir}", str(PROTO)])
+    if code != 0:
+        raise SystemExit(f"protoc failed with exit code {code}")
+    return out_dir / "modelport" / "formats" / "caffe" / "caffe_pb2.py"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="only compare, do not write")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = generate(pathlib.Path(tmp)).read_bytes()
+    if args.check:
+        if not GENERATED.exists() or GENERATED.read_bytes() != fresh:
+            print(f"{GENERATED} is out of date: run python tools/gen_proto.py", file=sys.stderr)
+            return 1
+        return 0
+    GENERATED.write_bytes(fresh)
+    print(f"wrote {GENERATED}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
