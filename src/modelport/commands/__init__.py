@@ -1,0 +1,1 @@
+"""One module per `modelport` subcommand; each defines add_parser(subparsers)."""
