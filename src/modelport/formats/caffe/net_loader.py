@@ -23,6 +23,18 @@ def net_from_param(param: caffe_pb2.NetParameter, source: str, phase: str | int 
                    level: int = 0, stages: Iterable[str] = (),
                    unknown_field_error: str | None = None) -> Net:
     """Upgrade and phase-filter a parsed NetParameter into an IR Net (without weights)."""
+    try:
+        return _net_from_param(param, source, phase, level, stages, unknown_field_error)
+    except FormatError:
+        # A structural problem in a net that also had unknown fields is most likely caused by
+        # them (a misspelt `name`, say): report the unknown field, with its line and column.
+        if unknown_field_error:
+            raise FormatError(unknown_field_error) from None
+        raise
+
+
+def _net_from_param(param: caffe_pb2.NetParameter, source: str, phase: str | int,
+                    level: int, stages: Iterable[str], unknown_field_error: str | None) -> Net:
     upgraded = upgrade_net(param, source)
     state = make_state(phase, level, stages)
     filtered = filter_net(upgraded, state)
