@@ -11,17 +11,21 @@ FLT_MAX = 3.4028234663852886e38
 FLT_MIN = 1.1754943508222875e-38
 
 
-def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool = True) -> int:
+def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool = True,
+                any_pad: bool | None = None) -> int:
     """Output length of Caffe pooling (layers/pooling_layer.cpp, Reshape).
 
     Caffe rounds `(size + 2*pad - kernel) / stride` up (round_mode CEIL, the default) or down,
-    adds 1, and then -- only when the layer has any padding -- drops a last window that would
-    start inside the bottom/right padding. With pad 0 and kernel < stride a last window may start
-    past the image: Caffe keeps it (PyTorch's ceil_mode does not).
+    adds 1, and then -- only when the layer has any padding (`any_pad`: pad_h or pad_w non-zero,
+    so it applies to an axis with pad 0 too) -- drops a last window that would start inside the
+    bottom/right padding. With no padding and kernel < stride a last window may start past the
+    image: Caffe keeps it (PyTorch's ceil_mode does not).
     """
+    if any_pad is None:
+        any_pad = pad > 0
     span = size + 2 * pad - kernel
     out = (math.ceil(span / stride) if ceil else span // stride) + 1
-    if pad > 0 and (out - 1) * stride >= size + pad:
+    if any_pad and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 

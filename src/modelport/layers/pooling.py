@@ -35,9 +35,10 @@ class CaffePooling(CaffeModule):
 
     def _geometry(self, h: int, w: int) -> tuple[Shape, Shape, Shape]:
         kernel = self.kernel or (h, w)
+        any_pad = any(self.pad)
         out = (
-            caffe_math.pooled_size(h, kernel[0], self.stride[0], self.pad[0], self.ceil),
-            caffe_math.pooled_size(w, kernel[1], self.stride[1], self.pad[1], self.ceil),
+            caffe_math.pooled_size(h, kernel[0], self.stride[0], self.pad[0], self.ceil, any_pad),
+            caffe_math.pooled_size(w, kernel[1], self.stride[1], self.pad[1], self.ceil, any_pad),
         )
         right = tuple(
             max(0, (o - 1) * s + k - n - p)
@@ -102,10 +103,10 @@ def pooling_geometry(p: caffe_pb2.PoolingParameter, ctx: ConvertContext,
 
     kernel = pair(p.HasField("kernel_size"), p.kernel_size, p.HasField("kernel_h"), p.kernel_h,
                   p.HasField("kernel_w"), p.kernel_w, "kernel")
-    stride = pair(True, p.stride, p.HasField("stride_h"), p.stride_h, p.HasField("stride_w"),
-                  p.stride_w, "stride")
-    pad = pair(True, p.pad, p.HasField("pad_h"), p.pad_h, p.HasField("pad_w"), p.pad_w, "pad")
-    assert stride is not None and pad is not None
+    stride = pair(p.HasField("stride"), p.stride, p.HasField("stride_h"), p.stride_h,
+                  p.HasField("stride_w"), p.stride_w, "stride") or (1, 1)
+    pad = pair(p.HasField("pad"), p.pad, p.HasField("pad_h"), p.pad_h, p.HasField("pad_w"),
+               p.pad_w, "pad") or (0, 0)
     if p.global_pooling:
         if kernel is not None:
             raise ctx.error("global_pooling with a kernel size",
