@@ -116,7 +116,8 @@ class ConvertContext:
                     "input shape)",
                 )
             data = data.reshape(shape)
-        return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32).copy())
+        # The one copy of the weights: IR blobs may be read-only views of the mapped file.
+        return torch.from_numpy(np.array(data, dtype=np.float32, copy=True, order="C"))
 
 
 def spatial_params(p: caffe_pb2.ConvolutionParameter, num_spatial: int, ctx: ConvertContext,

@@ -54,7 +54,9 @@ def _decode_shape(buf: memoryview | bytes, start: int, end: int) -> list[int]:
 def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blob:
     """Decode the BlobProto in buf[start:end]; `what` names it in error messages.
 
-    Values are copied once into a fresh float32 array (the buffer may be a memory map).
+    Packed float32 data is returned as a read-only view into `buf` (a memory-mapped file
+    stays mapped while the array lives), so reading a caffemodel costs no copy of the weights;
+    the converter makes the one copy its parameters need. Other encodings are converted.
     """
     legacy = {1: 0, 2: 0, 3: 0, 4: 0}
     has_legacy = False
@@ -114,7 +116,7 @@ def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blo
     elif double_parts and not float_parts:
         data = np.concatenate(double_parts).astype(np.float32)
     elif float_parts:
-        data = (np.concatenate(float_parts) if len(float_parts) > 1 else float_parts[0]).copy()
+        data = np.concatenate(float_parts) if len(float_parts) > 1 else float_parts[0]
     else:
         data = np.zeros(0, dtype=np.float32)
 
