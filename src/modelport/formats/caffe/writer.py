@@ -1,0 +1,314 @@
+"""Write Caffe files: a binary `.caffemodel` (V2 NetParameter) and prototxt text.
+
+`write_caffemodel` produces what Caffe's `Net::ToProto` + `WriteProtoToBinaryFile` produce
+(`net.save()` in pycaffe): the net name, then every layer's full LayerParameter with its weight
+blobs (BlobProto with `shape` and packed float32 `data`), each layer's `phase` set to the net's
+phase when the prototxt left it unset (Caffe's Net::Init does that). For a net Caffe itself
+saved, the bytes are identical to Caffe's file.
+
+The file is streamed: each layer's non-blob fields are serialized by protobuf, the blobs are
+framed by hand and their float32 bytes written straight from the arrays, so a 550 MB VGG-16
+never exists twice in memory and protobuf's 2 GB message limit does not apply. Protobuf writes
+known fields in field-number order; we splice the blobs (field 7) between fields 1-6 and the
+rest, so the result is byte-for-byte what protobuf's serializer would emit for the whole message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING
+
+import numpy as np
+from google.protobuf import text_format
+
+from modelport.atomic import write_text, write_with
+from modelport.formats.caffe import caffe_pb2
+from modelport.formats.caffe.wire import WIRE_LEN, encode_key, encode_varint
+from modelport.errors import LayerError
+from modelport.ir import Layer, Net
+
+if TYPE_CHECKING:
+    from modelport.backends.torch_module import CaffeNet
+
+NET_NAME = 1  # NetParameter.name
+NET_LAYER = 100  # NetParameter.layer
+LAYER_BLOBS = 7  # LayerParameter.blobs
+BLOB_DATA = 5  # BlobProto.data (packed float)
+BLOB_SHAPE = 7  # BlobProto.shape
+SHAPE_DIM = 1  # BlobShape.dim (packed int64)
+
+_CHUNK = 1 << 24  # bytes of float data written per call
+
+__all__ = ["layer_blob_arrays", "net_parameter", "net_to_prototxt", "with_split_layers",
+           "write_caffemodel", "write_prototxt"]
+
+
+def _as_net(source: Net | CaffeNet) -> Net:
+    return source if isinstance(source, Net) else source.net
+
+
+def layer_blob_arrays(source: Net | CaffeNet) -> dict[str, list[np.ndarray]]:
+    """The weight blobs of every layer, by layer name, in Caffe's blob order (float32).
+
+    For an IR Net these are the stored blobs. For a converted module they are the module's
+    current parameters/buffers (`caffe_blob_names`), reshaped to the shape the caffemodel stored
+    when the element count agrees (so e.g. a legacy 1x1x1xN bias keeps Caffe's shape).
+    """
+    net = _as_net(source)
+    result: dict[str, list[np.ndarray]] = {}
+    if isinstance(source, Net):
+        for layer in net.layers:
+            if layer.blobs:
+                result[layer.name] = [np.asarray(b.data, dtype=np.float32) for b in layer.blobs]
+        return result
+    for layer in net.layers:
+        key = source.layer_keys.get(layer.name)
+        if key is None:
+            continue
+        tensors = source.layer_module(layer.name).caffe_blobs()
+        arrays = []
+        for i, t in enumerate(tensors):
+            arr = t.detach().to("cpu").float().contiguous().numpy()
+            if i < len(layer.blobs) and layer.blobs[i].data.size == arr.size:
+                arr = arr.reshape(layer.blobs[i].data.shape)
+            arrays.append(arr)
+        if arrays:
+            result[layer.name] = arrays
+    return result
+
+
+def _layer_param(layer: Layer, phase: int) -> caffe_pb2.LayerParameter:
+    lp = caffe_pb2.LayerParameter()
+    lp.CopyFrom(layer.param)
+    del lp.blobs[:]
+    if not lp.name:
+        lp.name = layer.name
+    if not lp.type:
+        lp.type = layer.type
+    if not lp.HasField("phase"):
+        lp.phase = phase  # Caffe's Net::Init: a layer inherits the net's phase
+    return lp
+
+
+def _split_param(lp: caffe_pb2.LayerParameter) -> tuple[bytes, bytes]:
+    """Serialize `lp` (no blobs) as (fields numbered below 7, fields numbered above 7)."""
+    head = caffe_pb2.LayerParameter()
+    tail = caffe_pb2.LayerParameter()
+    head.CopyFrom(lp)
+    tail.CopyFrom(lp)
+    for field, _ in lp.ListFields():
+        (tail if field.number < LAYER_BLOBS else head).ClearField(field.name)
+    return head.SerializeToString(deterministic=True), tail.SerializeToString(deterministic=True)
+
+
+def _len_field(number: int, payload_len: int) -> bytes:
+    return encode_key(number, WIRE_LEN) + encode_varint(payload_len)
+
+
+def _blob_frames(arr: np.ndarray) -> tuple[bytes, int, bytes, int]:
+    """(bytes before the float data, float byte count, bytes after, total BlobProto length).
+
+    Caffe's Blob::ToProto writes `shape` and `data`; protobuf orders them data (5), shape (7).
+    A zero-axis blob (a scalar, e.g. a channel-shared PReLU slope) has no `shape` field.
+    """
+    dims = b"".join(encode_varint(int(d)) for d in arr.shape)
+    shape_field = b""
+    if arr.ndim:  # Caffe never touches `shape` for a zero-axis blob, so the field is absent
+        shape_msg = _len_field(SHAPE_DIM, len(dims)) + dims
+        shape_field = _len_field(BLOB_SHAPE, len(shape_msg)) + shape_msg
+    nbytes = int(arr.size) * 4
+    data_head = _len_field(BLOB_DATA, nbytes) if nbytes else b""
+    total = len(data_head) + nbytes + len(shape_field)
+    return data_head, nbytes, shape_field, total
+
+
+def _write_floats(fh: IO[bytes], arr: np.ndarray) -> None:
+    flat = np.ascontiguousarray(arr, dtype="<f4").reshape(-1)
+    step = _CHUNK // 4
+    for start in range(0, flat.size, step):
+        fh.write(memoryview(flat[start : start + step]).cast("B"))
+
+
+def _layer_chunks(layer: Layer, arrays: Sequence[np.ndarray], phase: int,
+                  ) -> tuple[int, Iterator[tuple[bytes | np.ndarray, int]]]:
+    head, tail = _split_param(_layer_param(layer, phase))
+    frames = [_blob_frames(a) for a in arrays]
+    blobs_len = sum(len(_len_field(LAYER_BLOBS, f[3])) + f[3] for f in frames)
+    body_len = len(head) + blobs_len + len(tail)
+
+    def chunks() -> Iterator[tuple[bytes | np.ndarray, int]]:
+        yield _len_field(NET_LAYER, body_len) + head, 0
+        for arr, (data_head, nbytes, shape_field, total) in zip(arrays, frames):
+            yield _len_field(LAYER_BLOBS, total) + data_head, 0
+            if nbytes:
+                yield arr, nbytes
+            yield shape_field, 0
+        yield tail, 0
+
+    return body_len, chunks()
+
+
+def with_split_layers(net: Net) -> Net:
+    """The layer list Caffe itself runs and saves (util/insert_splits.cpp): after a layer whose
+    top feeds several bottoms (a top with a non-zero loss_weight counts as one more use), a
+    `Split` layer `{blob}_{layer}_{top index}_split` with tops `..._split_{k}`; each consumer's
+    bottom is renamed to the next split top; a loss weight moves to split top 0."""
+    last_top: dict[str, tuple[int, int]] = {}
+    source_of: dict[tuple[int, int], tuple[int, int]] = {}
+    count: dict[tuple[int, int], int] = {}
+    loss: dict[tuple[int, int], float] = {}
+    for i, layer in enumerate(net.layers):
+        for j, b in enumerate(layer.bottoms):
+            if b not in last_top:
+                raise LayerError(layer.name, layer.type,
+                                 f"bottom blob '{b}' is not produced by any earlier layer")
+            source_of[(i, j)] = last_top[b]
+            count[last_top[b]] = count.get(last_top[b], 0) + 1
+        for j, t in enumerate(layer.tops):
+            last_top[t] = (i, j)
+        for j in range(min(len(layer.param.loss_weight), len(layer.tops))):
+            idx = last_top[layer.tops[j]]
+            loss[idx] = layer.param.loss_weight[j]
+            if loss[idx]:
+                count[idx] = count.get(idx, 0) + 1
+    used: dict[tuple[int, int], int] = {}
+    layers: list[Layer] = []
+    for i, layer in enumerate(net.layers):
+        lp = caffe_pb2.LayerParameter()
+        lp.CopyFrom(layer.param)
+        for j, b in enumerate(layer.bottoms):
+            src = source_of[(i, j)]
+            if count.get(src, 0) > 1:
+                k = used.get(src, 0)
+                used[src] = k + 1
+                lp.bottom[j] = f"{b}_{net.layers[src[0]].name}_{src[1]}_split_{k}"
+        splits: list[Layer] = []
+        for j, t in enumerate(layer.tops):
+            n = count.get((i, j), 0)
+            if n <= 1:
+                continue
+            sp = caffe_pb2.LayerParameter(name=f"{t}_{layer.name}_{j}_split", type="Split")
+            sp.bottom.append(t)
+            weight = loss.get((i, j), 0.0)
+            for k in range(n):
+                sp.top.append(f"{t}_{layer.name}_{j}_split_{k}")
+                if weight:
+                    sp.loss_weight.append(weight if k == 0 else 0.0)
+            if weight:
+                lp.ClearField("loss_weight")
+                used[(i, j)] = used.get((i, j), 0) + 1
+            splits.append(Layer(sp.name, sp.type, tuple(sp.bottom), tuple(sp.top), sp))
+        layers.append(Layer(layer.name, layer.type, tuple(lp.bottom), tuple(lp.top), lp,
+                            layer.blobs))
+        layers.extend(splits)
+    return Net(net.name, tuple(layers), net.source, net.phase, net.notes)
+
+
+def _with_batchnorm_fixed_params(net: Net) -> Net:
+    """Caffe's BatchNormLayer::LayerSetUp appends `param { lr_mult: 0 }` for each of its three
+    blobs that has no ParamSpec (the statistics are not learned), and saves the net that way."""
+    layers = []
+    for layer in net.layers:
+        if layer.type == "BatchNorm" and len(layer.param.param) < 3:
+            lp = caffe_pb2.LayerParameter()
+            lp.CopyFrom(layer.param)
+            while len(lp.param) < 3:
+                lp.param.add().lr_mult = 0.0
+            layer = Layer(layer.name, layer.type, layer.bottoms, layer.tops, lp, layer.blobs)
+        layers.append(layer)
+    return Net(net.name, tuple(layers), net.source, net.phase, net.notes)
+
+
+def write_caffemodel(path: str | os.PathLike[str], source: Net | CaffeNet,
+                     blobs: Mapping[str, Sequence[np.ndarray]] | None = None,
+                     progress: Callable[[int, int], None] | None = None,
+                     caffe_layout: bool = False) -> int:
+    """Write `source` (an IR Net with blobs, or a converted CaffeNet) as a V2 caffemodel.
+
+    Args:
+        path: destination; written atomically (a temporary file renamed into place).
+        source: the net; every layer is written with its parameters (as Caffe saves them).
+        blobs: optional weights by layer name overriding those of `source` (Caffe blob order).
+        progress: called with (bytes written, total bytes) after each layer.
+        caffe_layout: write the net as Caffe's own net.save() does: with the implicit Split
+            layers (`with_split_layers`) and the `param { lr_mult: 0 }` entries BatchNorm's
+            LayerSetUp adds; the file then matches Caffe's byte for byte.
+
+    Returns the file size in bytes.
+    """
+    net = _as_net(source)
+    weights = dict(layer_blob_arrays(source))
+    if caffe_layout:
+        net = _with_batchnorm_fixed_params(with_split_layers(net))
+    if blobs is not None:
+        weights.update({k: [np.asarray(a, dtype=np.float32) for a in v] for k, v in blobs.items()})
+    name = net.name.encode("utf-8")
+    header = _len_field(NET_NAME, len(name)) + name if name else b""
+    plans = []
+    total = len(header)
+    for layer in net.layers:
+        body_len, chunks = _layer_chunks(layer, weights.get(layer.name, []), net.phase)
+        total += len(_len_field(NET_LAYER, body_len)) + body_len
+        plans.append(chunks)
+
+    def write(tmp: str) -> None:
+        done = 0
+        with open(tmp, "wb") as fh:
+            fh.write(header)
+            done += len(header)
+            for chunks in plans:
+                for piece, nbytes in chunks:
+                    if isinstance(piece, np.ndarray):
+                        _write_floats(fh, piece)
+                        done += nbytes
+                    else:
+                        fh.write(piece)
+                        done += len(piece)
+                if progress is not None:
+                    progress(done, total)
+
+    write_with(path, write)
+    return total
+
+
+def net_parameter(source: Net | CaffeNet, with_weights: bool = False,
+                  input_shapes: Mapping[str, Sequence[int]] | None = None,
+                  ) -> caffe_pb2.NetParameter:
+    """The net as a NetParameter message (in memory: for small nets and prototxt text).
+
+    `input_shapes` rewrites the shapes declared by Input layers (e.g. the shapes a module was
+    converted with).
+    """
+    net = _as_net(source)
+    msg = caffe_pb2.NetParameter()
+    if net.name:
+        msg.name = net.name
+    weights = layer_blob_arrays(source) if with_weights else {}
+    for layer in net.layers:
+        lp = msg.layer.add()
+        lp.CopyFrom(layer.param)
+        del lp.blobs[:]
+        if input_shapes and layer.type == "Input" and any(t in input_shapes for t in layer.tops):
+            declared = net.input_shapes()
+            del lp.input_param.shape[:]
+            for top in layer.tops:
+                shape = input_shapes.get(top, declared.get(top, ()))
+                lp.input_param.shape.add().dim.extend(int(d) for d in shape)
+        for arr in weights.get(layer.name, []):
+            blob = lp.blobs.add()
+            blob.shape.dim.extend(int(d) for d in arr.shape)
+            blob.data.extend(np.asarray(arr, dtype=np.float32).reshape(-1).tolist())
+    return msg
+
+
+def net_to_prototxt(source: Net | CaffeNet,
+                    input_shapes: Mapping[str, Sequence[int]] | None = None) -> str:
+    """The net definition as prototxt text (no weights), readable by Caffe and by modelport."""
+    return text_format.MessageToString(net_parameter(source, input_shapes=input_shapes))
+
+
+def write_prototxt(path: str | os.PathLike[str], source: Net | CaffeNet,
+                   input_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
+    """Write `net_to_prototxt(source)` to `path` atomically."""
+    write_text(path, net_to_prototxt(source, input_shapes))
