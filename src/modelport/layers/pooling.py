@@ -60,26 +60,31 @@ class CaffePooling(CaffeModule):
                 return y, (rows * w + cols).to(x.dtype)
             return F.max_pool2d(padded, kernel, self.stride)[..., : out[0], : out[1]]
         if self.method == PP.AVE:
+            # Every window lies inside the explicitly padded bottom, so avg_pool2d's mean is
+            # sum / (kh*kw); dividing by Caffe's divisor / (kh*kw) gives Caffe's sum / divisor.
+            # (Not divisor_override: ONNX AveragePool has no such attribute and torch's ONNX
+            # exporter silently drops it.)
             padded = F.pad(x, (pw, right[1], ph, right[0]))
-            sums = F.avg_pool2d(padded, kernel, self.stride, divisor_override=1)
-            sums = sums[..., : out[0], : out[1]]
-            return sums / self._divisor(h, w, kernel, out, x)
+            means = F.avg_pool2d(padded, kernel, self.stride)[..., : out[0], : out[1]]
+            return means / self._divisor(h, w, kernel, out, x, scale=1.0 / (kernel[0] * kernel[1]))
         # STOCHASTIC, TEST phase (Caffe's GPU StoPoolForwardTest): sum(x^2) / sum(x) over the
         # window clipped to the image; Caffe ignores `pad` when placing these windows.
         padded = F.pad(x, (0, pw + right[1], 0, ph + right[0]))
-        s1 = F.avg_pool2d(padded, kernel, self.stride, divisor_override=1)[..., : out[0], : out[1]]
-        s2 = F.avg_pool2d(padded * padded, kernel, self.stride, divisor_override=1)
-        return s2[..., : out[0], : out[1]] / (s1 + caffe_math.FLT_MIN)
+        area = float(kernel[0] * kernel[1])
+        s1 = F.avg_pool2d(padded, kernel, self.stride)[..., : out[0], : out[1]] * area
+        s2 = F.avg_pool2d(padded * padded, kernel, self.stride)[..., : out[0], : out[1]] * area
+        return s2 / (s1 + caffe_math.FLT_MIN)
 
-    def _divisor(self, h: int, w: int, kernel: Shape, out: Shape,
-                 like: torch.Tensor) -> torch.Tensor:
-        rows = torch.tensor(
-            [caffe_math.ave_pool_divisor(i, h, kernel[0], self.stride[0], self.pad[0])
-             for i in range(out[0])], dtype=like.dtype, device=like.device)
-        cols = torch.tensor(
-            [caffe_math.ave_pool_divisor(j, w, kernel[1], self.stride[1], self.pad[1])
-             for j in range(out[1])], dtype=like.dtype, device=like.device)
-        return rows[:, None] * cols[None, :]
+    def _divisor(self, h: int, w: int, kernel: Shape, out: Shape, like: torch.Tensor,
+                 scale: float = 1.0) -> torch.Tensor:
+        """Caffe's per-window AVE divisor (times `scale`), an out_h x out_w constant computed
+        in Python from static shapes (a Constant node when exported)."""
+        rows = [caffe_math.ave_pool_divisor(i, h, kernel[0], self.stride[0], self.pad[0])
+                for i in range(out[0])]
+        cols = [caffe_math.ave_pool_divisor(j, w, kernel[1], self.stride[1], self.pad[1])
+                for j in range(out[1])]
+        table = [[r * c * scale for c in cols] for r in rows]
+        return torch.tensor(table, dtype=like.dtype, device=like.device)
 
     def extra_repr(self) -> str:
         names = {PP.MAX: "MAX", PP.AVE: "AVE", PP.STOCHASTIC: "STOCHASTIC"}
