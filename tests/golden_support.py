@@ -85,7 +85,8 @@ def assert_blob_close(name: str, ours: np.ndarray, ref: np.ndarray, rel: float =
     assert ours.shape == ref.shape, f"blob '{name}': shape {ours.shape} != Caffe's {ref.shape}"
     if ref.size == 0:
         return
-    diff = np.abs(ours.astype(np.float64) - ref.astype(np.float64))
+    # np.asarray: a 0-axis blob (Reduction to a scalar) would otherwise give a numpy scalar.
+    diff = np.asarray(np.abs(ours.astype(np.float64) - ref.astype(np.float64)))
     both_nan = np.isnan(ours) & np.isnan(ref)
     diff[both_nan] = 0
     allowed = rel * max(1.0, float(np.nanmax(np.abs(ref))) if np.isfinite(ref).any() else 1.0)
