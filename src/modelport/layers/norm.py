@@ -70,7 +70,8 @@ class CaffeLRNWithin(CaffeModule):
         return x * torch.pow(1.0 + self.alpha * averaged, -self.beta)
 
     def extra_repr(self) -> str:
-        return f"WITHIN_CHANNEL local_size={self.local_size}, alpha={self.alpha:g}, beta={self.beta:g}"
+        return (f"WITHIN_CHANNEL local_size={self.local_size}, alpha={self.alpha:g}, "
+                f"beta={self.beta:g}")
 
 
 @register_layer("LRN")
@@ -110,6 +111,9 @@ class CaffeBatchNorm(CaffeModule):
     """
 
     caffe_blob_names = ("mean", "variance", "scale_factor")
+    mean: torch.Tensor
+    variance: torch.Tensor
+    scale_factor: torch.Tensor
 
     def __init__(self, mean: torch.Tensor, variance: torch.Tensor, scale_factor: torch.Tensor,
                  eps: float, use_global_stats: bool, moving_average_fraction: float) -> None:
