@@ -326,10 +326,8 @@ class CaffeClip(CaffeModule):
         self.high = _f32(high)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low = torch.tensor(self.low, dtype=x.dtype, device=x.device)
-        high = torch.tensor(self.high, dtype=x.dtype, device=x.device)
-        upper = torch.where(high < x, high, x)  # std::min(x, max)
-        return torch.where(low < upper, upper, low)  # std::max(min, .)
+        upper = torch.where(x > self.high, self.high, x)  # std::min(x, max)
+        return torch.where(upper > self.low, upper, self.low)  # std::max(min, .)
 
     def extra_repr(self) -> str:
         return f"min={self.low}, max={self.high}"
