@@ -68,6 +68,14 @@ def convert_inner_product(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     return CaffeInnerProduct(weight, bias, axis, p.transpose)
 
 
+def _eager() -> bool:
+    """True when running plain eager PyTorch (not scripting, tracing, compiling or exporting),
+    the only case where a check may read tensor values."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return False
+    return not (torch.compiler.is_compiling() or torch.compiler.is_exporting())
+
+
 class CaffeEmbed(CaffeModule):
     """A lookup table: each value of the bottom (an integer stored as float) picks a row of the
     input_dim x num_output weight; the top gains a trailing num_output axis."""
@@ -84,7 +92,7 @@ class CaffeEmbed(CaffeModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Caffe casts with static_cast<int>: truncation toward zero.
         index = x.to(torch.int64)
-        if not (torch.jit.is_scripting() or torch.jit.is_tracing()):
+        if _eager():
             self._check_range(index)
         y = F.embedding(index, self.weight)
         return y + self.bias if self.bias is not None else y
