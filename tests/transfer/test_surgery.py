@@ -215,4 +215,4 @@ def test_param_specs_keep_shared_names_and_batchnorm_stays_fixed() -> None:
     bn = caffe_pb2.LayerParameter(name="bn", type="BatchNorm", bottom=["x"], top=["x"])
     from modelport.ir import Layer
 
-    assert surgery.param_mults(Layer("bn", "BatchNorm", ("x",), ("x",), bn)) == [(0.0, 0.0)] * 3
+    assert surgery.param_mults(Layer("bn", "BatchNorm", ("x",), ("x",), bn)) == [(0.0, 1.0)] * 3

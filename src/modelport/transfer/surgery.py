@@ -101,14 +101,14 @@ def param_mults(layer: Layer) -> list[tuple[float, float]]:
     """(lr_mult, decay_mult) of each blob, with Caffe's defaults for unlisted blobs (1, 1).
 
     BatchNorm's three statistics blobs are never learned: Caffe's BatchNormLayer::LayerSetUp
-    forces their lr_mult to 0 (batch_norm_layer.cpp).
+    forces their lr_mult to 0 (batch_norm_layer.cpp); decay_mult stays as given.
     """
     n = blob_count(layer)
     specs = list(layer.param.param)
     out = []
     for i in range(n):
         if layer.type == "BatchNorm":
-            out.append((0.0, 0.0))
+            out.append((0.0, float(specs[i].decay_mult) if i < len(specs) else 1.0))
         elif i < len(specs):
             out.append((float(specs[i].lr_mult), float(specs[i].decay_mult)))
         else:

@@ -1,0 +1,418 @@
+"""Extract features (named blobs) of a converted Caffe net for a list of images.
+
+Images go through Caffe's TEST-phase data transform (data_transformer.cpp, as the ImageData layer
+applies it): OpenCV decode (colour: IMREAD_COLOR, which copies a grey image into B=G=R), resize
+to new_height x new_width with INTER_LINEAR, centre crop to the net's input size at offset
+((H - h) / 2, (W - w) / 2), subtract the mean (a mean file cropped at the same offset, or one
+value per channel), multiply by scale. Channels stay BGR unless asked otherwise.
+
+Extraction is batched and resumable: every `chunk_size` images are written to
+`<output>.parts/chunk_NNNNN.npz` atomically, with a manifest fingerprinting the inputs; a re-run
+with the same inputs reuses the finished chunks. The result is one `.npz` holding one float32
+array per requested blob (rows in image order), `paths` (fixed-width unicode, so
+`np.load(..., allow_pickle=False)` works) and `labels` (int64) when the list gives them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from modelport.atomic import write_text, write_with
+from modelport.errors import ConfigError, FormatError
+from modelport.ir import Net
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+RESERVED_KEYS = ("paths", "labels")
+SPATIAL_MODES = ("flatten", "avg", "max")
+
+
+# ----------------------------------------------------------------------------- image lists
+
+@dataclass(frozen=True)
+class ImageList:
+    """Image paths (absolute or relative to the working directory) and optional int labels."""
+
+    paths: tuple[str, ...]
+    labels: tuple[int, ...] | None = None
+
+
+def read_image_list(source: str | os.PathLike[str], root: str | None = None) -> ImageList:
+    """A folder (every image below it, sorted by relative path) or a list file.
+
+    A list file has one image per line, optionally followed by an integer label after the last
+    space (Caffe's ImageData format). Relative paths are joined to `root` (default: the list
+    file's folder). Labels are kept only when every line has one.
+    """
+    src = os.fspath(source)
+    if os.path.isdir(src):
+        found = []
+        for folder, _dirs, files in os.walk(src):
+            for name in files:
+                if name.lower().endswith(IMAGE_EXTENSIONS):
+                    found.append(os.path.join(folder, name))
+        found.sort(key=lambda p: os.path.relpath(p, src))
+        if not found:
+            raise FormatError(f"{src}: no images found (looked for "
+                              f"{', '.join(IMAGE_EXTENSIONS)}). Fix: point --images at a "
+                              "folder of images or a list file")
+        return ImageList(tuple(found))
+    if not os.path.isfile(src):
+        raise FormatError(f"{src}: no such image folder or list file")
+    base = root if root is not None else os.path.dirname(os.path.abspath(src))
+    paths: list[str] = []
+    labels: list[int | None] = []
+    with open(src, encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            path, label = line, None
+            head, sep, tail = line.rpartition(" ")
+            if sep and tail.lstrip("-").isdigit():
+                path, label = head.strip(), int(tail)
+            if not path:
+                raise FormatError(f"{src}:{lineno}: no image path on this line")
+            paths.append(path if os.path.isabs(path) else os.path.join(base, path))
+            labels.append(label)
+    if not paths:
+        raise FormatError(f"{src}: the list file names no images")
+    have = [lab for lab in labels if lab is not None]
+    return ImageList(tuple(paths), tuple(have) if len(have) == len(labels) else None)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Caffe's TEST-phase ImageData transform for a net input of `size` = (height, width).
+
+    resize: (new_height, new_width) before the centre crop; None resizes straight to `size`
+        (Caffe: no crop when the resized image already has the input size).
+    mean_values: one per channel (B, G, R), or one for all; mean_file: a .binaryproto (C x H x W
+        at the resized size, cropped like the image). scale multiplies after the mean.
+    color: False reads images as grey (IMREAD_GRAYSCALE), one channel.
+    rgb: swap B and R after decoding (for nets trained on RGB input).
+    """
+
+    size: tuple[int, int]
+    resize: tuple[int, int] | None = None
+    mean_values: tuple[float, ...] = ()
+    mean_file: str | None = None
+    scale: float = 1.0
+    color: bool = True
+    rgb: bool = False
+    _mean: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def describe(self) -> dict[str, object]:
+        d = asdict(self)
+        d.pop("_mean", None)
+        return d
+
+    def _mean_image(self) -> np.ndarray | None:
+        if self.mean_file is None:
+            return None
+        if self._mean is None:
+            from modelport.caffe import read_mean
+
+            object.__setattr__(self, "_mean", read_mean(self.mean_file).astype(np.float32))
+        return self._mean
+
+    def decode(self, path: str) -> np.ndarray:
+        """The image as OpenCV decodes it (H x W x C uint8, BGR), as Caffe's ReadImageToCVMat."""
+        import cv2
+
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as exc:
+            raise FormatError(f"{path}: cannot read the image ({exc.strerror})") from None
+        flag = cv2.IMREAD_COLOR if self.color else cv2.IMREAD_GRAYSCALE
+        img = cv2.imdecode(data, flag) if data.size else None
+        if img is None:
+            raise FormatError(f"{path}: not an image OpenCV can decode. Fix: remove it from "
+                              "the list, or convert it to PNG/JPEG")
+        if img.ndim == 2:
+            img = img[:, :, None]
+        return img
+
+    def __call__(self, path: str) -> np.ndarray:
+        """The C x h x w float32 input for one image."""
+        import cv2
+
+        img = self.decode(path)
+        h, w = self.size
+        target = self.resize if self.resize is not None else (h, w)
+        if img.shape[:2] != tuple(target):
+            img = cv2.resize(img, (target[1], target[0]), interpolation=cv2.INTER_LINEAR)
+            if img.ndim == 2:
+                img = img[:, :, None]
+        height, width = img.shape[:2]
+        if height < h or width < w:
+            raise ConfigError(f"{path}: the {height}x{width} image is smaller than the net "
+                              f"input {h}x{w}. Fix: pass --resize H,W at least {h},{w}")
+        top, left = (height - h) // 2, (width - w) // 2
+        x = img[top:top + h, left:left + w].astype(np.float32)
+        if self.rgb and x.shape[2] == 3:
+            x = x[:, :, ::-1]
+        x = np.ascontiguousarray(x.transpose(2, 0, 1))
+        mean = self._mean_image()
+        if mean is not None:
+            if mean.shape[1:] != (height, width) or mean.shape[0] != x.shape[0]:
+                raise ConfigError(f"{self.mean_file}: the mean is {mean.shape[0]}x"
+                                  f"{mean.shape[1]}x{mean.shape[2]} but images are "
+                                  f"{x.shape[0]}x{height}x{width} after resizing. Fix: resize "
+                                  "to the mean's size with --resize")
+            x -= mean[:, top:top + h, left:left + w]
+        elif self.mean_values:
+            values = np.asarray(self.mean_values, dtype=np.float32)
+            if values.size not in (1, x.shape[0]):
+                raise ConfigError(f"{values.size} mean values for {x.shape[0]}-channel images. "
+                                  "Fix: give one value per channel, or one for all")
+            x -= values.reshape(-1, 1, 1)
+        if self.scale != 1.0:
+            x *= np.float32(self.scale)
+        return x
+
+
+# ----------------------------------------------------------------------------- the net side
+
+def resolve_blobs(net: Net, names: Sequence[str]) -> list[str]:
+    """Blob names for `names`: a blob name as is, a layer name as its first top."""
+    blobs: set[str] = {t for lay in net.layers for t in lay.tops}
+    out = []
+    for name in names:
+        if name in blobs:
+            out.append(name)
+            continue
+        layer = next((lay for lay in net.layers if lay.name == name), None)
+        if layer is not None and layer.tops:
+            out.append(layer.tops[0])
+            continue
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(blobs), n=3)
+        hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
+                else "run `modelport inspect` to list the blob names")
+        raise ConfigError(f"{net.source}: no blob or layer named '{name}'. Fix: {hint}")
+    dupes = {b for b in out if out.count(b) > 1}
+    if dupes:
+        raise ConfigError(f"blob(s) {', '.join(sorted(dupes))} requested twice")
+    for b in out:
+        if b in RESERVED_KEYS:
+            raise ConfigError(f"blob '{b}' clashes with the '{b}' entry of the features file")
+    return out
+
+
+def truncate_for(net: Net, blobs: Sequence[str]) -> Net:
+    """`net` without the layers after the last one that writes a requested blob (in-place
+    layers that modify it included): nothing the features need is lost, the rest is not run."""
+    last = 0
+    for i, layer in enumerate(net.layers):
+        if any(t in blobs for t in layer.tops):
+            last = i
+    return Net(net.name, net.layers[: last + 1], net.source, net.phase, net.notes)
+
+
+def reduce_spatial(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """(N, ...) -> (N, D): flatten (Caffe's extract_features), or a global avg/max over every
+    axis after the channel axis."""
+    if mode not in SPATIAL_MODES:
+        raise ConfigError(f"spatial mode '{mode}' is not one of {', '.join(SPATIAL_MODES)}")
+    if x.dim() <= 2:
+        return x.reshape(x.shape[0], -1)
+    if mode == "flatten":
+        return x.reshape(x.shape[0], -1)
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    return flat.mean(dim=2) if mode == "avg" else flat.amax(dim=2)
+
+
+# ----------------------------------------------------------------------------- extraction
+
+ProgressFn = Callable[[int, int], None]
+
+
+def _fingerprint(payload: Mapping[str, object]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _file_id(path: str | None) -> object:
+    if path is None:
+        return None
+    st = os.stat(path)
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
+def _save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez then adds no .npz suffix
+            np.savez(fh, **arrays)
+
+    write_with(path, write)
+
+
+def _load_chunk(path: str, blobs: Sequence[str], rows: int) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {b: data[b] for b in blobs}
+    except (OSError, KeyError, ValueError):
+        return None
+    if any(a.shape[0] != rows for a in out.values()):
+        return None
+    return out
+
+
+@dataclass
+class ExtractResult:
+    """Where the features went and how much was computed vs. reused."""
+
+    path: str
+    blobs: list[str]
+    shapes: dict[str, tuple[int, ...]]
+    computed_chunks: int
+    reused_chunks: int
+
+
+def extract_features(module: torch.nn.Module, blobs: Sequence[str], images: ImageList,
+                     output: str | os.PathLike[str], preprocess: Preprocess,
+                     batch_size: int = 32, chunk_size: int = 256, spatial: str = "flatten",
+                     fingerprint: Mapping[str, object] | None = None,
+                     progress: ProgressFn | None = None, keep_parts: bool = False,
+                     ) -> ExtractResult:
+    """Run `module` (a CaffeNet) over `images` and write the requested blobs to `output`.
+
+    `fingerprint` identifies the model (files, settings) for resuming; partial chunks made with
+    a different fingerprint are discarded.
+    """
+    from modelport.backends.torch_module import CaffeNet
+
+    if not isinstance(module, CaffeNet):
+        raise ConfigError("extract_features needs a modelport CaffeNet")
+    if len(module.input_names) != 1:
+        raise ConfigError(f"the net has {len(module.input_names)} inputs "
+                          f"({', '.join(module.input_names)}); feature extraction feeds one "
+                          "image input")
+    if batch_size < 1 or chunk_size < 1:
+        raise ConfigError("--batch-size and the chunk size must be positive")
+    if spatial not in SPATIAL_MODES:
+        raise ConfigError(f"--spatial must be one of {', '.join(SPATIAL_MODES)}, got '{spatial}'")
+    out_path = os.fspath(output)
+    n = len(images.paths)
+    chunk_size = max(chunk_size, batch_size)
+    parts = out_path + ".parts"
+    manifest_path = os.path.join(parts, "manifest.json")
+    manifest = {
+        "fingerprint": _fingerprint({
+            "model": dict(fingerprint or {}), "blobs": list(blobs), "spatial": spatial,
+            "preprocess": preprocess.describe(), "paths": list(images.paths),
+            "chunk_size": chunk_size,
+        }),
+        "images": n, "chunk_size": chunk_size, "blobs": list(blobs),
+    }
+    if os.path.isdir(parts):
+        try:
+            with open(manifest_path, encoding="utf-8") as fh:
+                same = json.load(fh).get("fingerprint") == manifest["fingerprint"]
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            print(f"modelport: {parts}: partial results were made with other inputs; "
+                  "starting over", file=sys.stderr)
+            shutil.rmtree(parts)
+    os.makedirs(parts, exist_ok=True)
+    write_text(manifest_path, json.dumps(manifest, indent=1))
+
+    input_name = module.input_names[0]
+    chunks: list[dict[str, np.ndarray]] = []
+    computed = reused = 0
+    done = 0
+    if progress:
+        progress(0, n)
+    for ci, start in enumerate(range(0, n, chunk_size)):
+        stop = min(n, start + chunk_size)
+        chunk_file = os.path.join(parts, f"chunk_{ci:05d}.npz")
+        chunk = _load_chunk(chunk_file, blobs, stop - start) if os.path.exists(chunk_file) \
+            else None
+        if chunk is not None:
+            reused += 1
+            done = stop
+            if progress:
+                progress(done, n)
+        else:
+            pieces: dict[str, list[np.ndarray]] = {b: [] for b in blobs}
+            for b0 in range(start, stop, batch_size):
+                b1 = min(stop, b0 + batch_size)
+                x = torch.from_numpy(np.stack([preprocess(p) for p in images.paths[b0:b1]]))
+                with torch.no_grad():
+                    out = module.forward_blobs(**{input_name: x})
+                for b in blobs:
+                    pieces[b].append(reduce_spatial(out[b], spatial).numpy()
+                                     .astype(np.float32, copy=False))
+                done = b1
+                if progress:
+                    progress(done, n)
+            chunk = {b: np.concatenate(v) for b, v in pieces.items()}
+            _save_npz(chunk_file, chunk)
+            computed += 1
+        chunks.append(chunk)
+    arrays = {b: np.concatenate([c[b] for c in chunks]) for b in blobs}
+    arrays["paths"] = np.asarray(images.paths, dtype=str)
+    if images.labels is not None:
+        arrays["labels"] = np.asarray(images.labels, dtype=np.int64)
+    _save_npz(out_path, arrays)
+    if not keep_parts:
+        shutil.rmtree(parts, ignore_errors=True)
+    return ExtractResult(out_path, list(blobs), {b: tuple(arrays[b].shape) for b in blobs},
+                         computed, reused)
+
+
+def load_features(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """A features `.npz` as a dict of arrays (never unpickles)."""
+    p = os.fspath(path)
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{p}: not a features .npz file ({exc})") from None
+
+
+def extract_from_files(prototxt: str, caffemodel: str | None, names: Sequence[str],
+                       images: ImageList, output: str, preprocess_args: Mapping[str, object],
+                       batch_size: int = 32, chunk_size: int = 256, spatial: str = "flatten",
+                       progress: ProgressFn | None = None, keep_parts: bool = False,
+                       ) -> ExtractResult:
+    """Load the net, keep only what the requested blobs need, and extract them.
+
+    `preprocess_args` are `Preprocess` fields except `size`, which is the net input's H x W.
+    """
+    from modelport.backends.torch_module import build_module
+    from modelport.formats.caffe.net_loader import load_net
+
+    net = load_net(prototxt, caffemodel, "test")
+    blobs = resolve_blobs(net, names)
+    net = truncate_for(net, blobs)
+    shapes = net.input_shapes()
+    if len(shapes) != 1:
+        raise ConfigError(f"{prototxt}: the net has {len(shapes)} inputs; feature extraction "
+                          "feeds one image input")
+    (input_name, shape), = shapes.items()
+    if len(shape) != 4:
+        raise ConfigError(f"{prototxt}: input '{input_name}' has shape {shape}; images need "
+                          "an N x C x H x W input. Fix: declare a 4-axis input shape")
+    module = build_module(net, {input_name: (batch_size, *shape[1:])})
+    pre = Preprocess(size=(int(shape[2]), int(shape[3])), **preprocess_args)  # type: ignore[arg-type]
+    channels = 3 if pre.color else 1
+    if shape[1] != channels:
+        raise ConfigError(f"{prototxt}: the net takes {shape[1]}-channel input but images are "
+                          f"read with {channels} channel(s). Fix: "
+                          f"{'add --gray' if shape[1] == 1 else 'drop --gray'}")
+    fp = {"prototxt": _file_id(prototxt), "caffemodel": _file_id(caffemodel)}
+    return extract_features(module, blobs, images, output, pre, batch_size, chunk_size,
+                            spatial, fp, progress, keep_parts)
