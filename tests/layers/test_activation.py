@@ -222,8 +222,9 @@ def test_modules_export() -> None:
     for layer in layers:
         dims = " ".join(f"dim: {d}" for d in SHAPE)
         net = build_module(parse_net(
-            f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ {dims} }} }} }}'
-            f'\nlayer {{ name: "act" bottom: "data" top: "y" {layer} }}'))
+            f'layer {{ name: "data" type: "Input" top: "data" '
+            f'input_param {{ shape {{ {dims} }} }} }}\n'
+            f'layer {{ name: "act" bottom: "data" top: "y" {layer} }}'))
         module = net.layer_module("act")
         exported = torch.export.export(module, (x,)).module()
         torch.testing.assert_close(exported(x * 2), module(x * 2), equal_nan=True)
