@@ -1,0 +1,1 @@
+"""Training with Caffe's semantics: data transforms and data layers, solvers, snapshots."""
