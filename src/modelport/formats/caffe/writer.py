@@ -23,9 +23,9 @@ import numpy as np
 from google.protobuf import text_format
 
 from modelport.atomic import write_text, write_with
+from modelport.errors import LayerError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.wire import WIRE_LEN, encode_key, encode_varint
-from modelport.errors import LayerError
 from modelport.ir import Layer, Net
 
 if TYPE_CHECKING:

@@ -1,0 +1,512 @@
+"""Generate readable, standalone PyTorch source (`model.py`) for a converted Caffe net.
+
+The generated file depends only on torch: `class Net(torch.nn.Module)` with one submodule per
+Caffe layer (named as in the live CaffeNet, so `model.safetensors` written from the live module's
+state_dict loads into it unchanged), `forward_blobs` with one line per layer over a dict of Caffe
+blobs, `forward` (the single output, or a dict of outputs), and `load(weights=None)` reading
+`model.safetensors` beside the file with a tiny built-in safetensors reader.
+
+Design: a registry in this module maps each live module class (CaffeConvolution, CaffePooling,
+...) to an *emitter*. An emitter reads the converted module's attributes (and, where simpler,
+the Caffe layer parameters) and returns the constructor expression for the generated file plus
+the names of the helper snippets it needs. Caffe semantics that PyTorch lacks (Caffe's pooling
+window rule and AVE divisor, LRN, BatchNorm's stored sums, ...) are written once per file as
+small helper functions/classes in plain torch. We keep the registry here rather than adding a
+`codegen()` method to CaffeModule so that the layer families stay free of source-text concerns
+and this file is the one place that knows what the generated code looks like; user code adds
+its own types with `@register_emitter(TheirModule)`. A module type without an emitter is a
+clear `UnsupportedLayerError` naming every such layer and its type.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dis
+import inspect
+import keyword
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from modelport.errors import UnsupportedLayerError
+from modelport.ir import Layer
+
+if TYPE_CHECKING:
+    from modelport.backends.torch_module import CaffeNet
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """How one layer appears in the generated file: its constructor and the helpers it uses."""
+
+    expr: str
+    helpers: tuple[str, ...] = ()
+
+
+Emitter = Callable[[Layer, nn.Module], Emitted]
+
+_EMITTERS: dict[type, Emitter] = {}
+# name -> (source, names of helpers it needs). Emitted in dependency order, each once.
+_HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def register_emitter(*classes: type) -> Callable[[Emitter], Emitter]:
+    """Register `fn(layer, module) -> Emitted` as the source emitter for module `classes`."""
+
+    def decorator(fn: Emitter) -> Emitter:
+        for cls in classes:
+            _EMITTERS[cls] = fn
+        return fn
+
+    return decorator
+
+
+def register_helper(name: str, source: str, needs: Sequence[str] = ()) -> None:
+    """Add a helper snippet (a function or class definition in plain torch) by name."""
+    _HELPERS[name] = (textwrap.dedent(source).strip("\n"), tuple(needs))
+
+
+def emitter_for(module: nn.Module) -> Emitter | None:
+    """The hand-written emitter registered for this module's class (exact class), or None."""
+    _ensure_emitters()
+    return _EMITTERS.get(type(module))
+
+
+def supported_module_types() -> list[type]:
+    _ensure_emitters()
+    return list(_EMITTERS)
+
+
+def lit(value: object) -> str:
+    """A Python literal that reproduces `value` exactly (floats by repr: round-trips)."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, float):
+        if value == float("inf"):
+            return 'float("inf")'
+        if value == float("-inf"):
+            return '-float("inf")'
+        if value != value:
+            return 'float("nan")'
+        return repr(value)
+    if isinstance(value, int):
+        return repr(int(value))
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, torch.Size):
+        value = tuple(value)
+    if isinstance(value, tuple):
+        inner = ", ".join(lit(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(lit(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{lit(k)}: {lit(v)}" for k, v in value.items()) + "}"
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+        return lit(value.item())
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as a literal")
+
+
+def call(name: str, *args: object, **kwargs: object) -> str:
+    """`name(arg, ..., key=value)` with every value written by `lit`."""
+    parts = [lit(a) for a in args] + [f"{k}={lit(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def shape_of(module: nn.Module, name: str) -> tuple[int, ...] | None:
+    """The shape of parameter/buffer `name` of `module`, or None when it is None/absent."""
+    t = getattr(module, name, None)
+    return None if t is None else tuple(int(d) for d in t.shape)
+
+
+def unsupported_for_codegen(module: CaffeNet) -> list[tuple[str, str, str]]:
+    """(layer, type, reason) for every layer whose module type has no source emitter."""
+    _MERGED.clear()
+    problems = []
+    for layer, key in module.run_order:
+        sub = module._modules[key]
+        assert sub is not None
+        try:
+            _merge_parts(sub)
+        except CannotEmit as exc:
+            problems.append((layer.name, layer.type,
+                             f"model.py cannot express module {type(sub).__name__} ({exc})"))
+    if problems:
+        return problems
+    for layer, key in module.run_order:
+        sub = module._modules[key]
+        assert sub is not None
+        try:
+            emit_module(sub, layer)
+        except CannotEmit as exc:
+            problems.append((layer.name, layer.type,
+                             f"model.py cannot express module {type(sub).__name__} ({exc})"))
+    return problems
+
+
+def _ident(key: str) -> bool:
+    return key.isidentifier() and not keyword.iskeyword(key)
+
+
+def _self_ref(key: str) -> str:
+    return f"self.{key}" if _ident(key) else f"getattr(self, {key!r})"
+
+
+def _blob(name: str) -> str:
+    return f"b[{name!r}]"
+
+
+def _helpers_in_order(names: Sequence[str]) -> list[str]:
+    ordered: list[str] = []
+
+    def visit(n: str) -> None:
+        if n in ordered:
+            return
+        if n not in _HELPERS:
+            raise KeyError(f"codegen helper '{n}' is not registered")
+        for dep in _HELPERS[n][1]:
+            visit(dep)
+        ordered.append(n)
+
+    for n in names:
+        visit(n)
+    return ordered
+
+
+def generate_source(module: CaffeNet, source_name: str = "the net",
+                    version: str | None = None) -> str:
+    """The text of `model.py` for the converted `module` (see the module docstring)."""
+    from modelport import __version__
+
+    _ensure_emitters()
+    problems = unsupported_for_codegen(module)
+    if problems:
+        raise UnsupportedLayerError(problems, f"{source_name} (model.py generation)")
+    net = module.net
+    inits: list[str] = []
+    lines: list[str] = []
+    helper_names: list[str] = []
+    for layer, key in module.run_order:
+        sub = module._modules[key]
+        assert sub is not None
+        emitted = emit_module(sub, layer)
+        helper_names.extend(emitted.helpers)
+        if _ident(key):
+            inits.append(f"self.{key} = {emitted.expr}")
+        else:
+            inits.append(f"self.add_module({key!r}, {emitted.expr})")
+        args = ", ".join(_blob(b) for b in layer.bottoms)
+        tops = ", ".join(_blob(t) for t in layer.tops)
+        assign = f"{tops} = " if tops else ""
+        lines.append(f"{assign}{_self_ref(key)}({args})  # {layer.type}")
+
+    inputs = list(module.input_names)
+    outputs = list(module.output_names)
+    shapes = {n: list(module.blob_shapes[n]) for n in inputs}
+    plain = all(_ident(n) and n not in ("self", "b", "torch", "nn", "F") for n in inputs)
+    if plain:
+        signature = ", ".join(f"{n}: torch.Tensor" for n in inputs)
+        bind = "b = {" + ", ".join(f"{n!r}: {n}" for n in inputs) + "}"
+        fwd_sig = ", ".join(inputs)
+        fwd_call = ", ".join(inputs)
+    else:
+        signature = "*args: torch.Tensor, **kwargs: torch.Tensor"
+        bind = "b = _bind_inputs(self.input_names, args, kwargs)"
+        fwd_sig = "*args: torch.Tensor, **kwargs: torch.Tensor"
+        fwd_call = "*args, **kwargs"
+        helper_names.append("_bind_inputs")
+    helper_names.append("_read_safetensors")
+
+    out: list[str] = []
+    version = version or __version__
+    out.append(f'"""{net.name or "net"}: PyTorch model converted from Caffe by modelport '
+               f'{version}.\n\n'
+               f"Source: {source_name}. Standalone: needs only torch. `load()` builds `Net` and "
+               "reads\nmodel.safetensors beside this file. Caffe semantics PyTorch lacks are the "
+               'helpers below.\n"""')
+    out.append("")
+    out.append("from __future__ import annotations\n\nimport json\nimport math\nimport os\n\n"
+               "import torch\nimport torch.nn.functional as F\nfrom torch import nn")
+    for name in _helpers_in_order(helper_names):
+        out.append("\n")
+        out.append(_HELPERS[name][0])
+    out.append("\n")
+    doc_in = ", ".join(f"{n} {tuple(shapes[n])}" for n in inputs) or "none"
+    doc_out = ", ".join(outputs)
+    body = [
+        "class Net(nn.Module):",
+        f'    """Caffe net {net.name!r}. Inputs (Caffe order): {doc_in}. Outputs: {doc_out}.',
+        "",
+        "    Call with the inputs positionally or by blob name; returns the output blob, or a "
+        "dict of",
+        '    them when there are several. forward_blobs returns every blob by its Caffe name."""',
+        "",
+        f"    input_names = {lit(tuple(inputs))}",
+        f"    output_names = {lit(tuple(outputs))}",
+        f"    input_shapes = {lit({n: tuple(s) for n, s in shapes.items()})}",
+        "",
+        "    def __init__(self) -> None:",
+        "        super().__init__()",
+    ]
+    body += [f"        {line}" for line in inits]
+    body += [
+        "",
+        f"    def forward_blobs(self, {signature}) -> dict[str, torch.Tensor]:",
+        f"        {bind}",
+    ]
+    body += [f"        {line}" for line in lines]
+    body += [
+        "        return b",
+        "",
+        f"    def forward(self, {fwd_sig}) -> torch.Tensor | dict[str, torch.Tensor]:",
+        f"        b = self.forward_blobs({fwd_call})",
+        "        if len(self.output_names) == 1:",
+        "            return b[self.output_names[0]]",
+        "        return {name: b[name] for name in self.output_names}",
+        "",
+        "",
+        "def load(weights: str | None = None) -> Net:",
+        '    """Build Net and load its weights (default: model.safetensors beside this file)."""',
+        "    path = weights or os.path.join(os.path.dirname(os.path.abspath(__file__)),",
+        '                                   "model.safetensors")',
+        "    net = Net()",
+        "    net.load_state_dict(_read_safetensors(path), strict=True)",
+        f"    return net.train({lit(module.training)})",
+    ]
+    out.append("\n".join(body))
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The generic emitter: a layer module whose methods use only torch (and self-contained module
+# globals: small functions, numeric constants, Caffe enum values) is written as a copy of its
+# own class, with an explicit __init__ rebuilt from the instance's attributes, parameter and
+# buffer shapes, and submodules. Hand-written emitters (codegen_layers.py) take precedence.
+
+_SAFE_GLOBALS = frozenset({"torch", "F", "nn", "math", "Sequence", "Shape"}) | frozenset(
+    dir(builtins))
+_MODULE_INTERNALS = frozenset(nn.Module().__dict__) | {"caffe_blob_names"}
+_SKIP_METHODS = frozenset({"__init__", "output_shapes", "caffe_blobs", "extra_repr"})
+
+
+class CannotEmit(Exception):
+    """The generic emitter cannot express this module (reason in the message)."""
+
+
+def _global_names(fn: Callable) -> set[str]:
+    return {ins.argval for ins in dis.get_instructions(fn)
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+
+
+def _enum_namespace(name: str, obj: object) -> str:
+    values: dict[str, int] = {}
+    descriptor = getattr(obj, "DESCRIPTOR", None)
+    if descriptor is not None and hasattr(descriptor, "enum_values_by_name"):
+        values = {k: v.number for k, v in descriptor.enum_values_by_name.items()}
+    elif descriptor is not None and hasattr(descriptor, "values_by_name"):
+        values = {k: v.number for k, v in descriptor.values_by_name.items()}
+    if not values:
+        raise CannotEmit(f"uses global '{name}' ({type(obj).__name__})")
+    body = "\n".join(f"    {k} = {v}" for k, v in values.items())
+    return f'class {name}:\n    """Caffe enum values."""\n\n{body}'
+
+
+_LAYER_ERROR = (
+    "class LayerError(ValueError):\n"
+    '    """A layer cannot compute on this input (the message names the layer)."""\n\n'
+    "    def __init__(self, name, type_, what, fix=None):\n"
+    "        fix = f\". Fix: {fix}\" if fix else \"\"\n"
+    "        super().__init__(f\"layer '{name}' (type {type_}): {what}{fix}\")"
+)
+
+
+def _resolve_globals(names: set[str], globs: dict, needs: list[str], seen: set[str]) -> None:
+    """Register helpers for the globals a copied method uses; CannotEmit if one is unknown."""
+    for name in sorted(names - _SAFE_GLOBALS):
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in globs:
+            raise CannotEmit(f"uses unknown global '{name}'")
+        obj = globs[name]
+        if name == "LayerError":
+            register_helper("LayerError", _LAYER_ERROR)
+        elif inspect.isfunction(obj):
+            if not obj.__module__.startswith("modelport."):
+                raise CannotEmit(f"uses function '{name}' from {obj.__module__}")
+            _resolve_globals(_global_names(obj), obj.__globals__, needs, seen)
+            register_helper(name, inspect.getsource(obj))
+        elif isinstance(obj, bool | int | float | str):
+            register_helper(name, f"{name} = {lit(obj)}")
+        else:
+            register_helper(name, _enum_namespace(name, obj))
+        needs.append(name)
+
+
+# Per class, the union of the parts of every instance in the net being generated (so one
+# generated class serves e.g. an InnerProduct with a bias and one without).
+_MERGED: dict[type, tuple[dict, dict, dict, dict]] = {}
+
+
+def _own_parts(m: nn.Module) -> tuple[dict, dict, dict, dict]:
+    """(plain attributes, parameter shapes, buffer shapes, submodules) of `m` itself."""
+    attrs = {}
+    for k, v in vars(m).items():
+        if k in _MODULE_INTERNALS:
+            continue
+        try:
+            lit(v)
+        except TypeError:
+            raise CannotEmit(f"attribute '{k}' holds a {type(v).__name__}") from None
+        attrs[k] = v
+    params = {k: (None if v is None else tuple(int(d) for d in v.shape))
+              for k, v in m._parameters.items()}
+    buffers = {k: (None if v is None else tuple(int(d) for d in v.shape))
+               for k, v in m._buffers.items()}
+    return attrs, params, buffers, dict(m._modules)
+
+
+def _merge_parts(m: nn.Module) -> None:
+    attrs, params, buffers, subs = _own_parts(m)
+    old = _MERGED.get(type(m))
+    if old is None:
+        _MERGED[type(m)] = (attrs, params, buffers, subs)
+    else:
+        for mine, theirs in zip((attrs, params, buffers, subs), old):
+            for k, v in mine.items():
+                theirs.setdefault(k, v)
+        # A name that is a parameter/buffer anywhere is one everywhere (None when absent).
+        for k in list(old[0]):
+            if k in old[1] or k in old[2]:
+                del old[0][k]
+    for sub in m._modules.values():
+        if sub is not None:
+            _merge_parts(sub)
+
+
+def _instance_parts(m: nn.Module) -> tuple[dict, dict, dict, dict]:
+    """This instance's values for its class's merged signature: attributes, parameter and
+    buffer shapes (None when absent), and submodules."""
+    attrs, params, buffers, subs = _own_parts(m)
+    merged = _MERGED.get(type(m))
+    if merged is not None:
+        params = {k: params.get(k) for k in merged[1]}
+        attrs = {k: attrs.get(k) for k in merged[0]}
+        subs = {k: subs.get(k) for k in merged[3]}
+        buffers = {k: buffers.get(k) for k in merged[2]}
+    return attrs, params, buffers, subs
+
+
+def _generic_class(cls: type, sample: nn.Module) -> tuple[str, list[str]]:
+    """The source of a standalone copy of layer class `cls` (built from instance `sample`)."""
+    from modelport.layers.base import CaffeModule
+
+    if cls.__bases__ != (CaffeModule,):
+        raise CannotEmit(f"{cls.__name__} derives from {cls.__bases__[0].__name__}")
+    needs: list[str] = []
+    seen: set[str] = set()
+    methods = []
+    for attr, member in vars(cls).items():
+        fn = member.__func__ if isinstance(member, staticmethod | classmethod) else member
+        if attr in _SKIP_METHODS or not inspect.isfunction(fn):
+            continue
+        _resolve_globals(_global_names(fn), fn.__globals__, needs, seen)
+        methods.append(textwrap.dedent(inspect.getsource(fn)))
+    attrs, params, buffers, subs = _instance_parts(sample)
+    args = list(attrs) + list(params) + list(buffers) + list(subs)
+    init = [f"def __init__(self{''.join(', ' + a for a in args)}):", "    super().__init__()"]
+    init += [f"    self.{a} = {a}" for a in attrs]
+    init += [f"    self.{a} = nn.Parameter(torch.empty({a})) if {a} is not None else None"
+             for a in params]
+    for a in buffers:
+        extra = "" if a not in sample._non_persistent_buffers_set else ", persistent=False"
+        init.append(f"    self.register_buffer({a!r}, torch.empty({a}) if {a} is not None "
+                    f"else None{extra})")
+    init += [f"    self.{a} = {a}" for a in subs]
+    doc = (inspect.getdoc(cls) or f"Caffe layer module {cls.__name__}.").replace('"""', "'''")
+    doc_text = f'"""{doc}\n"""' if "\n" in doc else f'"""{doc}"""'
+    parts = [f"class {cls.__name__}(nn.Module):", textwrap.indent(doc_text, "    "), "",
+             textwrap.indent("\n".join(init), "    ")]
+    for m in methods:
+        parts += ["", textwrap.indent(m.rstrip(), "    ")]
+    return "\n".join(parts), needs
+
+
+def emit_module(m: nn.Module, layer: Layer | None = None) -> Emitted:
+    """Constructor expression for any module: its registered emitter, nn.ModuleList, or the
+    generic class copy. Raises CannotEmit when none applies."""
+    _ensure_emitters()
+    emitter = _EMITTERS.get(type(m))
+    if emitter is not None:
+        return emitter(layer, m)  # type: ignore[arg-type]
+    if type(m) is nn.ModuleList:
+        inner = [emit_module(s, layer) for s in m]
+        return Emitted("nn.ModuleList([" + ", ".join(e.expr for e in inner) + "])",
+                       tuple(h for e in inner for h in e.helpers))
+    name = type(m).__name__
+    source, needs = _generic_class(type(m), m)
+    register_helper(name, source, needs)  # the same text for every instance (merged signature)
+    attrs, params, buffers, subs = _instance_parts(m)
+    kwargs = [f"{k}={lit(v)}" for k, v in attrs.items()]
+    kwargs += [f"{k}={lit(v)}" for k, v in params.items()]
+    kwargs += [f"{k}={lit(v)}" for k, v in buffers.items()]
+    helpers = [name]
+    for k, sub in subs.items():
+        if sub is None:
+            kwargs.append(f"{k}=None")
+            continue
+        e = emit_module(sub, layer)
+        kwargs.append(f"{k}={e.expr}")
+        helpers.extend(e.helpers)
+    return Emitted(f"{name}({', '.join(kwargs)})", tuple(helpers))
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers every generated file may use.
+
+register_helper("_read_safetensors", '''
+    def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
+        """Read a .safetensors file (8-byte header length, JSON header, raw little-endian data)."""
+        dtypes = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16,
+                  "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32,
+                  "U8": torch.uint8, "BOOL": torch.bool}
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size))
+            data = bytearray(fh.read())
+        tensors = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = dtypes[info["dtype"]]
+            start, end = info["data_offsets"]
+            count = (end - start) // torch.empty((), dtype=dtype).element_size()
+            flat = (torch.frombuffer(data, dtype=dtype, count=count, offset=start) if count
+                    else torch.empty(0, dtype=dtype))
+            tensors[name] = flat.reshape(info["shape"])
+        return tensors
+''')
+
+register_helper("_bind_inputs", '''
+    def _bind_inputs(names: tuple[str, ...], args: tuple, kwargs: dict) -> dict[str, torch.Tensor]:
+        """Inputs given positionally (Caffe's input order) or by blob name."""
+        if len(args) > len(names):
+            raise TypeError(f"the net takes {len(names)} inputs, got {len(args)}")
+        blobs = dict(zip(names, args))
+        for name, value in kwargs.items():
+            if name not in names or name in blobs:
+                raise TypeError(f"unexpected or repeated input {name!r}; inputs are {names}")
+            blobs[name] = value
+        missing = [n for n in names if n not in blobs]
+        if missing:
+            raise TypeError(f"missing inputs: {missing}")
+        return blobs
+''')
+
+
+def _ensure_emitters() -> None:
+    import modelport.backends.codegen_layers  # noqa: F401  (registers the built-in emitters)

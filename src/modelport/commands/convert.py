@@ -1,0 +1,91 @@
+"""`modelport convert deploy.prototxt weights.caffemodel -o out/`: write a PyTorch model folder."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+
+from modelport.errors import ConfigError
+
+
+def parse_input_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
+    """`["data=1,3,227,227", ...]` -> {"data": (1, 3, 227, 227)}; ConfigError when malformed."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for spec in specs or ():
+        name, sep, dims = spec.partition("=")
+        name = name.strip()
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+        except ValueError:
+            shape = ()
+        if not sep or not name or not shape or any(d <= 0 for d in shape):
+            raise ConfigError(f"--input-shape '{spec}' is not NAME=D1,D2,... with positive "
+                              "integers. Fix: e.g. --input-shape data=1,3,227,227")
+        shapes[name] = shape
+    return shapes
+
+
+def add_shape_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
+                        help="shape of an input blob (repeatable); overrides the prototxt")
+    parser.add_argument("--phase", choices=("test", "train"), default="test",
+                        help="Caffe phase whose include/exclude rules apply (default: test)")
+
+
+@contextlib.contextmanager
+def read_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr for reading a big file (silent when not a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    console = Console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), console=console, transient=True,
+                        disable=not console.is_terminal)
+    with progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from modelport.convert import convert
+
+    shapes = parse_input_shapes(args.input_shape)
+    with read_progress("reading weights") as progress:
+        result = convert(args.prototxt, args.caffemodel, args.output, input_shapes=shapes,
+                         phase=args.phase, mean=args.mean,
+                         allow_missing_weights=args.allow_missing_weights, progress=progress)
+    console = Console()
+    report = result.report
+    inputs = ", ".join(f"{i['name']} {tuple(i['shape'])}" for i in report["inputs"])
+    outputs = ", ".join(f"{o['name']} {tuple(o['shape'])}" for o in report["outputs"])
+    params = sum(p.numel() for p in result.module.parameters())
+    console.print(f"[bold green]converted[/] {report['net'] or args.prototxt}: "
+                  f"{len(report['layers'])} layers, {params:,} parameters")
+    console.print(f"  inputs  {inputs}\n  outputs {outputs}")
+    for name in sorted(result.files):
+        console.print(f"  wrote   {result.files[name]}", highlight=False)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "convert", help="convert a Caffe model to a PyTorch folder (model.py + safetensors)",
+        description="Convert deploy.prototxt + weights.caffemodel into OUT/: model.safetensors, "
+                    "model.py (standalone PyTorch source), conversion.json and, with --mean, "
+                    "mean.npy. Nothing is written unless the whole conversion succeeds.")
+    p.add_argument("prototxt", help="net definition (.prototxt, V1 or V2)")
+    p.add_argument("caffemodel", nargs="?", help="weights (.caffemodel)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    add_shape_options(p)
+    p.add_argument("--mean", metavar="MEAN.binaryproto", help="mean file to save as mean.npy")
+    p.add_argument("--allow-missing-weights", action="store_true",
+                   help="initialise layers the caffemodel lacks with their Caffe fillers")
+    p.set_defaults(func=run)
