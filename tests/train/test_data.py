@@ -317,3 +317,29 @@ def test_seed_must_be_non_negative() -> None:
     layer = read_net(folder / "net.prototxt", "test").layers[0]
     with pytest.raises(ConfigError, match="seed"):
         make_batches(layer, "test", folder, seed=-1)
+
+
+def test_v1_data_params_act_as_transform_param(tmp_path: pathlib.Path) -> None:
+    # V1 nets keep crop_size/mirror/scale/mean_file in data_param; Caffe's upgrade moves them
+    # into transform_param.
+    from modelport.train.data import effective_transform_param
+
+    net = parse_net('layers { name: "d" type: DATA top: "data" top: "label" data_param { '
+                    'source: "db" backend: LMDB batch_size: 2 crop_size: 5 mirror: true '
+                    'scale: 0.5 } }', phase="train")
+    param = effective_transform_param(net.layers[0])
+    assert (param.crop_size, param.mirror, param.scale) == (5, True, 0.5)
+    assert not param.HasField("mean_file")
+
+
+def test_image_list_paths_may_contain_spaces(tmp_path: pathlib.Path) -> None:
+    # Caffe 1.0 splits each line at its last space, so "my image.png 3" is path + label.
+    shutil.copy(IMAGES / "img_d.png", tmp_path / "my image.png")
+    (tmp_path / "list.txt").write_text("my image.png 3\r\n")
+    layer = _one_layer('layer { name: "img" type: "ImageData" top: "data" top: "label" '
+                       'transform_param { crop_size: 100 } '
+                       'image_data_param { source: "list.txt" batch_size: 2 is_color: false } }')
+    batch = next(make_batches(layer, "test", tmp_path))
+    assert batch["label"].tolist() == [3.0, 3.0] and batch["data"].shape == (2, 1, 100, 100)
+    img = cv2.imread(str(IMAGES / "img_d.png"), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(batch["data"][0, 0].numpy(), img[25:125, 35:135].astype(np.float32))

@@ -316,3 +316,22 @@ def test_read_image_errors(tmp_path: pathlib.Path) -> None:
         read_image(str(junk))
     with pytest.raises(ConfigError, match="set together"):
         read_image(str(IMAGES / "img_a.png"), new_height=10)
+
+
+def test_preprocess_image_errors(tmp_path: pathlib.Path) -> None:
+    path = IMAGES / "img_a.png"
+    with pytest.raises(ConfigError, match="smaller than the 300x300 crop"):
+        preprocess_image(path, crop=300)
+    with pytest.raises(ConfigError, match="fits neither"):
+        preprocess_image(path, mean=np.zeros((3, 100, 100), dtype=np.float32))
+    with pytest.raises(ConfigError, match="2 mean values for 3 channels"):
+        preprocess_image(path, mean=[1, 2])
+    with pytest.raises(ConfigError, match="not a permutation"):
+        preprocess_image(path, channel_swap=(0, 0, 1))
+    crop_mean = np.full((3, 227, 227), 7, dtype=np.float32)
+    np.save(tmp_path / "m.npy", crop_mean)
+    a = preprocess_image(path, mean=tmp_path / "m.npy")
+    b = preprocess_image(path, mean=[7])
+    assert np.array_equal(a, b)
+    whole = preprocess_image(path, resize=None, crop=None)
+    assert whole.shape == (1, 3, 200, 300)
