@@ -70,7 +70,11 @@ class Hdf5Source:
         """Every top's dataset of file `index` as float32 (LoadHDF5FileData)."""
         if index in self._cache:
             return self._cache[index]
-        import h5py
+        try:
+            import h5py
+        except ImportError:  # pragma: no cover - part of the data extra
+            raise self.error("reading HDF5 needs the h5py package",
+                             "pip install 'modelport[data]' (or h5py)") from None
 
         path = resolve_path(self.files[index], self.base_dir)
         if not os.path.isfile(path):

@@ -55,7 +55,11 @@ class LmdbDatumSource(ItemSource):
     def _open(self) -> Any:
         """The LMDB environment of this process (a forked DataLoader worker opens its own)."""
         if self._env is None or self._pid != os.getpid():
-            import lmdb
+            try:
+                import lmdb
+            except ImportError:  # pragma: no cover - part of the data extra
+                raise self.error("reading LMDB needs the lmdb package",
+                                 "pip install 'modelport[data]' (or lmdb)") from None
 
             try:
                 self._env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,

@@ -73,10 +73,18 @@ def resolve_path(path: str, base_dir: str | os.PathLike[str] | None) -> str:
 def _cv2():  # type: ignore[no-untyped-def]  # cv2 ships without usable stubs
     try:
         import cv2
-    except ImportError as exc:  # pragma: no cover - opencv is a dependency
+    except ImportError:  # pragma: no cover - part of the data extra
         raise ConfigError("reading images needs OpenCV. Fix: pip install "
-                          "opencv-python-headless") from exc
+                          "'modelport[data]' (or opencv-python-headless)") from None
     return cv2
+
+
+def _need_skimage() -> None:
+    try:
+        import skimage  # noqa: F401
+    except ImportError:  # pragma: no cover - part of the data extra
+        raise ConfigError("pycaffe-style preprocessing needs scikit-image. Fix: pip install "
+                          "'modelport[data]' (or scikit-image)") from None
 
 
 def read_image(path: str, is_color: bool = True, new_height: int = 0, new_width: int = 0,
@@ -385,6 +393,7 @@ def load_image(filename: str | os.PathLike[str], color: bool = True) -> np.ndarr
     """caffe.io.load_image: `skimage.io.imread` -> `img_as_float` -> float32 in [0, 1], RGB
     H x W x 3 (grayscale tiled to 3 channels when `color`), or H x W x 1 when not `color`;
     an alpha channel is dropped."""
+    _need_skimage()
     import skimage.io
     from skimage.util import img_as_float
 
@@ -414,6 +423,7 @@ def resize_image(im: np.ndarray, new_dims: Sequence[int], interp_order: int = 1)
     if im.shape[-1] in (1, 3):
         im_min, im_max = im.min(), im.max()
         if im_max > im_min:
+            _need_skimage()
             from skimage.transform import resize
 
             im_std = (im - im_min) / (im_max - im_min)
