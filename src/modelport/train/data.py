@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from modelport.errors import ConfigError, LayerError, ModelportError
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer, Net
 from modelport.train.data_source import Batch, ItemSource, check_seed, item_loader
 from modelport.train.transform import DataTransformer, parse_phase
+
+if TYPE_CHECKING:
+    from modelport.train.data_hdf5 import Hdf5Source
 
 __all__ = [
     "DATA_LAYER_TYPES",
@@ -76,7 +80,7 @@ def _transformer(layer: Layer, phase: int, base_dir: str | os.PathLike[str] | No
 
 def open_source(layer: Layer | caffe_pb2.LayerParameter, phase: str | int = "train",
                 base_dir: str | os.PathLike[str] | None = None, seed: int = 0
-                ) -> ItemSource | object:
+                ) -> ItemSource | Hdf5Source:
     """The source behind one data layer: an ItemSource (ImageData, Data) or an Hdf5Source."""
     lay = _layer_of(layer)
     ph = parse_phase(phase)
@@ -108,8 +112,7 @@ def make_batches(layer: Layer | caffe_pb2.LayerParameter, phase: str | int = "tr
                  ) -> Iterator[Batch]:
     """Endless batches of one data layer: dicts top name -> float32 tensor, in Caffe's order
     (forward pass p gets batch p)."""
-    source = open_source(layer, phase, base_dir, seed)
-    return source.batches()  # type: ignore[attr-defined, no-any-return]  # both kinds have it
+    return open_source(layer, phase, base_dir, seed).batches()
 
 
 def make_loader(layer: Layer | caffe_pb2.LayerParameter, phase: str | int = "train",
@@ -127,11 +130,11 @@ def make_loader(layer: Layer | caffe_pb2.LayerParameter, phase: str | int = "tra
 class _Restartable:
     """An iterable whose every iter() restarts the source's stream (like a DataLoader)."""
 
-    def __init__(self, source: object) -> None:
+    def __init__(self, source: Hdf5Source) -> None:
         self.source = source
 
     def __iter__(self) -> Iterator[Batch]:
-        return self.source.batches()  # type: ignore[attr-defined, no-any-return]
+        return self.source.batches()
 
 
 def data_top_shapes(layer: Layer | caffe_pb2.LayerParameter, phase: str | int = "train",
@@ -139,8 +142,7 @@ def data_top_shapes(layer: Layer | caffe_pb2.LayerParameter, phase: str | int = 
                     ) -> dict[str, tuple[int, ...]]:
     """The shape of each top, as Caffe's DataLayerSetUp infers it from the first item (ImageData,
     Data) or from the first file's datasets (HDF5Data)."""
-    source = open_source(layer, phase, base_dir, seed)
-    return source.top_shapes()  # type: ignore[attr-defined, no-any-return]
+    return open_source(layer, phase, base_dir, seed).top_shapes()
 
 
 def data_layers(net: Net) -> list[Layer]:
