@@ -1,0 +1,60 @@
+"""`modelport inspect deploy.prototxt [weights]`: a table of layers, shapes, params and FLOPs."""
+
+from __future__ import annotations
+
+import argparse
+
+from modelport.commands.convert import add_shape_options, parse_input_shapes, read_progress
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from modelport.inspect import format_shape, human, inspect_files
+
+    shapes = parse_input_shapes(args.input_shape)
+    with read_progress("reading weights") as progress:
+        info = inspect_files(args.prototxt, args.caffemodel, shapes, args.phase, progress)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped output: do not wrap the table to 80 columns
+    rows = info.unsupported if args.unsupported else info.layers
+    title = f"{info.name or args.prototxt}: {len(info.layers)} layers"
+    if args.unsupported:
+        title += f", {len(rows)} cannot be converted"
+    table = Table(title=title, title_justify="left")
+    for col, justify in (("layer", "left"), ("type", "left"), ("bottoms -> tops", "left"),
+                         ("output shape", "left"), ("params", "right"),
+                         ("MACs", "right"), ("note", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        flow = f"{', '.join(row.bottoms) or '-'} -> {', '.join(row.tops) or '-'}"
+        shapes_text = ", ".join(format_shape(s) for s in row.top_shapes) or "-"
+        label = "UNSUPPORTED" if row.no_converter else "ERROR"
+        note = f"[red]{label}: {row.problem}[/]" if row.problem else ""
+        table.add_row(row.name, row.type, flow, shapes_text, f"{row.params:,}" if row.params
+                      else "", human(row.macs) if row.macs else "", note)
+    console.print(table)
+    if not args.unsupported:
+        console.print(f"total: {info.total_params:,} parameters, {human(info.total_macs)} "
+                      "multiply-adds (Convolution, Deconvolution, InnerProduct)")
+    if info.unsupported:
+        console.print(f"[yellow]{len(info.unsupported)} layer(s) cannot be converted yet[/]")
+    elif args.unsupported:
+        console.print("every layer can be converted")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "inspect", help="list a Caffe net's layers, shapes, parameters and FLOPs",
+        description="Show every layer of a Caffe net: type, bottoms -> tops, output shape, "
+                    "parameter count and multiply-adds (Convolution, Deconvolution, "
+                    "InnerProduct). Layers modelport cannot convert are flagged, not fatal.")
+    p.add_argument("prototxt", help="net definition (.prototxt)")
+    p.add_argument("caffemodel", nargs="?", help="weights (.caffemodel), optional")
+    add_shape_options(p)
+    p.add_argument("--unsupported", action="store_true",
+                   help="list only the layers that cannot be converted")
+    p.set_defaults(func=run)

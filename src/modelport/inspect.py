@@ -1,0 +1,178 @@
+"""`modelport inspect`: what a Caffe net contains, layer by layer, before converting it.
+
+For every layer: name, type, bottoms -> tops, output shapes, parameter count (every weight blob,
+BatchNorm's statistics included) and FLOPs, counted as **multiply-adds** (one MAC = one multiply
+and one add) for the layers that dominate the cost: Convolution (top elements x C/group x
+kernel), Deconvolution (bottom elements x num_output/group x kernel) and InnerProduct (rows x
+weight elements). Other layers count 0 (their cost is linear in the blob size).
+
+Unlike `convert`, nothing here is an error per layer: a layer without a converter, or one that
+cannot be applied to its bottoms, is flagged with the reason and the layers after it that depend
+on it get unknown shapes ("?").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from modelport.backends.torch_module import is_source
+from modelport.errors import ModelportError
+from modelport.formats.caffe.net_loader import load_net
+from modelport.ir import Layer, Net
+from modelport.layers.base import CaffeModule, ConvertContext, Shape
+from modelport.layers.registry import lookup
+
+
+@dataclass
+class LayerInfo:
+    """One row of the inspect table."""
+
+    name: str
+    type: str
+    bottoms: tuple[str, ...]
+    tops: tuple[str, ...]
+    top_shapes: list[Shape | None]
+    params: int = 0
+    macs: int = 0
+    problem: str | None = None  # why the layer cannot be converted (None: it can)
+    no_converter: bool = False  # the problem is a type without a converter
+    weights_found: bool = False
+
+    @property
+    def supported(self) -> bool:
+        return self.problem is None
+
+
+@dataclass
+class NetInfo:
+    name: str
+    layers: list[LayerInfo] = field(default_factory=list)
+
+    @property
+    def unsupported(self) -> list[LayerInfo]:
+        return [la for la in self.layers if not la.supported]
+
+    @property
+    def total_params(self) -> int:
+        return sum(la.params for la in self.layers)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(la.macs for la in self.layers)
+
+
+def layer_macs(layer: Layer, module: CaffeModule, bottoms: Sequence[Shape],
+               tops: Sequence[Shape]) -> int:
+    """Multiply-adds of one layer (the convention in the module docstring)."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or not tops:
+        return 0
+    if layer.type == "Convolution":
+        return math.prod(tops[0]) * math.prod(weight.shape[1:])
+    if layer.type == "Deconvolution":
+        return math.prod(bottoms[0]) * math.prod(weight.shape[1:])
+    if layer.type == "InnerProduct":
+        axis = int(getattr(module, "axis", 1))
+        return math.prod(bottoms[0][:axis]) * weight.numel()
+    return 0
+
+
+def _type_problem(layer: Layer) -> str | None:
+    if layer.type == "Python":
+        p = layer.param.python_param
+        return f"Python layer {p.module}.{p.layer} runs user code; no converter registered"
+    if lookup(layer.type) is None:
+        return "no converter registered"
+    return None
+
+
+def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> NetInfo:
+    """Walk `net` in Caffe's order, converting each layer on its own to learn shapes/params."""
+    declared = {k: tuple(v) for k, v in net.input_shapes().items()}
+    for name, shape in (input_shapes or {}).items():
+        declared[name] = tuple(int(d) for d in shape)
+    shapes: dict[str, Shape | None] = {}
+    info = NetInfo(net.name)
+    for layer in net.layers:
+        row = LayerInfo(layer.name, layer.type, layer.bottoms, layer.tops, [],
+                        weights_found=bool(layer.blobs))
+        info.layers.append(row)
+        if is_source(layer):
+            for top in layer.tops:
+                shape = declared.get(top) or None
+                shapes[top] = shape
+                row.top_shapes.append(shape)
+            if any(s is None for s in row.top_shapes):
+                row.problem = "input shape not declared (give --input-shape)"
+            continue
+        row.problem = _type_problem(layer)
+        row.no_converter = row.problem is not None
+        missing = [b for b in layer.bottoms if b not in shapes]
+        if row.problem is None and missing:
+            row.problem = f"bottom blob '{missing[0]}' is not produced by any earlier layer"
+        bottoms = [shapes.get(b) for b in layer.bottoms]
+        tops: list[Shape | None] = [None] * len(layer.tops)
+        if row.problem is None and all(s is not None for s in bottoms):
+            try:
+                tops = list(_convert_one(layer, [s for s in bottoms if s is not None], net, row))
+            except ModelportError as exc:
+                row.problem = str(exc).split("): ", 1)[-1] if "): " in str(exc) else str(exc)
+        for top, shape in zip(layer.tops, tops):
+            shapes[top] = shape
+        row.top_shapes = tops
+    return info
+
+
+def _convert_one(layer: Layer, bottoms: list[Shape], net: Net, row: LayerInfo) -> list[Shape]:
+    spec = lookup(layer.type)
+    assert spec is not None
+    ctx = ConvertContext(layer, tuple(bottoms), net.phase, allow_missing_weights=True)
+    with torch.random.fork_rng():
+        module = spec.convert(layer, ctx)
+    row.params = sum(int(t.numel()) for t in module.caffe_blobs() if t is not None)
+    explicit = module.output_shapes(bottoms)
+    if explicit is not None:
+        tops = [tuple(int(d) for d in s) for s in explicit]
+    else:
+        meta = [torch.empty(s, device="meta") for s in bottoms]
+        try:
+            with torch.no_grad():
+                out = module.to("meta")(*meta)
+        except ModelportError:
+            raise
+        except Exception as exc:  # torch reports impossible shapes as several exception types
+            from modelport.errors import ShapeError
+
+            raise ShapeError(layer.name, layer.type,
+                             f"cannot be applied to bottom shapes {bottoms} "
+                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                             ) from None
+        outs = list(out) if isinstance(out, tuple | list) else [out]
+        tops = [tuple(int(d) for d in t.shape) for t in outs]
+    row.macs = layer_macs(layer, module, bottoms, tops)
+    return tops
+
+
+def inspect_files(prototxt: str | os.PathLike[str],
+                  caffemodel: str | os.PathLike[str] | None = None,
+                  input_shapes: Mapping[str, Sequence[int]] | None = None, phase: str = "test",
+                  progress: Callable[[int, int], None] | None = None) -> NetInfo:
+    """Read the files (weights optional) and inspect the net."""
+    net = load_net(prototxt, caffemodel, phase, progress=progress)
+    return inspect_net(net, input_shapes)
+
+
+def format_shape(shape: Shape | None) -> str:
+    return "?" if shape is None else "x".join(str(d) for d in shape) or "scalar"
+
+
+def human(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
