@@ -194,6 +194,35 @@ def test_batchnorm_train_updates_blobs_like_caffe_on_a_small_case() -> None:
     np.testing.assert_allclose(got[2], [0.8 * 1.7 + 1], rtol=1e-6)
 
 
+@pytest.mark.parametrize("use_global_stats", [False, True])
+def test_batchnorm_backward_matches_caffe_formula(use_global_stats) -> None:
+    """Backward_cpu: global stats give dy / sqrt(var + eps); batch stats give
+    (dy - mean(dy) - mean(dy * y) * y) / sqrt(var + eps), means over N*H*W per channel."""
+    x = RNG.randn(3, 2, 4, 5).astype(np.float32)
+    dy = RNG.randn(*x.shape).astype(np.float32)
+    blobs = bn_blobs(2, 0.5)
+    flag = str(use_global_stats).lower()
+    net = one_layer_net('layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" '
+                        f"batch_norm_param {{ use_global_stats: {flag} }} }}",
+                        {"x": x.shape}, blobs, phase="train")
+    xt = torch.from_numpy(x).requires_grad_(True)
+    y = build_module(net)(xt)
+    y.backward(torch.from_numpy(dy))
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    axes = (0, 2, 3)
+    if use_global_stats:
+        var = (blobs[1].astype(np.float64) / 0.5).reshape(1, 2, 1, 1)
+        ref = dy64 / np.sqrt(var + 1e-5)
+    else:
+        mean = x64.mean(axis=axes, keepdims=True)
+        var = ((x64 - mean) ** 2).mean(axis=axes, keepdims=True)
+        y64 = (x64 - mean) / np.sqrt(var + 1e-5)
+        ref = (dy64 - dy64.mean(axis=axes, keepdims=True)
+               - (dy64 * y64).mean(axis=axes, keepdims=True) * y64) / np.sqrt(var + 1e-5)
+    assert xt.grad is not None
+    assert_blob_close("dx", xt.grad.numpy(), ref.astype(np.float32))
+
+
 def test_batchnorm_rejects_learned_statistics_and_bad_blobs() -> None:
     body = ('layer { name: "bn" type: "BatchNorm" bottom: "x" top: "y" '
             "param { lr_mult: 0 } param { lr_mult: 1 } param { lr_mult: 0 } }")

@@ -205,6 +205,10 @@ def test_nms_fast_threshold_strict_and_eta() -> None:
                           [0.0, 0.5, 0.2, 0.7]])
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
     assert nms_fast(boxes, scores, 0.7, 0.9, 1.0, -1) == [0, 1]  # 0.7 is not > 0.7
+    # An overlap equal to the NMS threshold keeps the box (Caffe: keep = overlap <= threshold).
+    exact = torch.tensor([[0.0, 0.0, 3.0, 1.0], [1.0, 0.0, 4.0, 1.0]])  # IoU 2/4
+    assert nms_fast(exact, scores[:2], 0.0, 0.5, 1.0, -1) == [0, 1]
+    assert nms_fast(exact, scores[:2], 0.0, 0.49, 1.0, -1) == [0]
     # eta: at 0.65 every box survives; with eta 0.9 keeping box 0 shrinks the threshold to
     # 0.585 before box 1 (IoU 0.6 with box 0) is tested, so box 1 goes.
     assert nms_fast(boxes, scores, 0.0, 0.65, 1.0, -1) == [0, 1, 2, 3]
