@@ -179,3 +179,27 @@ def test_argmax_and_reduction_export() -> None:
         module = _module(layer, tuple(x.shape)).layer_module("op")
         exported = torch.export.export(module, (x,)).module()
         torch.testing.assert_close(exported(x.flip(1)), module(x.flip(1)))
+
+
+@pytest.mark.parametrize("params,axis", [("top_k: 3 out_max_val: true", None),
+                                         ("top_k: 2 axis: 1", 1)])
+def test_argmax_onnx_keeps_caffe_tie_order(params, axis) -> None:
+    """Exported to ONNX (TopK, whose spec breaks ties by the lower index), ArgMax still puts the
+    higher index first among equal values, as Caffe does."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import io
+    import warnings
+
+    x = _with_ties(2, 3, 4, 5)
+    module = _module(f'type: "ArgMax" argmax_param {{ {params} }}', x.shape).layer_module("op")
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.from_numpy(x),), buf, dynamo=False)
+    assert any(n.op_type == "TopK" for n in onnx.load_from_string(buf.getvalue()).graph.node)
+    session = ort.InferenceSession(buf.getvalue())
+    x2 = _with_ties(2, 3, 4, 5)[::-1].copy()
+    (out,) = session.run(None, {session.get_inputs()[0].name: x2})
+    top_k = int(params.split()[1])
+    np.testing.assert_array_equal(out, caffe_argmax(x2, top_k, "out_max_val" in params, axis))

@@ -83,9 +83,15 @@ def _sorted_desc(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     std::partial_sort with std::greater on (value, index) pairs: descending value, and among
     equal values the higher index first."""
     size = x.shape[-1]
-    values, flipped_index = torch.sort(torch.flip(x, dims=(-1,)), dim=-1, descending=True,
-                                       stable=True)
-    return values[..., :k], (size - 1) - flipped_index[..., :k]
+    flipped = torch.flip(x, dims=(-1,))  # equal values: the higher original index comes first
+    if torch.onnx.is_in_onnx_export():
+        # ONNX TopK breaks ties by the lower index (operator spec), which on the flipped input
+        # is Caffe's order; the exporters cannot express a stable sort.
+        values, flipped_index = torch.topk(flipped, k, dim=-1)
+    else:
+        values, flipped_index = torch.sort(flipped, dim=-1, descending=True, stable=True)
+        values, flipped_index = values[..., :k], flipped_index[..., :k]
+    return values, (size - 1) - flipped_index
 
 
 class CaffeArgMax(CaffeModule):
@@ -108,10 +114,11 @@ class CaffeArgMax(CaffeModule):
                 out = torch.stack((index.to(x.dtype), values), dim=1)
                 return out.reshape((num, 2, self.top_k) + tail)
             return index.to(x.dtype).reshape((num, 1, self.top_k) + tail)
-        moved = torch.movedim(x, self.axis, -1)
+        last = x.dim() - 1  # positive: the legacy ONNX exporter mishandles -1 here
+        moved = torch.movedim(x, self.axis, last)
         values, index = _sorted_desc(moved, self.top_k)
         out = values if self.out_max_val else index.to(x.dtype)
-        return torch.movedim(out, -1, self.axis)
+        return torch.movedim(out, last, self.axis)
 
     def extra_repr(self) -> str:
         return f"top_k={self.top_k}, out_max_val={self.out_max_val}, axis={self.axis}"
