@@ -343,3 +343,34 @@ def test_image_list_paths_may_contain_spaces(tmp_path: pathlib.Path) -> None:
     assert batch["label"].tolist() == [3.0, 3.0] and batch["data"].shape == (2, 1, 100, 100)
     img = cv2.imread(str(IMAGES / "img_d.png"), cv2.IMREAD_GRAYSCALE)
     assert np.array_equal(batch["data"][0, 0].numpy(), img[25:125, 35:135].astype(np.float32))
+
+
+def test_lmdb_loader_workers_open_their_own_environment() -> None:
+    folder = TRANSFORM / "lmdb_data"
+    layer = read_net(folder / "net_raw.prototxt", "test").layers[0]
+    direct = list(itertools.islice(make_batches(layer, "test", folder), 3))
+    pooled = list(itertools.islice(iter(make_loader(layer, "test", folder, num_workers=2)), 3))
+    for a, b in zip(direct, pooled):
+        assert torch.equal(a["data"], b["data"]) and torch.equal(a["label"], b["label"])
+    assert torch.equal(direct[0]["data"], direct[1]["data"])  # 4 records, batch 4: wraps
+
+
+def test_net_batches_merge_every_data_layer(tmp_path: pathlib.Path) -> None:
+    with h5py.File(tmp_path / "a.h5", "w") as fh:
+        fh["x"] = np.arange(6, dtype=np.float32)
+    with h5py.File(tmp_path / "b.h5", "w") as fh:
+        fh["y"] = -np.arange(4, dtype=np.float32)
+    (tmp_path / "a.txt").write_text("a.h5")
+    (tmp_path / "b.txt").write_text("b.h5")
+    net = parse_net("""
+        layer { name: "a" type: "HDF5Data" top: "x"
+                hdf5_data_param { source: "a.txt" batch_size: 4 } }
+        layer { name: "b" type: "HDF5Data" top: "y"
+                hdf5_data_param { source: "b.txt" batch_size: 3 } }
+    """, phase="train")
+    stream = net_batches(net, tmp_path)
+    first, second = next(stream), next(stream)
+    assert first["x"].tolist() == [0, 1, 2, 3] and first["y"].tolist() == [0, -1, -2]
+    assert second["x"].tolist() == [4, 5, 0, 1] and second["y"].tolist() == [-3, 0, -1]
+    loader = make_loader(net.layers[0], "train", tmp_path)
+    assert next(iter(loader))["x"].tolist() == next(iter(loader))["x"].tolist() == [0, 1, 2, 3]

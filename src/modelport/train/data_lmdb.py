@@ -11,6 +11,7 @@ LEVELDB sources are not supported (see `check_backend`).
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,37 @@ from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.train.data_source import STREAM_TRANSFORM, ItemSource, stream_rng
 from modelport.train.transform import DataTransformer, resolve_path
+
+# py-lmdb refuses to open one environment twice in a process (LMDB's locks are per process), so
+# every source reading the same LMDB shares one read-only environment per process.
+_ENVS: dict[str, tuple[int, tuple[int, int], Any]] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+def _shared_env(path: str) -> Any:
+    """This process's read-only environment for the LMDB directory `path`."""
+    import lmdb
+
+    key = os.path.realpath(path)
+    st = os.stat(os.path.join(path, "data.mdb"))
+    files = (st.st_dev, st.st_ino)
+    with _ENVS_LOCK:
+        entry = _ENVS.get(key)
+        if entry is not None and entry[:2] == (os.getpid(), files):
+            return entry[2]
+        if entry is not None:
+            # Inherited through fork (a DataLoader worker must not use its parent's
+            # environment) or the database was rebuilt: release this process's copy
+            # (lock=False: there is no lock file to disturb).
+            try:
+                entry[2].close()
+            except lmdb.Error:
+                pass
+        env = lmdb.open(path, readonly=True, lock=False, readahead=False, subdir=True,
+                        max_readers=256)
+        _ENVS[key] = (os.getpid(), files, env)
+        return env
+
 
 LEVELDB_FIX = ("modelport reads LMDB only: convert the LevelDB once, e.g. rebuild it with "
                "Caffe's `convert_imageset --backend=lmdb`, or copy each key/value pair in "
@@ -45,36 +77,24 @@ class LmdbDatumSource(ItemSource):
         self.transformer = transformer
         self.seed = seed
         check_backend(self, p)
-        self._env: Any = None
-        self._pid = -1
         with self._open().begin(buffers=False) as txn:
             self.keys: list[bytes] = list(txn.cursor().iternext(keys=True, values=False))
         if not self.keys:
             raise self.error(f"LMDB '{self.path}' holds no records")
 
     def _open(self) -> Any:
-        """The LMDB environment of this process (a forked DataLoader worker opens its own)."""
-        if self._env is None or self._pid != os.getpid():
-            try:
-                import lmdb
-            except ImportError:  # pragma: no cover - part of the data extra
-                raise self.error("reading LMDB needs the lmdb package",
-                                 "pip install 'modelport[data]' (or lmdb)") from None
-
-            try:
-                self._env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,
-                                      subdir=True, max_readers=256)
-            except lmdb.Error as exc:
-                raise self.error(f"cannot open LMDB '{self.path}': {exc}",
-                                 "source must be the LMDB directory (holding data.mdb), "
-                                 "relative to Caffe's working directory (base_dir)") from None
-            self._pid = os.getpid()
-        return self._env
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_env"] = None  # environments are per process
-        return state
+        """This process's environment for the LMDB (shared by every source reading it)."""
+        try:
+            import lmdb
+        except ImportError:  # pragma: no cover - part of the data extra
+            raise self.error("reading LMDB needs the lmdb package",
+                             "pip install 'modelport[data]' (or lmdb)") from None
+        try:
+            return _shared_env(self.path)
+        except (lmdb.Error, OSError) as exc:
+            raise self.error(f"cannot open LMDB '{self.path}': {exc}",
+                             "source must be the LMDB directory (holding data.mdb), relative "
+                             "to Caffe's working directory (base_dir)") from None
 
     def __len__(self) -> int:
         return len(self.keys)
