@@ -316,6 +316,8 @@ def test_detection_output_checks_bottom_sizes() -> None:
                  {"loc": (1, 12), "conf": (1, 10), "prior": (1, 2, 12)})
     with pytest.raises(ShapeError, match="conf has 10 channels"):
         build_module(net)
+    with pytest.raises(ShapeError, match="background_label_id -1"):
+        build_module(detection_net(3, "background_label_id: -1", 3))
 
 
 # ---- a two-scale SSD head against OpenCV's cv2.dnn -------------------------------------------

@@ -456,6 +456,12 @@ def convert_detection_output(layer: Layer, ctx: ConvertContext) -> CaffeModule:
         raise ctx.error(f"eta {nms.eta:g} must be in (0, 1]")
     if p.code_type not in (CodeType.CORNER, CodeType.CENTER_SIZE, CodeType.CORNER_SIZE):
         raise ctx.error(f"unknown code_type {p.code_type}")
+    if p.share_location and p.background_label_id == -1:
+        # DecodeBBoxesAll skips the shared location "label" -1 as if it were the background,
+        # and the forward pass then aborts: Caffe cannot run this configuration.
+        raise ctx.error("share_location with background_label_id -1 makes Caffe skip decoding "
+                        "the shared locations (it aborts)",
+                        "use a background_label_id that is a class (or -2 for none)")
     loc_shape, conf_shape, prior_shape = ctx.bottom_shapes
     if loc_shape[0] != conf_shape[0]:
         raise ctx.error(f"loc has {loc_shape[0]} samples, conf has {conf_shape[0]}")
