@@ -4,6 +4,7 @@ Public API:
     modelport.caffe.load(prototxt, caffemodel) -> torch.nn.Module
     modelport.caffe.read_mean(path) -> numpy array
     modelport.register_layer("MyType") -> decorator registering a converter
+    modelport.verify(net, reference, inputs) -> ParityReport (blob-by-blob parity check)
 """
 
 from __future__ import annotations
@@ -33,4 +34,14 @@ __all__ = [
     "WeightError",
     "__version__",
     "register_layer",
+    "verify",
 ]
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]  (lazy: verify imports torch)
+    if name == "verify":
+        # The subpackage modelport.verify is itself callable: modelport.verify(net, ref, inputs).
+        import modelport.verify as verify
+
+        return verify
+    raise AttributeError(f"module 'modelport' has no attribute {name!r}")
