@@ -374,3 +374,18 @@ def test_net_batches_merge_every_data_layer(tmp_path: pathlib.Path) -> None:
     assert second["x"].tolist() == [4, 5, 0, 1] and second["y"].tolist() == [-3, 0, -1]
     loader = make_loader(net.layers[0], "train", tmp_path)
     assert next(iter(loader))["x"].tolist() == next(iter(loader))["x"].tolist() == [0, 1, 2, 3]
+
+
+def test_preprocess_for_layer_follows_the_test_pipeline() -> None:
+    from modelport.train.data import preprocess_for_layer
+
+    for case in ("imagedata_test", "imagedata_meanfile", "imagedata_gray"):
+        folder = TRANSFORM / case
+        layer = read_net(folder / "net.prototxt", "test").layers[0]
+        ref = np.load(folder / "data.npy")
+        out = preprocess_for_layer(IMAGES / "img_b.png", layer, folder)  # b is row 1 everywhere
+        assert out.shape == (1, *ref.shape[1:])
+        assert np.array_equal(out[0], ref[1]), case
+    raw = read_net(TRANSFORM / "lmdb_data" / "net_encoded.prototxt", "test").layers[0]
+    ref = np.load(TRANSFORM / "lmdb_data" / "encoded_data.npy")
+    assert np.array_equal(preprocess_for_layer(IMAGES / "img_d.png", raw)[0], ref[3])

@@ -19,11 +19,13 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from modelport.errors import ConfigError, LayerError, ModelportError
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer, Net
 from modelport.train.data_source import Batch, ItemSource, check_seed, item_loader
-from modelport.train.transform import DataTransformer, parse_phase
+from modelport.train.transform import DataTransformer, parse_phase, read_image
 
 if TYPE_CHECKING:
     from modelport.train.data_hdf5 import Hdf5Source
@@ -38,6 +40,7 @@ __all__ = [
     "net_batches",
     "net_data_shapes",
     "open_source",
+    "preprocess_for_layer",
 ]
 
 DATA_LAYER_TYPES = ("Data", "ImageData", "HDF5Data", "WindowData")
@@ -179,6 +182,29 @@ def _layer_seed(seed: int, index: int) -> int:
     `seed`, so a one-data-layer net matches make_batches)."""
     if index == 0:
         return check_seed(seed)
-    import numpy as np
-
     return int(np.random.SeedSequence([check_seed(seed), 7, index]).generate_state(1)[0])
+
+
+def preprocess_for_layer(path: str | os.PathLike[str], layer: Layer | caffe_pb2.LayerParameter,
+                         base_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
+    """One image file as `layer`'s TEST-phase pipeline would feed it: a 1 x C x h x w float32
+    batch. ImageData: its is_color and new_height/new_width, then its transform_param. Data:
+    the image at its own size (read in colour unless force_gray), then transform_param, as if
+    convert_imageset had stored it without resizing. `base_dir` resolves a mean_file."""
+    lay = _layer_of(layer)
+    if lay.type not in ("ImageData", "Data"):
+        raise ConfigError(f"layer '{lay.name}' (type {lay.type}) has no image pipeline; "
+                          "use preprocess_image with explicit settings")
+    tr = _transformer(lay, caffe_pb2.TEST, base_dir)
+    if tr.mirror:
+        raise LayerError(lay.name, lay.type, "mirror: true flips at random even at TEST",
+                         "use preprocess_image, or set mirror: false")
+    if lay.type == "ImageData":
+        p = lay.param.image_data_param
+        img = read_image(os.fspath(path), bool(p.is_color), int(p.new_height), int(p.new_width))
+    else:
+        img = read_image(os.fspath(path), not tr.force_gray)
+    try:
+        return tr.transform_image(img)[None]
+    except ModelportError as exc:
+        raise LayerError(lay.name, lay.type, f"image '{os.fspath(path)}': {exc}") from None

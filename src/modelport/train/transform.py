@@ -94,7 +94,8 @@ def read_image(path: str, is_color: bool = True, new_height: int = 0, new_width:
 
     Returns uint8 H x W x 3 (BGR) or H x W (gray). Grayscale goes through OpenCV's own
     conversion (for JPEG inside libjpeg), which differs from converting a colour read by up to
-    9 grey levels, so it is never emulated with cvtColor.
+    9 grey levels, so it is never emulated with cvtColor. Like the OpenCV >= 3.1 that Caffe
+    builds link today, a JPEG's EXIF orientation is applied (Caffe on OpenCV 2.4 ignored it).
     """
     cv2 = _cv2()
     if (new_height > 0) != (new_width > 0):
