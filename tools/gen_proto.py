@@ -17,13 +17,15 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
 PROTO_DIR = SRC / "modelport" / "formats" / "caffe"
 PROTO = PROTO_DIR / "caffe.proto"
 GENERATED = PROTO_DIR / "caffe_pb2.py"
+STUB = PROTO_DIR / "caffe_pb2.pyi"
 
 
 def generate(out_dir: pathlib.Path) -> pathlib.Path:
-    """Run protoc on caffe.proto into out_dir and return the generated module's path."""
+    """Run protoc on caffe.proto into out_dir (module + type stub); return the module's path."""
     # The proto is compiled relative to src/ so its descriptor is registered as
     # "modelport/formats/caffe/caffe.proto" and cannot collide with a user's own caffe.proto.
-    code = protoc.main(["protoc", f"-I{SRC}", f"--python_out={out_dir}", str(PROTO)])
+    code = protoc.main(["protoc", f"-I{SRC}", f"--python_out={out_dir}",
+                         f"--pyi_out={out_dir}", str(PROTO)])
     if code != 0:
         raise SystemExit(f"protoc failed with exit code {code}")
     return out_dir / "modelport" / "formats" / "caffe" / "caffe_pb2.py"
@@ -34,14 +36,18 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only compare, do not write")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = generate(pathlib.Path(tmp)).read_bytes()
+        module = generate(pathlib.Path(tmp))
+        fresh = {GENERATED: module.read_bytes(), STUB: module.with_suffix(".pyi").read_bytes()}
     if args.check:
-        if not GENERATED.exists() or GENERATED.read_bytes() != fresh:
-            print(f"{GENERATED} is out of date: run python tools/gen_proto.py", file=sys.stderr)
+        stale = [p for p, data in fresh.items() if not p.exists() or p.read_bytes() != data]
+        if stale:
+            print(f"{', '.join(map(str, stale))} out of date: run python tools/gen_proto.py",
+                  file=sys.stderr)
             return 1
         return 0
-    GENERATED.write_bytes(fresh)
-    print(f"wrote {GENERATED}")
+    for path, data in fresh.items():
+        path.write_bytes(data)
+        print(f"wrote {path}")
     return 0
 
 
