@@ -91,9 +91,10 @@ class Hdf5Source:
                                          f"{', '.join(names) or 'none'})",
                                          "name the layer's tops after the datasets")
                     ds = fh[top]
-                    if ds.ndim < 1 or ds.dtype.kind not in "fiub":
+                    if ds.ndim < 1 or ds.dtype.kind not in "fiu":
                         raise self.error(f"dataset '{top}' of '{path}' is {ds.dtype} with shape "
-                                         f"{ds.shape}; Caffe reads numeric arrays of >= 1 axis")
+                                         f"{ds.shape}; Caffe reads integer or float arrays "
+                                         "of at least one axis")
                     arrays[top] = np.asarray(ds[()], dtype=np.float32)
         except OSError as exc:
             raise self.error(f"cannot read HDF5 file '{path}': {exc}") from None
