@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+import torch
 
 from modelport.formats.caffe.caffemodel import read_caffemodel
 from modelport.train.snapshot import read_solverstate
@@ -37,6 +38,15 @@ class Run:
 
 
 _RUNS: dict[str, Run] = {}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: one intra-op thread is faster (and the suite shares two cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _bn_state(solver: Solver) -> dict[str, dict[str, np.ndarray]]:

@@ -18,6 +18,9 @@ from typing import Any, TextIO
 
 LOG = logging.getLogger("modelport.train")
 
+# Metrics CSV columns before the net's output blobs (total_loss: sum of loss_weight * top).
+_FIXED = ("iter", "phase", "total_loss", "smoothed_loss", "lr")
+
 
 def g6(x: float) -> str:
     """Format a number as glog/iostream does by default (6 significant digits)."""
@@ -28,7 +31,9 @@ class Reporter:
     """Receives the solver's events; this base class only logs."""
 
     def __init__(self, progress: bool = False, metrics_csv: str | None = None,
-                 tensorboard_dir: str | None = None, total: int | None = None) -> None:
+                 tensorboard_dir: str | None = None, total: int | None = None,
+                 console: Any = None) -> None:
+        self._console = console
         self._bar: Any = None
         self._task: Any = None
         self._csv_file: TextIO | None = None
@@ -60,7 +65,8 @@ class Reporter:
             return
         self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                             transient=False)
+                             transient=False,
+                             **({"console": self._console} if self._console else {}))
         self._bar.start()
         self._task = self._bar.add_task("train", total=total, info="")
 
@@ -83,7 +89,8 @@ class Reporter:
                 extra = f" (* {g6(weight)} = {g6(weight * value)} loss)" if weight else ""
                 LOG.info("    Train net output #%d: %s = %s%s", i, name, g6(value), extra)
             LOG.info("Iteration %d, lr = %s", it, g6(lr))
-        row = {"iter": it, "phase": "train", "loss": loss, "smoothed_loss": smoothed, "lr": lr}
+        row = {"iter": it, "phase": "train", "total_loss": loss, "smoothed_loss": smoothed,
+               "lr": lr}
         row.update({name: value for name, value, _ in outputs})
         self._write_row(row)
         if self._tb is not None:
@@ -105,7 +112,7 @@ class Reporter:
             LOG.info("    Test net output #%d: %s = %s%s", i, name, g6(value), extra)
         row: dict[str, Any] = {"iter": it, "phase": f"test{net_id}"}
         if loss is not None:
-            row["loss"] = loss
+            row["total_loss"] = loss
         row.update({name: value for name, value, _ in outputs})
         self._write_row(row)
         if self._tb is not None:
@@ -116,10 +123,15 @@ class Reporter:
         LOG.info(text, *args)
 
     # -- metrics CSV ----------------------------------------------------------------------
+    def open_csv(self, path: str) -> None:
+        """Write the metrics CSV to `path` (unless a path was given already)."""
+        if self._csv_path is None:
+            self._csv_path = path
+
     def set_columns(self, names: Sequence[str]) -> None:
         """The output columns of the metrics CSV (train and test outputs), before any row."""
         self._columns = [n for n in dict.fromkeys(names)
-                         if n not in ("iter", "phase", "loss", "smoothed_loss", "lr")]
+                         if n not in _FIXED]
 
     def _write_row(self, row: Mapping[str, Any]) -> None:
         """Append one row to the metrics CSV: a live log, flushed after every row."""
@@ -129,8 +141,7 @@ class Reporter:
             folder = os.path.dirname(os.path.abspath(self._csv_path))
             os.makedirs(folder, exist_ok=True)
             self._csv_file = open(self._csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-            fields = ["iter", "phase", "loss", "smoothed_loss", "lr",
-                      *getattr(self, "_columns", [])]
+            fields = [*_FIXED, *self._columns]
             self._csv = csv.DictWriter(self._csv_file, fieldnames=fields, extrasaction="ignore")
             self._csv.writeheader()
         self._csv.writerow({k: _fmt(v) for k, v in row.items()})

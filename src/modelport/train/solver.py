@@ -293,6 +293,8 @@ class Solver:
         self._losses: list[float] = []
         self.smoothed_loss = 0.0
         self.ddp: Any = None  # set by modelport.train.distributed
+        self.reporter.set_columns(self.net.outputs + [o for t in self.test_nets
+                                                      for o in t.outputs])
         self.snapshots: list[str] = []
 
     # -- construction ---------------------------------------------------------------------
@@ -476,8 +478,6 @@ class Solver:
         for lp in self.params:
             g = lp.tensor.grad if lp.trainable else None
             diffs.append(g if g is not None else torch.zeros_like(lp.tensor))
-        if self.ddp is None and self.world > 1:
-            raise ConfigError("distributed solver without a process group")
         # ClipGradients: on the raw accumulated sum, over every learnable param.
         clip = f32(p.clip_gradients)
         if clip >= 0:

@@ -1,0 +1,126 @@
+"""--resume continues exactly: 10 iterations in one run == 5, snapshot, resume, 5 more (bit for
+bit: weights, BatchNorm sums, history, losses), and the CLI writes Caffe's snapshot files."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+import pytest
+import torch
+
+from modelport.cli import main
+from modelport.errors import ConfigError, FormatError
+from modelport.formats.caffe.caffemodel import read_caffemodel
+from modelport.train.snapshot import read_solverstate
+from modelport.train.solver import Solver
+
+SOLVER_GOLDEN = pathlib.Path(__file__).parents[1] / "golden" / "solver"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _case_copy(case: str, tmp: pathlib.Path) -> pathlib.Path:
+    dst = tmp / case
+    dst.mkdir()
+    for name in ("solver.prototxt", "train.prototxt", "test.prototxt", "train.h5", "test.h5",
+                 "train_h5_list.txt", "test_h5_list.txt", "init.caffemodel"):
+        if (SOLVER_GOLDEN / case / name).exists():
+            shutil.copy(SOLVER_GOLDEN / case / name, dst / name)
+    return dst
+
+
+def _state(solver: Solver) -> list[torch.Tensor]:
+    out = [p.tensor.detach().clone() for p in solver.params]
+    out += [h.clone() for h in solver.history]
+    return out
+
+
+@pytest.mark.parametrize("case", ["batchnorm_train", "sgd_multistep_itersize_clip", "adam_poly",
+                                  "test_accuracy"])
+def test_resume_is_bit_exact(case: str, tmp_path: pathlib.Path) -> None:
+    folder = _case_copy(case, tmp_path)
+    whole = Solver(folder / "solver.prototxt", workdir=folder, weights=folder / "init.caffemodel")
+    whole.param.snapshot_prefix = str(tmp_path / "whole")
+    whole.step(10)
+
+    first = Solver(folder / "solver.prototxt", workdir=folder, weights=folder / "init.caffemodel")
+    first.param.snapshot_prefix = str(tmp_path / "part")
+    first.step(5)
+    files = first.snapshot()
+    assert [pathlib.Path(f).name for f in files] == [
+        "part_iter_5.caffemodel", "part_iter_5.solverstate", "part_iter_5.safetensors"]
+    assert (tmp_path / "part_iter_5.feedstate.json").exists()
+
+    resumed = Solver(folder / "solver.prototxt", workdir=folder)  # no --weights: from the state
+    resumed.restore(tmp_path / "part_iter_5.solverstate")
+    assert resumed.iter == 5 and resumed.current_step == first.current_step
+    resumed.step(5)
+
+    assert resumed.iter == whole.iter == 10
+    assert resumed.current_step == whole.current_step
+    for a, b in zip(_state(resumed), _state(whole)):
+        assert torch.equal(a, b)
+    assert [r.loss for r in resumed.records] == [r.loss for r in whole.records[5:]]
+    if whole.test_nets:
+        # the test at iteration 5 runs in both (test_interval 5), on the same weights
+        ours = [t for t in resumed.tests if t.iter == 5][0]
+        ref = [t for t in whole.tests if t.iter == 5][0]
+        assert {k: float(v) for k, v in ours.outputs.items()} == \
+               {k: float(v) for k, v in ref.outputs.items()}
+
+
+def test_resume_without_feedstate_restarts_data_like_caffe(tmp_path: pathlib.Path) -> None:
+    folder = _case_copy("sgd_step_lrmult", tmp_path)
+    first = Solver(folder / "solver.prototxt", workdir=folder, weights=folder / "init.caffemodel")
+    first.param.snapshot_prefix = str(tmp_path / "s")
+    first.step(3)
+    first.snapshot()
+    (tmp_path / "s_iter_3.feedstate.json").unlink()
+    resumed = Solver(folder / "solver.prototxt", workdir=folder)
+    resumed.restore(tmp_path / "s_iter_3.solverstate")
+    feed = resumed.net.feeds[0][1]
+    assert feed.state()["offset"] == 0  # type: ignore[index]  # Caffe restarts its data layers
+
+
+def test_cli_train_writes_caffe_snapshots(tmp_path: pathlib.Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _case_copy("test_accuracy", tmp_path)
+    monkeypatch.chdir(folder)
+    assert main(["train", "solver.prototxt", "--weights", "init.caffemodel", "--max-iter", "4",
+                 "--no-progress", "--quiet"]) == 0
+    stored = read_caffemodel(str(folder / "snap_iter_4.caffemodel"))
+    assert [s.name for s in stored if s.blobs] == ["ip1", "ip2", "ip3"]
+    state = read_solverstate(folder / "snap_iter_4.solverstate")
+    assert state.iter == 4 and state.learned_net == "snap_iter_4.caffemodel"
+    assert len(state.history) == 6
+    rows = (folder / "snap_metrics.csv").read_text().splitlines()
+    assert rows[0].split(",")[:5] == ["iter", "phase", "total_loss", "smoothed_loss", "lr"]
+    assert sum(1 for r in rows if ",train," in r) == 4
+    assert sum(1 for r in rows if ",test0," in r) == 1  # iteration 0 (no test at 4)
+    # resume to 6 from the CLI: the weights come from the state's learned_net
+    assert main(["train", "solver.prototxt", "--resume", "snap_iter_4.solverstate",
+                 "--max-iter", "6", "--no-progress", "--quiet"]) == 0
+    assert read_solverstate(folder / "snap_iter_6.solverstate").iter == 6
+
+
+def test_cli_errors_are_one_line(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _case_copy("test_accuracy", tmp_path)
+    monkeypatch.chdir(folder)
+    assert main(["train", "solver.prototxt", "--resume", "missing.solverstate",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("modelport: error:") and "missing.solverstate" in err[-1]
+    (folder / "bad.prototxt").write_text('net: "train.prototxt"\nlr_policy: "cosine"\n')
+    with pytest.raises(ConfigError, match="unknown lr_policy 'cosine'"):
+        Solver(folder / "bad.prototxt", workdir=folder)
+    (folder / "bad2.prototxt").write_text('net: "nothere.prototxt"\nlr_policy: "fixed"\n')
+    with pytest.raises(FormatError, match="nothere.prototxt"):
+        Solver(folder / "bad2.prototxt", workdir=folder)
