@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "CropDraw",
     "DataTransformer",
     "Transformer",
     "classifier_center_crop",
