@@ -43,7 +43,7 @@ class CaffeEltwise(CaffeModule):
         return out
 
     def extra_repr(self) -> str:
-        name = {EP.PROD: "PROD", EP.SUM: "SUM", EP.MAX: "MAX"}[self.operation]
+        name = EP.EltwiseOp.Name(self.operation)
         return f"{name}, coeff={self.coeffs}" if self.operation == EP.SUM else name
 
 

@@ -57,8 +57,8 @@ class CaffeReduction(CaffeModule):
         return y if self.coeff == 1.0 else y * self.coeff
 
     def extra_repr(self) -> str:
-        names = {RP.SUM: "SUM", RP.ASUM: "ASUM", RP.SUMSQ: "SUMSQ", RP.MEAN: "MEAN"}
-        return f"{names[self.operation]}, axis={self.axis}, coeff={self.coeff}"
+        name = RP.ReductionOp.Name(self.operation)
+        return f"{name}, axis={self.axis}, coeff={self.coeff}"
 
 
 @register_layer("Reduction")
