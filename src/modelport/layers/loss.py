@@ -321,7 +321,7 @@ def convert_infogain_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
                             "set infogain_loss_param.source or give H as a third bottom")
         from modelport.formats.caffe.blobproto import read_binaryproto
 
-        mat = torch.from_numpy(np.ascontiguousarray(read_binaryproto(p.source), dtype=np.float32))
+        mat = torch.from_numpy(np.array(read_binaryproto(p.source), dtype=np.float32))
     lp = layer.param.loss_param
     ignore = int(lp.ignore_label) if lp.HasField("ignore_label") else None
     mode = normalization_mode(lp, Normalization.VALID)
