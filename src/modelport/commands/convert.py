@@ -16,7 +16,7 @@ def parse_input_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]
         name, sep, dims = spec.partition("=")
         name = name.strip()
         try:
-            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
         except ValueError:
             shape = ()
         if not sep or not name or not shape or any(d <= 0 for d in shape):

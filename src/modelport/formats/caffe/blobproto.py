@@ -139,7 +139,12 @@ def read_binaryproto(path: str) -> np.ndarray:
     buf = read_bytes(path, "mean file")
     if not buf:
         raise FormatError(f"{path}: empty file, expected a BlobProto (.binaryproto)")
-    blob = decode_blob(buf, 0, len(buf), path)
+    try:
+        blob = decode_blob(buf, 0, len(buf), path)
+    except FormatError as exc:
+        if str(exc).startswith(path):
+            raise
+        raise FormatError(f"mean file '{path}' is not a BlobProto (.binaryproto): {exc}") from None
     if blob.data.size == 0:
         raise FormatError(f"{path}: not a BlobProto mean file (no values found)")
     return blob.data
