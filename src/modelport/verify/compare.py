@@ -255,8 +255,9 @@ class _Comparison:
                          chain=row.chain)
         if row.kind == "input" and len(names) == 1:
             div.introduced, div.inherited = total, 0.0
-            div.verdict = ("the net input itself differs from the reference's: check the "
-                           "preprocessing (channel order BGR/RGB, mean, scale, resize/crop)")
+            div.verdict = ("introduced at the input: the net input itself differs from the "
+                           "reference's; check the preprocessing (channel order BGR/RGB, mean, "
+                           "scale, resize/crop)")
             return div
         sources = {layer.name for layer in self.net.source_layers}
         chain = [self.net.net.layer(n) for n in names if n not in sources]
@@ -404,7 +405,10 @@ def verify(net: CaffeNet, reference: Reference | str,
                           "can be compared. Fix: check that the reference belongs to this net")
     report = ParityReport(net=net.net.name or net.net.source, reference=ref.name, tolerance=tol,
                           rows=comparison.rows, inputs=sources, notes=notes)
-    first = next((r for r in comparison.rows if r.compared and not r.passed), None)
-    if first is not None:
-        report.first_divergent = comparison.attribute(first)
+    for row in comparison.rows:
+        if row.compared and not row.passed:
+            div = comparison.attribute(row)
+            row.introduced, row.inherited, row.verdict = div.introduced, div.inherited, div.verdict
+            if report.first_divergent is None:
+                report.first_divergent = div
     return report

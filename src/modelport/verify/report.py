@@ -59,6 +59,11 @@ class BlobResult:
     top1: float | None = None
     top5: float | None = None
     note: str = ""
+    # For rows out of tolerance: the error this layer (chain) makes on the reference's own
+    # bottoms, the remainder inherited from its bottoms, and a one-line verdict.
+    introduced: float | None = None
+    inherited: float | None = None
+    verdict: str = ""
 
     @property
     def mismatched_fraction(self) -> float:
@@ -93,6 +98,9 @@ class BlobResult:
             "passed": self.passed,
             "top1_agreement": _num(self.top1),
             "top5_agreement": _num(self.top5),
+            "introduced": _num(self.introduced),
+            "inherited": _num(self.inherited),
+            "verdict": self.verdict,
             "note": self.note,
         }
 
