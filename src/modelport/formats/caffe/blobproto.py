@@ -7,6 +7,8 @@ files written before 2015 the legacy `num`/`channels`/`height`/`width` quadruple
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from modelport.errors import FormatError
@@ -128,7 +130,7 @@ def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blo
     return Blob(data.reshape(shape), legacy_4d=legacy_4d)
 
 
-def read_binaryproto(path: str) -> np.ndarray:
+def read_binaryproto(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a `.binaryproto` BlobProto file (e.g. imagenet_mean.binaryproto) as float32.
 
     Returns the array with Caffe's stored shape (usually 1 x C x H x W, channels in BGR order as
@@ -136,6 +138,7 @@ def read_binaryproto(path: str) -> np.ndarray:
     """
     from modelport.formats.caffe.files import read_bytes
 
+    path = os.fspath(path)
     buf = read_bytes(path, "mean file")
     if not buf:
         raise FormatError(f"{path}: empty file, expected a BlobProto (.binaryproto)")
@@ -150,7 +153,7 @@ def read_binaryproto(path: str) -> np.ndarray:
     return blob.data
 
 
-def read_mean(path: str) -> np.ndarray:
+def read_mean(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a mean file as `caffe.io.blobproto_to_array(blob)[0]` gives it: C x H x W, BGR."""
     data = read_binaryproto(path)
     if data.ndim == 4:
