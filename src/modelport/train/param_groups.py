@@ -65,7 +65,7 @@ def learnable_params(net: CaffeNet) -> list[LearnableParam]:
             if tensor is None:
                 continue
             spec = specs[j] if j < len(specs) else None
-            if is_bn and spec is not None and spec.HasField("lr_mult") and spec.lr_mult != 0:
+            if is_bn and spec is not None and spec.lr_mult != 0:  # (default 1 counts, as in Caffe)
                 raise LayerError(layer.name, layer.type,
                                  f"param {j} sets lr_mult {spec.lr_mult}; Caffe does not allow "
                                  "learning the batch-normalisation statistics",
