@@ -124,3 +124,52 @@ def test_cli_errors_are_one_line(tmp_path: pathlib.Path, capsys: pytest.CaptureF
     (folder / "bad2.prototxt").write_text('net: "nothere.prototxt"\nlr_policy: "fixed"\n')
     with pytest.raises(FormatError, match="nothere.prototxt"):
         Solver(folder / "bad2.prototxt", workdir=folder)
+
+
+def test_stop_request_finishes_iteration_and_snapshots(tmp_path: pathlib.Path) -> None:
+    """Caffe's SIGINT 'stop': the current iteration completes, then Solve() snapshots."""
+    from modelport.train.reporting import Reporter
+
+    folder = _case_copy("test_accuracy", tmp_path)
+
+    class StopAt2(Reporter):
+        def iteration(self, it: int, *args: object, **kwargs: object) -> None:
+            if it == 2:
+                solver._on_sigint(2, None)
+
+    solver = Solver(folder / "solver.prototxt", workdir=folder,
+                    weights=folder / "init.caffemodel", reporter=StopAt2())
+    solver.param.snapshot_prefix = str(tmp_path / "stop")
+    solver.solve()
+    assert solver.iter == 3
+    assert read_solverstate(tmp_path / "stop_iter_3.solverstate").iter == 3
+    with pytest.raises(KeyboardInterrupt):
+        solver._on_sigint(2, None)
+
+
+def test_dummy_data_and_propagate_down(tmp_path: pathlib.Path) -> None:
+    """DummyData feeds a train net; propagate_down: false stops the gradient into a bottom."""
+    net = """
+name: "dummy"
+layer { name: "data" type: "DummyData" top: "x" top: "y"
+  dummy_data_param { shape { dim: 4 dim: 6 } shape { dim: 4 dim: 3 }
+    data_filler { type: "gaussian" std: 1 } data_filler { type: "constant" value: 0.5 } } }
+layer { name: "a" type: "InnerProduct" bottom: "x" top: "a"
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "b" type: "InnerProduct" bottom: "a" top: "b"
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "b" bottom: "y" top: "loss"
+  propagate_down: %s propagate_down: false }
+"""
+    for flag in ("true", "false"):
+        (tmp_path / "net.prototxt").write_text(net % flag)
+        (tmp_path / "s.prototxt").write_text('net: "net.prototxt" base_lr: 0.1 '
+                                             'lr_policy: "fixed" random_seed: 3')
+        solver = Solver(tmp_path / "s.prototxt", workdir=tmp_path)
+        batch = solver.net.feeds[0][1].next_batch()
+        assert tuple(batch["x"].shape) == (4, 6) and torch.equal(batch["y"],
+                                                                 torch.full((4, 3), 0.5))
+        before = solver.net.module.layer_module("a").weight.detach().clone()
+        solver.step(1)
+        moved = not torch.equal(before, solver.net.module.layer_module("a").weight.detach())
+        assert moved == (flag == "true")

@@ -265,6 +265,7 @@ def convert_hinge_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 
 
 class InfogainLoss(LossModule):
+    infogain: torch.Tensor | None
     def __init__(self, name: str, axis: int, infogain: torch.Tensor | None,
                  ignore_label: int | None, mode: int, with_prob: bool) -> None:
         super().__init__(name, "InfogainLoss")
@@ -282,7 +283,7 @@ class InfogainLoss(LossModule):
         shape = tuple(scores.shape)
         outer, inner = _count(shape, 0, self.axis), _count(shape, self.axis + 1)
         k = shape[self.axis]
-        mat = (h if h is not None else self.infogain)
+        mat: torch.Tensor | None = h if h is not None else self.infogain
         assert mat is not None
         if mat.numel() != k * k:
             raise self.fail(f"the infogain matrix has {mat.numel()} values; {k} labels need "

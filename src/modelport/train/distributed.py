@@ -41,7 +41,8 @@ class _TrainStep(nn.Module):
 
     def forward(self, inputs: Mapping[str, torch.Tensor],
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        blobs = self.net.forward_blobs(**inputs)
+        # mypy reads **inputs against the bool keyword of forward_blobs; all are tensors
+        blobs = self.net.forward_blobs(**inputs)  # type: ignore[arg-type]
         return self.phase_net.objective(blobs), blobs
 
 

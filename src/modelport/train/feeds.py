@@ -179,9 +179,10 @@ class PipelineFeed:
 
         self.layer = layer
         self.tops = tuple(layer.tops)
-        self.source = open_source(layer, phase, base_dir, 0 if seed is None else seed)
-        if not isinstance(self.source, ItemSource):
+        source = open_source(layer, phase, base_dir, 0 if seed is None else seed)
+        if not isinstance(source, ItemSource):
             raise LayerError(layer.name, layer.type, "is not an item source")
+        self.source: ItemSource = source
         self.rank, self.world = (rank, world) if phase == caffe_pb2.TRAIN else (0, 1)
         self.index = 0
 
@@ -208,6 +209,57 @@ class PipelineFeed:
         self.index = int(state.get("batch", 0))
 
 
+class DummyFeed:
+    """Caffe DummyData (layers/dummy_data_layer.cpp): each top has a declared shape (`shape`,
+    or legacy num/channels/height/width; one for all tops or one per top) and a filler (none:
+    constant 0; one for all tops or one per top). Constant tops are filled once; the others
+    are refilled on every forward pass (from torch's generator, not Caffe's RNG)."""
+
+    def __init__(self, layer: Layer) -> None:
+        p = layer.param.dummy_data_param
+        self.tops = tuple(layer.tops)
+        n = len(self.tops)
+
+        def pick(values: Any, what: str) -> list[Any]:
+            if len(values) not in (1, n):
+                raise LayerError(layer.name, layer.type,
+                                 f"has {len(values)} {what} entries for {n} tops",
+                                 f"give {what} once, or once per top")
+            return list(values) * n if len(values) == 1 else list(values)
+
+        if p.shape:
+            shapes = [tuple(int(d) for d in s.dim) for s in pick(p.shape, "shape")]
+        else:
+            legacy = [pick(getattr(p, f), f) if len(getattr(p, f)) else [1] * n
+                      for f in ("num", "channels", "height", "width")]
+            if not len(p.num):
+                raise LayerError(layer.name, layer.type, "declares no shape",
+                                 "set dummy_data_param.shape")
+            shapes = [tuple(int(v[i]) for v in legacy) for i in range(n)]
+        fillers = (pick(p.data_filler, "data_filler") if len(p.data_filler)
+                   else [caffe_pb2.FillerParameter(type="constant", value=0.0)] * n)
+        self._shapes = dict(zip(self.tops, shapes))
+        self._fillers = dict(zip(self.tops, fillers))
+        from modelport.fillers import fill
+
+        self._fill = fill
+        self._fixed = {t: fill(f, self._shapes[t]) for t, f in self._fillers.items()
+                       if f.type == "constant"}
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return dict(self._shapes)
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        return {t: self._fixed[t] if t in self._fixed
+                else self._fill(self._fillers[t], self._shapes[t]) for t in self.tops}
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        pass
+
+
 def make_feed(layer: Layer, resolve: Resolver, phase: int, rank: int = 0, world: int = 1,
               seed: int | None = None) -> Feed:
     """The feed for one data layer of a training/test net."""
@@ -223,6 +275,8 @@ def make_feed(layer: Layer, resolve: Resolver, phase: int, rank: int = 0, world:
             # the directory the relative source was found against (the working directory)
             base = resolved[: len(resolved) - len(src)].rstrip("/\\") or "."
         return PipelineFeed(layer, base, phase, rank, world, seed)
+    if layer.type == "DummyData":
+        return DummyFeed(layer)
     raise LayerError(layer.name, layer.type, "this data layer type cannot be read by modelport",
                      "feed it yourself: Solver(feeds={layer name: feed})")
 

@@ -82,7 +82,7 @@ def write_solverstate(path: str | os.PathLike[str], state: SolverState) -> None:
                 head, shape, total = _blob_header(flat)
                 fh.write(_len(STATE_HISTORY, total))
                 fh.write(head)
-                fh.write(memoryview(flat.reshape(-1)).cast("B"))
+                fh.write(flat.reshape(-1).data.cast("B"))
                 fh.write(shape)
             fh.write(encode_key(STATE_CURRENT_STEP, WIRE_VARINT)
                      + encode_varint(int(state.current_step)))

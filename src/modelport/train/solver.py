@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -159,6 +161,9 @@ class PhaseNet:
         module_net = Net(ir.name, tuple(layers), ir.source, ir.phase, ir.notes)
         self.module: CaffeNet = build_module(module_net, allow_missing_weights=True)
         self.module.to(device)
+        for layer in ir.layers:
+            if layer.name in self.module.layer_keys and len(layer.param.propagate_down):
+                _stop_gradients(layer, self.module.layer_module(layer.name))
         self.device = device
         self.loss_weights: list[tuple[str, float]] = []
         self.top_weight: dict[str, float] = {}
@@ -181,8 +186,9 @@ class PhaseNet:
     def forward(self, inputs: Mapping[str, torch.Tensor] | None = None,
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One forward pass: (objective = sum of loss_weight * top in layer order, blobs)."""
-        blobs = self.module.forward_blobs(**(inputs if inputs is not None
-                                             else self.next_inputs()))
+        feed = dict(inputs) if inputs is not None else self.next_inputs()
+        # mypy reads **feed against the bool keyword of forward_blobs; every value is a tensor
+        blobs = self.module.forward_blobs(**feed)  # type: ignore[arg-type]
         return self.objective(blobs), blobs
 
     def objective(self, blobs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -196,6 +202,24 @@ class PhaseNet:
 
     def output_values(self, blobs: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         return {n: blobs[n].detach().to("cpu").float().numpy().copy() for n in self.outputs}
+
+
+def _stop_gradients(layer: Layer, module: torch.nn.Module) -> None:
+    """Caffe's `propagate_down: false` for a bottom: no gradient flows into it from this
+    layer (the bottom is detached on its way in)."""
+    flags = list(layer.param.propagate_down)
+    if len(flags) != len(layer.bottoms):
+        raise ConfigError(f"layer '{layer.name}' (type {layer.type}): propagate_down has "
+                          f"{len(flags)} values for {len(layer.bottoms)} bottoms. Fix: give "
+                          "one per bottom")
+    if all(flags):
+        return
+
+    def detach(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(a if keep or not isinstance(a, torch.Tensor) else a.detach()
+                     for a, keep in zip(args, flags))
+
+    module.register_forward_pre_hook(detach)
 
 
 def _as_input_layer(layer: Layer, shapes: Mapping[str, tuple[int, ...]]) -> Layer:
@@ -296,6 +320,7 @@ class Solver:
         self.reporter.set_columns(self.net.outputs + [o for t in self.test_nets
                                                       for o in t.outputs])
         self.snapshots: list[str] = []
+        self.stop_requested = False
 
     # -- construction ---------------------------------------------------------------------
     def _read_net_file(self, path: str) -> caffe_pb2.NetParameter:
@@ -339,7 +364,8 @@ class Solver:
                               "values. Fix: give test_iter once per test net")
         if n_iter < len(specific):
             raise ConfigError("solver: test_iter must be specified for each test network")
-        instances = specific + [generic] * (n_iter - len(specific))  # type: ignore[list-item]
+        instances = specific + ([generic] * (n_iter - len(specific)) if generic is not None
+                                else [])
         if p.test_state and len(p.test_state) != len(instances):
             raise ConfigError("solver: test_state must be unspecified or given once per test "
                               f"net ({len(instances)})")
@@ -457,6 +483,8 @@ class Solver:
             self.iter += 1
             if self.param.snapshot and self.iter % self.param.snapshot == 0 and self.rank == 0:
                 self.snapshot()
+            if self.stop_requested:
+                break
 
     def _update_smoothed(self, loss: float, start_iter: int) -> None:
         """Caffe's Solver::UpdateSmoothedLoss (mean of the last average_loss losses)."""
@@ -591,10 +619,20 @@ class Solver:
         self.reporter.message("Solving %s", self.net.ir.name)
         self.reporter.message("Learning Rate Policy: %s", self.param.lr_policy)
         self.reporter.set_total(self.param.max_iter, self.iter)
-        self.step(self.param.max_iter - self.iter)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            self.step(self.param.max_iter - self.iter)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         if self.rank == 0 and self.param.snapshot_after_train and (
                 not self.param.snapshot or self.iter % self.param.snapshot != 0):
             self.snapshot()
+        if self.stop_requested:
+            self.reporter.message("Optimization stopped early.")
+            return
         if self.param.display and self.iter % self.param.display == 0:
             # Caffe runs one more forward pass to report the final loss.
             with torch.no_grad():
@@ -606,6 +644,15 @@ class Solver:
                 and self.rank == 0:
             self.test_all()
         self.reporter.message("Optimization Done.")
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        """Caffe's SIGINT action 'stop': finish the iteration, snapshot, return. A second
+        Ctrl-C aborts at once."""
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        self.reporter.message("Stop requested: finishing iteration %d, then a snapshot "
+                              "(Ctrl-C again to abort)", self.iter)
 
     # -- snapshots ------------------------------------------------------------------------
     def snapshot_prefix(self) -> str:
