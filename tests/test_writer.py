@@ -27,7 +27,8 @@ SAVED_BY_CAFFE = [c for c in caffe_cases()
 
 TINY = """
 name: "tiny"
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 5 dim: 4 } } }
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 2 dim: 3 dim: 5 dim: 4 } } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
         param { lr_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
         convolution_param { num_output: 2 kernel_h: 3 kernel_w: 2 stride_h: 2 } }
@@ -141,3 +142,19 @@ def test_opencv_reads_what_we_write_and_matches_caffe(tmp_path) -> None:
     cvnet.setInput(case.inputs()["data"], "data")
     out = cvnet.forward("conv")
     assert_blob_close("conv", out, case.blobs()["conv"])
+
+
+def test_streamed_blobs_write_the_same_bytes(tmp_path) -> None:
+    from modelport.formats.caffe.writer import StreamedBlob
+
+    net = tiny_net()
+    w = net.layer("conv").blobs[0].data
+    streamed = StreamedBlob(w.shape, lambda: (w.reshape(-1)[:5], w.reshape(-1)[5:]))
+    a, b = tmp_path / "a.caffemodel", tmp_path / "b.caffemodel"
+    write_caffemodel(a, net)
+    write_caffemodel(b, net, blobs={"conv": [streamed, net.layer("conv").blobs[1].data]})
+    assert a.read_bytes() == b.read_bytes()
+    bad = StreamedBlob((100,), lambda: (np.zeros(99, np.float32),))
+    with pytest.raises(ValueError):
+        write_caffemodel(tmp_path / "c.caffemodel", net, blobs={"conv": [bad]})
+    assert not (tmp_path / "c.caffemodel").exists()

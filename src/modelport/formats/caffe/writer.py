@@ -15,8 +15,10 @@ rest, so the result is byte-for-byte what protobuf's serializer would emit for t
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
@@ -40,8 +42,8 @@ SHAPE_DIM = 1  # BlobShape.dim (packed int64)
 
 _CHUNK = 1 << 24  # bytes of float data written per call
 
-__all__ = ["layer_blob_arrays", "net_parameter", "net_to_prototxt", "with_split_layers",
-           "write_caffemodel", "write_prototxt"]
+__all__ = ["StreamedBlob", "layer_blob_arrays", "net_parameter", "net_to_prototxt",
+           "with_split_layers", "write_caffemodel", "write_prototxt"]
 
 
 def _as_net(source: Net | CaffeNet) -> Net:
@@ -106,7 +108,27 @@ def _len_field(number: int, payload_len: int) -> bytes:
     return encode_key(number, WIRE_LEN) + encode_varint(payload_len)
 
 
-def _blob_frames(arr: np.ndarray) -> tuple[bytes, int, bytes, int]:
+@dataclass(frozen=True)
+class StreamedBlob:
+    """A weight blob produced piece by piece while the file is written (for files too big to
+    hold in memory): `chunks()` yields float32 arrays whose sizes add up to prod(shape)."""
+
+    shape: tuple[int, ...]
+    chunks: Callable[[], Iterable[np.ndarray]]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+BlobLike = np.ndarray | StreamedBlob
+
+
+def _blob_frames(arr: BlobLike) -> tuple[bytes, int, bytes, int]:
     """(bytes before the float data, float byte count, bytes after, total BlobProto length).
 
     Caffe's Blob::ToProto writes `shape` and `data`; protobuf orders them data (5), shape (7).
@@ -123,21 +145,27 @@ def _blob_frames(arr: np.ndarray) -> tuple[bytes, int, bytes, int]:
     return data_head, nbytes, shape_field, total
 
 
-def _write_floats(fh: IO[bytes], arr: np.ndarray) -> None:
-    flat = np.ascontiguousarray(arr, dtype="<f4").reshape(-1)
+def _write_floats(fh: IO[bytes], arr: BlobLike) -> None:
     step = _CHUNK // 4
-    for start in range(0, flat.size, step):
-        fh.write(memoryview(flat[start : start + step]).cast("B"))
+    pieces = arr.chunks() if isinstance(arr, StreamedBlob) else (arr,)
+    written = 0
+    for piece in pieces:
+        flat = np.ascontiguousarray(piece, dtype="<f4").reshape(-1)
+        for start in range(0, flat.size, step):
+            fh.write(memoryview(flat[start : start + step]).cast("B"))
+        written += flat.size
+    if written != arr.size:
+        raise ValueError(f"a streamed blob of shape {arr.shape} produced {written} values")
 
 
-def _layer_chunks(layer: Layer, arrays: Sequence[np.ndarray], phase: int,
-                  ) -> tuple[int, Iterator[tuple[bytes | np.ndarray, int]]]:
+def _layer_chunks(layer: Layer, arrays: Sequence[BlobLike], phase: int,
+                  ) -> tuple[int, Iterator[tuple[bytes | BlobLike, int]]]:
     head, tail = _split_param(_layer_param(layer, phase))
     frames = [_blob_frames(a) for a in arrays]
     blobs_len = sum(len(_len_field(LAYER_BLOBS, f[3])) + f[3] for f in frames)
     body_len = len(head) + blobs_len + len(tail)
 
-    def chunks() -> Iterator[tuple[bytes | np.ndarray, int]]:
+    def chunks() -> Iterator[tuple[bytes | BlobLike, int]]:
         yield _len_field(NET_LAYER, body_len) + head, 0
         for arr, (data_head, nbytes, shape_field, total) in zip(arrays, frames):
             yield _len_field(LAYER_BLOBS, total) + data_head, 0
@@ -221,7 +249,7 @@ def _with_batchnorm_fixed_params(net: Net) -> Net:
 
 
 def write_caffemodel(path: str | os.PathLike[str], source: Net | CaffeNet,
-                     blobs: Mapping[str, Sequence[np.ndarray]] | None = None,
+                     blobs: Mapping[str, Sequence[BlobLike]] | None = None,
                      progress: Callable[[int, int], None] | None = None,
                      caffe_layout: bool = False) -> int:
     """Write `source` (an IR Net with blobs, or a converted CaffeNet) as a V2 caffemodel.
@@ -229,7 +257,8 @@ def write_caffemodel(path: str | os.PathLike[str], source: Net | CaffeNet,
     Args:
         path: destination; written atomically (a temporary file renamed into place).
         source: the net; every layer is written with its parameters (as Caffe saves them).
-        blobs: optional weights by layer name overriding those of `source` (Caffe blob order).
+        blobs: optional weights by layer name overriding those of `source` (Caffe blob order);
+            a StreamedBlob is generated while writing, so the file never has to fit in memory.
         progress: called with (bytes written, total bytes) after each layer.
         caffe_layout: write the net as Caffe's own net.save() does: with the implicit Split
             layers (`with_split_layers`) and the `param { lr_mult: 0 }` entries BatchNorm's
@@ -238,11 +267,12 @@ def write_caffemodel(path: str | os.PathLike[str], source: Net | CaffeNet,
     Returns the file size in bytes.
     """
     net = _as_net(source)
-    weights = dict(layer_blob_arrays(source))
+    weights: dict[str, Sequence[BlobLike]] = dict(layer_blob_arrays(source))
     if caffe_layout:
         net = _with_batchnorm_fixed_params(with_split_layers(net))
     if blobs is not None:
-        weights.update({k: [np.asarray(a, dtype=np.float32) for a in v] for k, v in blobs.items()})
+        weights.update({k: [a if isinstance(a, StreamedBlob) else np.asarray(a, dtype=np.float32)
+                            for a in v] for k, v in blobs.items()})
     name = net.name.encode("utf-8")
     header = _len_field(NET_NAME, len(name)) + name if name else b""
     plans = []
@@ -259,7 +289,7 @@ def write_caffemodel(path: str | os.PathLike[str], source: Net | CaffeNet,
             done += len(header)
             for chunks in plans:
                 for piece, nbytes in chunks:
-                    if isinstance(piece, np.ndarray):
+                    if not isinstance(piece, bytes):
                         _write_floats(fh, piece)
                         done += nbytes
                     else:
