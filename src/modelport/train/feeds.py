@@ -3,12 +3,11 @@
 A Feed produces one dict {top name: float32 tensor} per forward pass and can save and restore
 its read position (so `--resume` continues with the next batch, which Caffe itself does not).
 
-HDF5Data is read here (layers/hdf5_data_layer.cpp): the `source` list file names .h5 files
-(whitespace-separated); each file is loaded whole; every top is the dataset of the same name;
-rows are taken in order, moving to the next file at the end of one and back to the first after
-the last, so a batch may straddle files or the wrap. Top shape: batch_size x dataset dims[1:].
-With several training processes (Caffe's multi-GPU solvers, torchrun here) process `rank` of
-`world` takes the rows whose running offset % world == rank (HDF5DataLayer::Skip).
+HDF5Data (layers/hdf5_data_layer.cpp) takes rows in order, moving to the next file at the end
+of one and back to the first after the last, so a batch may straddle files or the wrap; the
+files are read by the data pipeline's Hdf5Source. With several training processes (Caffe's
+multi-GPU solvers, torchrun here) process `rank` of `world` takes the rows whose running
+offset % world == rank (HDF5DataLayer::Skip, DataLayer::Skip), in TRAIN only.
 Other data layer types come from `modelport.train.data` when it provides them.
 """
 
@@ -21,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from modelport.errors import ConfigError, FormatError, LayerError
+from modelport.errors import LayerError
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 
@@ -43,95 +42,54 @@ class Feed(Protocol):
 Resolver = Callable[[str], str]
 
 
-def _list_file(path: str, layer: Layer) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            names = fh.read().split()
-    except OSError as exc:
-        raise LayerError(layer.name, layer.type, f"cannot read source list '{path}' "
-                         f"({exc.strerror})", "check hdf5_data_param.source") from None
-    if not names:
-        raise LayerError(layer.name, layer.type, f"source list '{path}' names no files",
-                         "list one .h5 file per line")
-    return names
+def _base_dir(src: str, resolve: Resolver) -> str:
+    """The directory a relative source path was found against (the working directory, or the
+    solver file's folder as a fallback)."""
+    if not src or os.path.isabs(src):
+        return resolve(".")
+    resolved = resolve(src)
+    return resolved[: len(resolved) - len(src)].rstrip("/\\") or "."
 
 
 class HDF5Feed:
-    """Sequential (or seeded-shuffle) reader of Caffe HDF5Data sources."""
+    """Caffe HDF5Data rows in order (HDF5DataLayer::Forward_cpu + Next), with Caffe's
+    multi-solver sharding and a saved position. Files are listed, read and checked by the data
+    pipeline's Hdf5Source (modelport.train.data_hdf5), whose seeded file/row orders also make
+    `shuffle: true` resumable."""
 
     def __init__(self, layer: Layer, resolve: Resolver, phase: int, rank: int = 0,
                  world: int = 1, seed: int | None = None) -> None:
+        from modelport.train.data_hdf5 import Hdf5Source
+
         p = layer.param.hdf5_data_param
         self.layer = layer
         self.tops = tuple(layer.tops)
-        if not p.source:
-            raise LayerError(layer.name, layer.type, "hdf5_data_param.source is not set")
-        if p.batch_size == 0:
-            raise LayerError(layer.name, layer.type, "hdf5_data_param.batch_size is 0",
-                             "set batch_size")
-        self.batch = int(p.batch_size)
-        list_path = resolve(p.source)
-        self.files = [resolve(n) for n in _list_file(list_path, layer)]
-        self.shuffle = bool(p.shuffle)
-        self.rng = np.random.default_rng(seed)
+        self.source = Hdf5Source(layer, _base_dir(p.source, resolve), 0 if seed is None else seed)
+        self.batch = self.source.batch_size
         # Caffe shards rows across solvers only in TRAIN (Skip() keeps every row in TEST).
         self.rank, self.world = (rank, world) if phase == caffe_pb2.TRAIN else (0, 1)
-        self.file_order = list(range(len(self.files)))
-        if self.shuffle:
-            self.rng.shuffle(self.file_order)
-        self.file_pos = 0
-        self.row = 0
-        self.offset = 0
-        self._load(self.file_order[0])
+        self._seek(0, 0, 0, 0, 0)
 
-    def _load(self, index: int) -> None:
-        try:
-            import h5py
-        except ImportError:
-            raise ConfigError("HDF5Data needs h5py. Fix: pip install 'modelport[data]'") from None
-        path = self.files[index]
-        try:
-            with h5py.File(path, "r") as fh:
-                arrays = {}
-                for top in self.tops:
-                    if top not in fh:
-                        raise LayerError(self.layer.name, self.layer.type,
-                                         f"'{path}' has no dataset '{top}' (it has "
-                                         f"{', '.join(sorted(fh.keys()))})",
-                                         "name each top after a dataset in the file")
-                    arrays[top] = np.ascontiguousarray(fh[top][()], dtype=np.float32)
-        except OSError as exc:
-            raise FormatError(f"layer '{self.layer.name}' (type HDF5Data): cannot read "
-                              f"'{path}' ({exc}). Fix: check the file list") from None
-        rows = {a.shape[0] if a.ndim else 0 for a in arrays.values()}
-        if len(rows) != 1 or 0 in rows:
-            raise LayerError(self.layer.name, self.layer.type,
-                             f"datasets in '{path}' have different or zero row counts "
-                             f"({ {k: v.shape for k, v in arrays.items()} })",
-                             "every top's dataset needs the same number of rows")
-        self.arrays = arrays
-        self.rows = rows.pop()
-        self.perm = np.arange(self.rows)
-        if self.shuffle:
-            self.rng.shuffle(self.perm)
-        self.loaded = index
+    def _seek(self, file_pass: int, file_pos: int, restarts: int, row: int, offset: int) -> None:
+        self.file_pass, self.file_pos, self.restarts = file_pass, file_pos, restarts
+        self.order = self.source.file_order(file_pass)
+        self.arrays = self.source.load(self.order[file_pos])
+        self.rows = self.source._row_order(self.arrays, restarts)  # the pipeline's row order
+        self.row = row % len(self.rows)
+        self.offset = offset
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        return {t: (self.batch,) + tuple(self.arrays[t].shape[1:]) for t in self.tops}
+        return dict(self.source.top_shapes())
 
     def _advance(self) -> None:
         self.row += 1
-        if self.row == self.rows:
-            if len(self.files) > 1:
-                self.file_pos += 1
-                if self.file_pos == len(self.files):
-                    self.file_pos = 0
-                    if self.shuffle:
-                        self.rng.shuffle(self.file_order)
-                self._load(self.file_order[self.file_pos])
-            elif self.shuffle:
-                self.rng.shuffle(self.perm)
-            self.row = 0
+        if self.row == len(self.rows):
+            file_pass, file_pos = self.file_pass, self.file_pos
+            if len(self.source.files) > 1:
+                file_pos += 1
+                if file_pos == len(self.source.files):
+                    file_pos, file_pass = 0, file_pass + 1
+            self._seek(file_pass, file_pos, self.restarts + 1, 0, self.offset)
         self.offset += 1
 
     def next_batch(self) -> dict[str, torch.Tensor]:
@@ -139,25 +97,20 @@ class HDF5Feed:
         for _ in range(self.batch):
             while self.offset % self.world != self.rank:
                 self._advance()
-            r = self.perm[self.row]
+            r = self.rows[self.row]
             for t in self.tops:
                 picks[t].append(self.arrays[t][r])
             self._advance()
         return {t: torch.from_numpy(np.stack(v)) for t, v in picks.items()}
 
     def state(self) -> dict[str, Any]:
-        if self.shuffle:
-            return {"shuffle": True}  # the permutation is not saved; resume reshuffles
-        return {"file_pos": self.file_pos, "row": self.row, "offset": self.offset}
+        return {"file_pass": self.file_pass, "file_pos": self.file_pos,
+                "restarts": self.restarts, "row": self.row, "offset": self.offset}
 
     def restore(self, state: dict[str, Any]) -> None:
-        if "row" not in state:
-            return
-        self.file_pos = int(state["file_pos"]) % len(self.files)
-        if self.loaded != self.file_order[self.file_pos]:
-            self._load(self.file_order[self.file_pos])
-        self.row = int(state["row"]) % self.rows
-        self.offset = int(state["offset"])
+        if "row" in state:
+            self._seek(int(state["file_pass"]), int(state["file_pos"]) % len(self.source.files),
+                       int(state["restarts"]), int(state["row"]), int(state["offset"]))
 
     def skip(self, passes: int) -> None:
         """Advance as if `passes` batches had been read."""
@@ -269,11 +222,7 @@ def make_feed(layer: Layer, resolve: Resolver, phase: int, rank: int = 0, world:
         p = layer.param
         src = (p.image_data_param.source if layer.type == "ImageData" else
                p.data_param.source if layer.type == "Data" else p.window_data_param.source)
-        resolved = resolve(src) if src else resolve(".")
-        base = os.path.dirname(resolved) if src and not os.path.isabs(src) else resolve(".")
-        if src and not os.path.isabs(src):
-            # the directory the relative source was found against (the working directory)
-            base = resolved[: len(resolved) - len(src)].rstrip("/\\") or "."
+        base = _base_dir(src, resolve)
         return PipelineFeed(layer, base, phase, rank, world, seed)
     if layer.type == "DummyData":
         return DummyFeed(layer)
