@@ -27,10 +27,14 @@ class _ConsoleHandler(logging.Handler):
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from modelport.errors import ConfigError
     from modelport.train.distributed import init_process_group, make_distributed
     from modelport.train.reporting import LOG, Reporter
     from modelport.train.solver import Solver
 
+    if args.weights and args.resume:
+        raise ConfigError("give --resume (continue a snapshot) or --weights (fine-tune), not "
+                          "both. Fix: drop one of them, as `caffe train` requires")
     rank, world = init_process_group(args.device)
     console = Console(stderr=True)
     handler: logging.Handler

@@ -388,9 +388,15 @@ class Solver:
         work.CopyFrom(param)
         _resolve_net_paths(work, self.resolve)
         ir = net_from_param(work, work.name or "net", state.phase, state.level, state.stage)
+        # Caffe 1.0: the solver's own `weights` entries at net setup, then --weights
+        # (caffe.cpp CopyLayers), each a comma-separated list applied in order.
+        files = [self.resolve(w.strip()) for entry in self.param.weights
+                 for w in entry.split(",") if w.strip()]
         if weights is not None:
-            for w in os.fspath(weights).split(","):
-                ir = attach_weights(ir, read_caffemodel(self._user_path(w.strip())))
+            files += [self._user_path(w.strip()) for w in os.fspath(weights).split(",")
+                      if w.strip()]
+        for path in files:
+            ir = attach_weights(ir, read_caffemodel(path))
         layer_feeds: list[tuple[Layer, Feed]] = []
         given = dict(feeds or {})
         for layer in ir.layers:
