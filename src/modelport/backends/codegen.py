@@ -1,10 +1,12 @@
 """Generate readable, standalone PyTorch source (`model.py`) for a converted Caffe net.
 
-The generated file depends only on torch: `class Net(torch.nn.Module)` with one submodule per
-Caffe layer (named as in the live CaffeNet, so `model.safetensors` written from the live module's
-state_dict loads into it unchanged), `forward_blobs` with one line per layer over a dict of Caffe
-blobs, `forward` (the single output, or a dict of outputs), and `load(weights=None)` reading
-`model.safetensors` beside the file with a tiny built-in safetensors reader.
+The generated file depends only on torch (plus numpy when the net has SSD's PriorBox or
+DetectionOutput, whose modelport classes compute with numpy): `class Net(torch.nn.Module)` with
+one submodule per Caffe layer (named as in the live CaffeNet, so `model.safetensors` written
+from the live module's state_dict loads into it unchanged), `forward_blobs` with one line per
+layer over a dict of Caffe blobs, `forward` (the single output, or a dict of outputs), and
+`load(weights=None)` reading `model.safetensors` beside the file with a tiny built-in
+safetensors reader.
 
 Design: a registry in this module maps each live module class (CaffeConvolution, CaffePooling,
 ...) to an *emitter*. An emitter reads the converted module's attributes (and, where simpler,
@@ -25,6 +27,7 @@ import dis
 import inspect
 import keyword
 import textwrap
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -333,7 +336,11 @@ def _resolve_globals(names: set[str], globs: dict, needs: list[str], seen: set[s
         if name not in globs:
             raise CannotEmit(f"uses unknown global '{name}'")
         obj = globs[name]
-        if name == "LayerError":
+        if isinstance(obj, types.ModuleType) and obj.__name__ == "numpy":
+            # Only layers that compute constants with numpy (SSD's PriorBox, DetectionOutput)
+            # make the generated file import numpy; everything else needs torch alone.
+            register_helper(name, f"import numpy as {name}  # used by the helpers below")
+        elif name == "LayerError":
             register_helper("LayerError", _LAYER_ERROR)
         elif inspect.isfunction(obj):
             if not obj.__module__.startswith("modelport."):
