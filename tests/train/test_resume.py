@@ -173,3 +173,12 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "b" bottom: "y" top: "loss"
         solver.step(1)
         moved = not torch.equal(before, solver.net.module.layer_module("a").weight.detach())
         assert moved == (flag == "true")
+
+
+@pytest.mark.parametrize("case", ["adam_poly", "sgd_multistep_itersize_clip"])
+def test_solverstate_writer_is_byte_identical_to_caffe(case: str, tmp_path: pathlib.Path) -> None:
+    from modelport.train.snapshot import write_solverstate
+
+    ref = SOLVER_GOLDEN / case / "iter_10.solverstate"
+    write_solverstate(tmp_path / "x.solverstate", read_solverstate(ref))
+    assert (tmp_path / "x.solverstate").read_bytes() == ref.read_bytes()

@@ -263,6 +263,7 @@ class Solver:
         max_iter: overrides the solver's max_iter.
         feeds: {data layer name: Feed} to feed data layers yourself (train net).
         reporter: receives log lines / metrics (default: log only).
+        keep_records: how many IterationRecords (`records`) to keep in memory.
     """
 
     def __init__(self, solver: str | os.PathLike[str] | caffe_pb2.SolverParameter, *,
@@ -270,7 +271,8 @@ class Solver:
                  weights: str | os.PathLike[str] | None = None, device: str = "cpu",
                  max_iter: int | None = None, feeds: Mapping[str, Feed] | None = None,
                  test_feeds: Mapping[str, Feed] | None = None,
-                 reporter: Reporter | None = None, rank: int = 0, world: int = 1) -> None:
+                 reporter: Reporter | None = None, rank: int = 0, world: int = 1,
+                 keep_records: int = 10000) -> None:
         if isinstance(solver, caffe_pb2.SolverParameter):
             self.param = caffe_pb2.SolverParameter()
             self.param.CopyFrom(solver)
@@ -312,7 +314,8 @@ class Solver:
         self.history: list[torch.Tensor] = [
             torch.zeros_like(self.params[j % len(self.params)].tensor.detach())
             for j in range(n_hist)]
-        self.records: list[IterationRecord] = []
+        self.records: list[IterationRecord] = []  # the last `keep_records` iterations
+        self.keep_records = keep_records
         self.tests: list[TestRecord] = []
         self._losses: list[float] = []
         self.smoothed_loss = 0.0
@@ -474,6 +477,8 @@ class Solver:
             record = IterationRecord(self.iter, float(loss), rate, outputs,
                                      subs if len(subs) > 1 else [])
             self.records.append(record)
+            if len(self.records) > self.keep_records:
+                del self.records[: len(self.records) - self.keep_records]
             if self.rank == 0:
                 lapse = time.perf_counter() - timer
                 per_s = (self.iter - last_display) / lapse if show and lapse else None
