@@ -96,3 +96,22 @@ def test_python_m_modelport_convert_matches_caffe(tmp_path) -> None:
     for name, ref in case.blobs().items():
         if name in blobs:
             assert_blob_close(name, blobs[name].numpy(), ref)
+
+
+def test_progress_reports_reading_the_weights(tmp_path) -> None:
+    case = CASES["ip_axis"]
+    calls: list[tuple[int, int]] = []
+    convert(case.prototxt, case.caffemodel, tmp_path / "out",
+            progress=lambda done, total: calls.append((done, total)))
+    size = case.caffemodel.stat().st_size
+    assert calls and calls[-1] == (size, size)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_demo_preprocessing_gives_the_golden_nsfw_input() -> None:
+    """The demo's Caffe preprocessing of skimage's photos is exactly what was fed to Caffe."""
+    from modelport.demo import caffe_preprocess, load_photos
+    from modelport.zoo import NSFW_MEAN_BGR
+
+    batch = np.stack([caffe_preprocess(img, NSFW_MEAN_BGR) for img in load_photos().values()])
+    np.testing.assert_array_equal(batch, np.load(GOLDEN / "caffe" / "nsfw" / "inputs" / "data.npy"))

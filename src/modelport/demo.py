@@ -32,7 +32,7 @@ def caffe_preprocess(rgb: np.ndarray, mean_bgr: tuple[float, float, float]) -> n
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     resized = cv2.resize(bgr, (256, 256), interpolation=cv2.INTER_LINEAR)
     crop = resized[16:240, 16:240]
-    x = crop.astype(np.float32) - np.float32(mean_bgr)
+    x = crop.astype(np.float32) - np.asarray(mean_bgr, dtype=np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 

@@ -94,8 +94,8 @@ def _type_problem(layer: Layer) -> str | None:
 def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> NetInfo:
     """Walk `net` in Caffe's order, converting each layer on its own to learn shapes/params."""
     declared = {k: tuple(v) for k, v in net.input_shapes().items()}
-    for name, shape in (input_shapes or {}).items():
-        declared[name] = tuple(int(d) for d in shape)
+    for name, dims in (input_shapes or {}).items():
+        declared[name] = tuple(int(d) for d in dims)
     shapes: dict[str, Shape | None] = {}
     info = NetInfo(net.name)
     for layer in net.layers:
@@ -104,9 +104,9 @@ def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = Non
         info.layers.append(row)
         if is_source(layer):
             for top in layer.tops:
-                shape = declared.get(top) or None
-                shapes[top] = shape
-                row.top_shapes.append(shape)
+                given: Shape | None = declared.get(top) or None
+                shapes[top] = given
+                row.top_shapes.append(given)
             if any(s is None for s in row.top_shapes):
                 row.problem = "input shape not declared (give --input-shape)"
             continue
@@ -122,8 +122,8 @@ def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = Non
                 tops = list(_convert_one(layer, [s for s in bottoms if s is not None], net, row))
             except ModelportError as exc:
                 row.problem = str(exc).split("): ", 1)[-1] if "): " in str(exc) else str(exc)
-        for top, shape in zip(layer.tops, tops):
-            shapes[top] = shape
+        for top, top_shape in zip(layer.tops, tops):
+            shapes[top] = top_shape
         row.top_shapes = tops
     return info
 

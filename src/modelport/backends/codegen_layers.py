@@ -17,7 +17,7 @@ from modelport.layers.conv import CaffeConvolution
 from modelport.layers.pooling import CaffePooling, CaffeSPP
 
 PP = caffe_pb2.PoolingParameter
-_POOL_NAMES = {PP.MAX: "MAX", PP.AVE: "AVE", PP.STOCHASTIC: "STOCHASTIC"}
+_POOL_NAMES: dict[int, str] = {PP.MAX: "MAX", PP.AVE: "AVE", PP.STOCHASTIC: "STOCHASTIC"}
 
 # ---------------------------------------------------------------------------------------------
 # Convolution / Deconvolution

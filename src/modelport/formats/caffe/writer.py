@@ -89,7 +89,8 @@ def _layer_param(layer: Layer, phase: int) -> caffe_pb2.LayerParameter:
     if not lp.type:
         lp.type = layer.type
     if not lp.HasField("phase"):
-        lp.phase = phase  # Caffe's Net::Init: a layer inherits the net's phase
+        # Caffe's Net::Init: a layer inherits the net's phase (an int of the Phase enum)
+        lp.phase = phase  # type: ignore[assignment]
     return lp
 
 
@@ -152,7 +153,7 @@ def _write_floats(fh: IO[bytes], arr: BlobLike) -> None:
     for piece in pieces:
         flat = np.ascontiguousarray(piece, dtype="<f4").reshape(-1)
         for start in range(0, flat.size, step):
-            fh.write(memoryview(flat[start : start + step]).cast("B"))
+            fh.write(flat[start : start + step].data)
         written += flat.size
     if written != arr.size:
         raise ValueError(f"a streamed blob of shape {arr.shape} produced {written} values")
