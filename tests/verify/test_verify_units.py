@@ -7,13 +7,13 @@ import sys
 
 import numpy as np
 import pytest
+from verify_support import convert_or_skip, golden_case
 
 import modelport
 from modelport.errors import ConfigError, ModelportError
 from modelport.formats.caffe.net_loader import parse_net
 from modelport.verify import BlobResult, DumpReference, Tolerance, compare_arrays
 from modelport.verify.compare import _classifier_agreement
-from verify_support import convert_or_skip, golden_case
 
 
 def row() -> BlobResult:
@@ -73,12 +73,18 @@ def test_compare_nan_inf_and_scalars() -> None:
 
 
 def test_classifier_agreement() -> None:
-    ref = np.array([[0.1, 0.6, 0.3, 0, 0, 0], [0.5, 0.2, 0.1, 0.1, 0.05, 0.05]], np.float32)
+    ref = np.array([[0.1, 0.6, 0.3, 0, 0, 0.01, 0.02],
+                    [0.5, 0.2, 0.1, 0.1, 0.05, 0.04, 0.01]], np.float32)
     ours = ref.copy()
-    ours[1] = [0.2, 0.5, 0.1, 0.1, 0.05, 0.05]  # sample 1: top-1 flips, top-5 set unchanged
+    ours[1, :2] = [0.2, 0.5]  # sample 1: top-1 flips, top-5 set unchanged
     r = row()
     _classifier_agreement(r, ours, ref)
     assert r.top1 == 0.5 and r.top5 == 1.0
+    ours[0, 4] = 0.5  # sample 0: class 4 enters the top 5 (and becomes... still not top-1)
+    _classifier_agreement(r, ours, ref)
+    assert r.top1 == 0.5 and r.top5 == 0.5
+    _classifier_agreement(r2 := row(), ref[:, :5], ref[:, :5])
+    assert r2.top1 == 1.0 and r2.top5 is None  # K <= 5: top-5 is every class
 
 
 def test_public_api_modelport_verify() -> None:

@@ -104,7 +104,8 @@ def _row_html(i: int, row: BlobResult, first_blob: str | None) -> str:
         status = "ok" if row.passed else "DIFF"
         extra = []
         if row.top1 is not None:
-            extra.append(f"top-1 {row.top1:.0%}, top-5 {row.top5:.0%}")
+            extra.append(f"top-1 {row.top1:.0%}" + ("" if row.top5 is None
+                                                      else f", top-5 {row.top5:.0%}"))
         if row.note:
             extra.append(row.note)
         if row.verdict:

@@ -34,7 +34,8 @@ def _status(row: BlobResult) -> Text:
 def _extra(row: BlobResult) -> str:
     parts = []
     if row.top1 is not None:
-        parts.append(f"top1 {row.top1:.0%} top5 {row.top5:.0%}")
+        parts.append(f"top1 {row.top1:.0%}" + ("" if row.top5 is None
+                                                else f" top5 {row.top5:.0%}"))
     if not row.compared:
         parts.append(row.skip_reason)
     elif not row.passed:
