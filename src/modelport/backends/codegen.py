@@ -42,6 +42,24 @@ if TYPE_CHECKING:
     from modelport.backends.torch_module import CaffeNet
 
 
+class CodegenUnsupportedError(UnsupportedLayerError):
+    """Layers whose converted modules model.py cannot express; lists all of them at once."""
+
+    def __init__(self, problems: Sequence[tuple[str, str, str]], source: str = "the net") -> None:
+        super().__init__(problems, source)
+        listed = "; ".join(f"layer '{n}' (type {t}): {why}" for n, t, why in self.problems)
+        count = len(self.problems)
+        self.args = (
+            f"{count} layer{'s' if count != 1 else ''} in {source} cannot be written to model.py: "
+            f"{listed}. Fix: register a source emitter with "
+            "@modelport.backends.codegen.register_emitter(<module class>), or keep the layer's "
+            "module free of non-literal attributes and non-torch globals (the generic emitter "
+            "then copies its class)",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 @dataclass(frozen=True)
 class Emitted:
     """How one layer appears in the generated file: its constructor and the helpers it uses."""
@@ -188,7 +206,7 @@ def generate_source(module: CaffeNet, source_name: str = "the net",
     _ensure_emitters()
     problems = unsupported_for_codegen(module)
     if problems:
-        raise UnsupportedLayerError(problems, f"{source_name} (model.py generation)")
+        raise CodegenUnsupportedError(problems, source_name)
     net = module.net
     inits: list[str] = []
     lines: list[str] = []
@@ -214,7 +232,7 @@ def generate_source(module: CaffeNet, source_name: str = "the net",
     if plain:
         signature = ", ".join(f"{n}: torch.Tensor" for n in inputs)
         bind = "b = {" + ", ".join(f"{n!r}: {n}" for n in inputs) + "}"
-        fwd_sig = ", ".join(inputs)
+        fwd_sig = signature
         fwd_call = ", ".join(inputs)
     else:
         signature = "*args: torch.Tensor, **kwargs: torch.Tensor"
