@@ -5,6 +5,9 @@ Public API:
     modelport.caffe.read_mean(path) -> numpy array
     modelport.register_layer("MyType") -> decorator registering a converter
     modelport.verify(net, reference, inputs) -> ParityReport (blob-by-blob parity check)
+    modelport.convert.convert(prototxt, caffemodel, out_dir) -> folder with a standalone model.py,
+        model.safetensors and conversion.json
+    modelport.inspect.inspect_files(prototxt, caffemodel) -> per-layer shapes, params, MACs
 """
 
 from __future__ import annotations
