@@ -216,3 +216,47 @@ def test_param_specs_keep_shared_names_and_batchnorm_stays_fixed() -> None:
     from modelport.ir import Layer
 
     assert surgery.param_mults(Layer("bn", "BatchNorm", ("x",), ("x",), bn)) == [(0.0, 1.0)] * 3
+
+
+def _train_net(deploy: caffe_pb2.NetParameter) -> caffe_pb2.NetParameter:
+    """The deploy net as a training net: DummyData instead of Input, SoftmaxWithLoss on fc8."""
+    train = caffe_pb2.NetParameter(name="tiny_train")
+    dummy = train.layer.add(name="data", type="DummyData", top=["data", "label"])
+    dummy.dummy_data_param.shape.add(dim=[2, 3, 9, 7])
+    dummy.dummy_data_param.shape.add(dim=[2])
+    dummy.dummy_data_param.data_filler.add(type="gaussian", std=50.0)
+    dummy.dummy_data_param.data_filler.add(type="constant", value=1.0)
+    for lp in deploy.layer:
+        if lp.type not in ("Input", "Softmax"):
+            train.layer.add().CopyFrom(lp)
+    train.layer.add(name="loss", type="SoftmaxWithLoss", bottom=["fc8", "label"], top=["loss"])
+    return train
+
+
+def test_caffe_solver_leaves_frozen_layers_untouched(tmp_path: Path) -> None:
+    """One iteration of modelport's Caffe SGD solver (momentum, weight decay) on the exported,
+    edited net: frozen layers keep their weights bit for bit, the others move."""
+    from modelport.formats.caffe.writer import net_parameter
+    from modelport.train.solver import Solver
+
+    s = Surgery(tiny_net())
+    s.replace("fc8", num_output=4, filler={"type": "gaussian", "std": 0.3}, seed=5)
+    s.freeze(through="conv2").lr_preset()
+    weights = tmp_path / "edited.caffemodel"
+    s.export(weights=weights)
+    param = caffe_pb2.SolverParameter(base_lr=0.05, lr_policy="fixed", momentum=0.9,
+                                      weight_decay=0.01, max_iter=1, display=0,
+                                      random_seed=3, snapshot_after_train=False)
+    param.net_param.CopyFrom(_train_net(net_parameter(s.net)))
+    solver = Solver(param, workdir=tmp_path, weights=weights)
+    before = {k: [a.copy() for a in v] for k, v in solver.blob_arrays().items()}
+    solver.step(1)
+    after = solver.blob_arrays()
+    for layer in ("conv1", "conv2"):
+        for a, b in zip(before[layer], after[layer]):
+            np.testing.assert_array_equal(a, b)
+    for layer in ("fc6", "fc7", "fc8"):
+        assert not np.array_equal(before[layer][0], after[layer][0]), layer
+    # fc8's bias: lr_mult 20, decay_mult 0, zero history: w -= base_lr * 20 * grad.
+    mults = {p.layer: (p.lr_mult, p.decay_mult) for p in solver.params if p.blob == 1}
+    assert mults["fc8"] == (20.0, 0.0) and mults["conv1"] == (0.0, 0.0)

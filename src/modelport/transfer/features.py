@@ -1,10 +1,11 @@
 """Extract features (named blobs) of a converted Caffe net for a list of images.
 
 Images go through Caffe's TEST-phase data transform (data_transformer.cpp, as the ImageData layer
-applies it): OpenCV decode (colour: IMREAD_COLOR, which copies a grey image into B=G=R), resize
-to new_height x new_width with INTER_LINEAR, centre crop to the net's input size at offset
-((H - h) / 2, (W - w) / 2), subtract the mean (a mean file cropped at the same offset, or one
-value per channel), multiply by scale. Channels stay BGR unless asked otherwise.
+applies it; implemented by `modelport.train.transform.preprocess_image`): OpenCV decode (colour:
+IMREAD_COLOR, which copies a grey image into B=G=R), resize to new_height x new_width with
+INTER_LINEAR, centre crop to the net's input size at offset ((H - h) / 2, (W - w) / 2), subtract
+the mean (a mean file cropped at the same offset, or one value per channel), multiply by scale.
+Channels stay BGR unless asked otherwise.
 
 Extraction is batched and resumable: every `chunk_size` images are written to
 `<output>.parts/chunk_NNNNN.npz` atomically, with a manifest fingerprinting the inputs; a re-run
@@ -21,7 +22,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -110,76 +111,21 @@ class Preprocess:
     scale: float = 1.0
     color: bool = True
     rgb: bool = False
-    _mean: np.ndarray | None = field(default=None, compare=False, repr=False)
-
     def describe(self) -> dict[str, object]:
-        d = asdict(self)
-        d.pop("_mean", None)
-        return d
-
-    def _mean_image(self) -> np.ndarray | None:
-        if self.mean_file is None:
-            return None
-        if self._mean is None:
-            from modelport.caffe import read_mean
-
-            object.__setattr__(self, "_mean", read_mean(self.mean_file).astype(np.float32))
-        return self._mean
-
-    def decode(self, path: str) -> np.ndarray:
-        """The image as OpenCV decodes it (H x W x C uint8, BGR), as Caffe's ReadImageToCVMat."""
-        import cv2
-
-        try:
-            data = np.fromfile(path, dtype=np.uint8)
-        except OSError as exc:
-            raise FormatError(f"{path}: cannot read the image ({exc.strerror})") from None
-        flag = cv2.IMREAD_COLOR if self.color else cv2.IMREAD_GRAYSCALE
-        img = cv2.imdecode(data, flag) if data.size else None
-        if img is None:
-            raise FormatError(f"{path}: not an image OpenCV can decode. Fix: remove it from "
-                              "the list, or convert it to PNG/JPEG")
-        if img.ndim == 2:
-            img = img[:, :, None]
-        return img
+        return asdict(self)
 
     def __call__(self, path: str) -> np.ndarray:
-        """The C x h x w float32 input for one image."""
-        import cv2
+        """The C x h x w float32 input for one image (modelport.train.transform's ImageData
+        path: imread -> INTER_LINEAR resize -> centre crop -> (pixel - mean) * scale)."""
+        from modelport.train.transform import preprocess_image
 
-        img = self.decode(path)
-        h, w = self.size
-        target = self.resize if self.resize is not None else (h, w)
-        if img.shape[:2] != tuple(target):
-            img = cv2.resize(img, (target[1], target[0]), interpolation=cv2.INTER_LINEAR)
-            if img.ndim == 2:
-                img = img[:, :, None]
-        height, width = img.shape[:2]
-        if height < h or width < w:
-            raise ConfigError(f"{path}: the {height}x{width} image is smaller than the net "
-                              f"input {h}x{w}. Fix: pass --resize H,W at least {h},{w}")
-        top, left = (height - h) // 2, (width - w) // 2
-        x = img[top:top + h, left:left + w].astype(np.float32)
-        if self.rgb and x.shape[2] == 3:
-            x = x[:, :, ::-1]
-        x = np.ascontiguousarray(x.transpose(2, 0, 1))
-        mean = self._mean_image()
-        if mean is not None:
-            if mean.shape[1:] != (height, width) or mean.shape[0] != x.shape[0]:
-                raise ConfigError(f"{self.mean_file}: the mean is {mean.shape[0]}x"
-                                  f"{mean.shape[1]}x{mean.shape[2]} but images are "
-                                  f"{x.shape[0]}x{height}x{width} after resizing. Fix: resize "
-                                  "to the mean's size with --resize")
-            x -= mean[:, top:top + h, left:left + w]
-        elif self.mean_values:
-            values = np.asarray(self.mean_values, dtype=np.float32)
-            if values.size not in (1, x.shape[0]):
-                raise ConfigError(f"{values.size} mean values for {x.shape[0]}-channel images. "
-                                  "Fix: give one value per channel, or one for all")
-            x -= values.reshape(-1, 1, 1)
-        if self.scale != 1.0:
-            x *= np.float32(self.scale)
-        return x
+        mean: object = self.mean_file if self.mean_file is not None else (
+            self.mean_values or None)
+        batch = preprocess_image(path, resize=self.resize or self.size, crop=self.size,
+                                 mean=mean, scale=self.scale,
+                                 channel_swap=(2, 1, 0) if self.rgb and self.color else None,
+                                 is_color=self.color)
+        return np.ascontiguousarray(batch[0], dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------- the net side

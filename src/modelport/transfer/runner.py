@@ -114,12 +114,13 @@ def plot_gates(gates: np.ndarray, names: Sequence[str], labels: np.ndarray,
         for b in bounds:
             ax.axhline(b, color="white", linewidth=0.4)
         ax.set_title(title)
-        ax.set_xlabel("feature dimension")
+        ax.set_xlabel("gate dimension")
         ax.set_ylabel("test image (grouped by class)")
         return im
 
     n = len(names)
-    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.8 * n + 1.2, 4.5), squeeze=False,
+                             layout="constrained")
     for i, name in enumerate(names):
         im = draw(axes[0][i], g[:, i, :], f"gates on {name}")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85, label="normalised gate r")
@@ -128,10 +129,9 @@ def plot_gates(gates: np.ndarray, names: Sequence[str], labels: np.ndarray,
     plt.close(fig)
     files.append(path)
     for i, name in enumerate(names):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
         im = draw(ax, g[:, i, :], f"gates on {name} ({len(classes)} classes)")
         fig.colorbar(im, ax=ax, label="normalised gate r")
-        fig.tight_layout()
         path = os.path.join(out_dir, f"gates_{_safe(name)}.png")
         write_with(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=110))
         plt.close(fig)
