@@ -149,11 +149,9 @@ def test_image_batch_pycaffe_style(tmp_path) -> None:
     np.testing.assert_allclose(batch[0], expected, rtol=0, atol=1e-4)
 
 
-@pytest.mark.slow  # three fresh interpreters importing torch
+@pytest.mark.slow  # fresh interpreters importing torch (exit 0 is checked in-process above)
 def test_real_process_exit_codes(tmp_path) -> None:
     base = [sys.executable, "-m", "modelport", "verify", *NET, "-q"]
-    ok = subprocess.run(base + ["-r", str(CASE.path)], capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
     bad = subprocess.run(base + ["-r", str(tampered_dump(tmp_path))], capture_output=True,
                          text=True)
     assert bad.returncode == 1 and "modelport: error:" in bad.stderr

@@ -119,3 +119,10 @@ def test_listed_gaps_are_real(name, layer, tmp_path) -> None:
     ref = case.blobs()[ir.layer(layer).tops[0]]
     got = out.layer_tops[(layer, 0)].reshape(ref.shape)
     assert not np.allclose(got, ref, rtol=0, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+
+
+def test_opencv_5_without_caffe_importer_is_a_clear_error(monkeypatch, tmp_path) -> None:
+    case = golden_case("conv_basic")
+    monkeypatch.delattr(cv2.dnn, "readNetFromCaffe")
+    with pytest.raises(ConfigError, match="removed in OpenCV 5"):
+        OpenCVReference(case.prototxt, golden_caffemodel(case, tmp_path))

@@ -125,6 +125,7 @@ def test_onnx_hook_without_export(monkeypatch) -> None:
         modelport.verify(net, OnnxRuntimeReference(), case.inputs())
 
 
+@pytest.mark.slow  # the torch.export-based ONNX exporter takes ~10 s
 def test_onnxruntime_reference_on_the_export() -> None:
     pytest.importorskip("onnxruntime")
     from modelport.verify.ref_onnx import OnnxRuntimeReference
