@@ -158,3 +158,10 @@ def test_streamed_blobs_write_the_same_bytes(tmp_path) -> None:
     with pytest.raises(ValueError):
         write_caffemodel(tmp_path / "c.caffemodel", net, blobs={"conv": [bad]})
     assert not (tmp_path / "c.caffemodel").exists()
+
+
+def test_prototxt_of_a_module_declares_its_input_shapes() -> None:
+    case = next(c for c in caffe_cases() if c.name == "conv_basic")
+    module = build_module(case.net(), {"data": (1, 3, 20, 17)})
+    again = parse_net(net_to_prototxt(module), "again.prototxt")
+    assert again.input_shapes() == {"data": (1, 3, 20, 17)}

@@ -335,7 +335,12 @@ def net_parameter(source: Net | CaffeNet, with_weights: bool = False,
 
 def net_to_prototxt(source: Net | CaffeNet,
                     input_shapes: Mapping[str, Sequence[int]] | None = None) -> str:
-    """The net definition as prototxt text (no weights), readable by Caffe and by modelport."""
+    """The net definition as prototxt text (no weights), readable by Caffe and by modelport.
+
+    For a converted module, Input layers declare the shapes it was converted with unless
+    `input_shapes` says otherwise."""
+    if input_shapes is None and not isinstance(source, Net):
+        input_shapes = {n: source.blob_shapes[n] for n in source.input_names}
     return text_format.MessageToString(net_parameter(source, input_shapes=input_shapes))
 
 
