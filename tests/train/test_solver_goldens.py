@@ -270,3 +270,16 @@ def test_restore_caffe_solverstate(case: str) -> None:
         want = ref[f"history_{j}"]
         assert float(np.abs(h.numpy() - want.reshape(h.shape)).max()) <= 1e-4 * max(
             1.0, float(np.abs(want).max())), f"history {j}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_snapshot_before_training_is_caffes_file_byte_for_byte(case: str,
+                                                               tmp_path: pathlib.Path) -> None:
+    """init.caffemodel was written by Caffe's Net::ToProto for the train net; our snapshot of
+    the same weights (Split layers, loss_weight 1, BatchNorm lr_mult 0 params added as Caffe's
+    setup adds them) must be the same bytes."""
+    folder = SOLVER_GOLDEN / case
+    solver = Solver(folder / "solver.prototxt", workdir=folder, weights=folder / "init.caffemodel")
+    solver.param.snapshot_prefix = str(tmp_path / "snap")
+    model = solver.snapshot()[0]
+    assert pathlib.Path(model).read_bytes() == (folder / "init.caffemodel").read_bytes()

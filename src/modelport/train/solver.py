@@ -51,7 +51,7 @@ from modelport.formats.caffe.caffemodel import read_caffemodel
 from modelport.formats.caffe.net_loader import attach_weights, net_from_param
 from modelport.formats.caffe.prototxt import read_net_text, read_solver_text
 from modelport.ir import Layer, Net
-from modelport.layers.loss import loss_weights
+from modelport.layers.loss import LOSS_LAYER_TYPES, loss_weights
 from modelport.train import lr_policy
 from modelport.train.feeds import DATA_LAYER_TYPES, Feed, make_feed, resolve_against
 from modelport.train.param_groups import (
@@ -228,6 +228,21 @@ def _as_input_layer(layer: Layer, shapes: Mapping[str, tuple[int, ...]]) -> Laye
     for top in layer.tops:
         lp.input_param.shape.add().dim.extend(shapes[top])
     return Layer(layer.name, "Input", (), tuple(layer.tops), lp)
+
+
+def _as_caffe_saves_it(net: Net) -> Net:
+    """The net as Caffe's Net::ToProto writes it after setup: LossLayer::LayerSetUp adds
+    `loss_weight: 1` to a loss layer that gives none (the writer adds BatchNorm's lr_mult 0
+    params and the Split layers)."""
+    layers = []
+    for layer in net.layers:
+        if layer.type in LOSS_LAYER_TYPES and not layer.param.loss_weight:
+            lp = caffe_pb2.LayerParameter()
+            lp.CopyFrom(layer.param)
+            lp.loss_weight.append(1.0)
+            layer = Layer(layer.name, layer.type, layer.bottoms, layer.tops, lp, layer.blobs)
+        layers.append(layer)
+    return Net(net.name, tuple(layers), net.source, net.phase, net.notes)
 
 
 def _net_state(phase: int, net_param: caffe_pb2.NetParameter,
@@ -699,7 +714,8 @@ class Solver:
         if self.param.snapshot_format != caffe_pb2.SolverParameter.BINARYPROTO:
             self.reporter.message("snapshot_format HDF5 is not supported; writing binary proto")
         self.reporter.message("Snapshotting to binary proto file %s", model)
-        write_caffemodel(model, self.net.ir, blobs=self.blob_arrays(), caffe_layout=True)
+        write_caffemodel(model, _as_caffe_saves_it(self.net.ir), blobs=self.blob_arrays(),
+                         caffe_layout=True)
         state_path = snapshot_filename(prefix, self.iter, ".solverstate")
         self.reporter.message("Snapshotting solver state to binary proto file %s", state_path)
         learned = model if os.path.isabs(self.param.snapshot_prefix or "/") else \
