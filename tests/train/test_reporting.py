@@ -45,3 +45,25 @@ def test_log_lines_csv_and_bar(tmp_path: pathlib.Path, caplog: pytest.LogCapture
 def test_cli_refuses_weights_with_resume(tmp_path: pathlib.Path) -> None:
     assert main(["train", str(CASE / "solver.prototxt"), "--weights", "a.caffemodel",
                  "--resume", "b.solverstate", "--no-progress"]) == 2
+
+
+def test_average_loss_smoothing(tmp_path: pathlib.Path) -> None:
+    """Caffe's UpdateSmoothedLoss: the mean of the last average_loss iteration losses."""
+    for name in ("solver.prototxt", "train.prototxt", "train.h5", "train_h5_list.txt",
+                 "init.caffemodel"):
+        shutil.copy(CASE / name, tmp_path / name)
+    seen: list[float] = []
+
+    class Keep(Reporter):
+        def iteration(self, it: int, loss: float, smoothed: float, *args: object,
+                      **kwargs: object) -> None:
+            seen.append(smoothed)
+
+    solver = Solver(tmp_path / "solver.prototxt", workdir=tmp_path,
+                    weights=tmp_path / "init.caffemodel", reporter=Keep())
+    solver.param.average_loss = 3
+    solver.step(6)
+    losses = [r.loss for r in solver.records]
+    for k, smoothed in enumerate(seen):
+        window = losses[max(0, k - 2): k + 1]
+        assert smoothed == pytest.approx(sum(window) / len(window), rel=1e-6)
