@@ -180,6 +180,16 @@ def test_rgb_instead_of_bgr_names_the_input() -> None:
     assert report.row("conv").verdict.startswith("inherited")
 
 
+def test_rgb_input_feeding_split_blobs() -> None:
+    """The input's Split copies differ too: copies of the input, so their error is inherited."""
+    case = golden_case("pool_max_ceil")
+    rgb = {k: np.ascontiguousarray(v[:, ::-1]) for k, v in case.inputs().items()}
+    report = run("pool_max_ceil", convert_or_skip(case), rgb)
+    check(report, "data", "data")
+    split = report.row("data_data_0_split_0")
+    assert not split.passed and split.verdict.startswith("inherited: Caffe's Split copy")
+
+
 @SLOW
 def test_rgb_instead_of_bgr_in_caffenet(caffenet) -> None:
     case = golden_case("caffenet")

@@ -165,6 +165,7 @@ class _Comparison:
                 self.order.append(w)
         self.rows: list[BlobResult] = []
         self.row_ref: dict[int, np.ndarray] = {}  # id(row) -> reference value
+        self.row_writer: dict[int, _Writer] = {}  # id(row) -> the writer whose output it holds
         self.used_blobs: set[str] = set()
 
     # -- matching reference values to ours ---------------------------------------------------
@@ -205,6 +206,7 @@ class _Comparison:
         if w.layer.type == "Softmax" or w.layer.tops[w.top] in self.net.output_names:
             _classifier_agreement(row, ours, ref)
         self.row_ref[id(row)] = ref
+        self.row_writer[id(row)] = w
         self.rows.append(row)
 
     def build_rows(self) -> None:
@@ -255,13 +257,21 @@ class _Comparison:
         div = Divergence(layer=row.layer, type=row.type, blob=row.blob, max_abs_diff=total,
                          allowed=row.allowed, introduced=None, inherited=None,
                          chain=row.chain)
-        if row.kind == "input" and len(names) == 1:
+        if row.kind == "split":
+            original = next((r for r in self.rows if r.kind != "split" and r.compared
+                             and self.row_writer.get(id(r)) is self.row_writer[id(row)]), None)
+            if original is not None:
+                div.introduced, div.inherited = 0.0, total
+                div.verdict = (f"inherited: Caffe's Split copy of blob '{original.blob}' "
+                               "(the same value)")
+                return div
+        sources = {layer.name for layer in self.net.source_layers}
+        if all(n in sources for n in names):  # a net input
             div.introduced, div.inherited = total, 0.0
             div.verdict = ("introduced at the input: the net input itself differs from the "
                            "reference's; check the preprocessing (channel order BGR/RGB, mean, "
                            "scale, resize/crop)")
             return div
-        sources = {layer.name for layer in self.net.source_layers}
         chain = [self.net.net.layer(n) for n in names if n not in sources]
         positions = {layer.name: i for i, (layer, _k) in enumerate(self.net.run_order)}
         local: dict[str, np.ndarray] = {}
