@@ -1,0 +1,141 @@
+"""`modelport export`: a converted net (a `modelport convert` folder, or deploy.prototxt +
+weights.caffemodel) to ONNX, TorchScript and/or a torch.export program, each checked against the
+PyTorch module on the same inputs before it is written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import ConfigError
+
+
+def load_source(source: str, weights: str | None, input_shapes: dict[str, tuple[int, ...]],
+                phase: str, allow_missing_weights: bool) -> Any:
+    """The module to export: a conversion folder's generated `Net` (model.py + safetensors), or
+    the live CaffeNet converted from a prototxt (+ caffemodel)."""
+    if os.path.isdir(source):
+        from modelport.convert import MODEL_FILE, REPORT_FILE, WEIGHTS_FILE, load_generated
+
+        missing = [f for f in (MODEL_FILE, WEIGHTS_FILE, REPORT_FILE)
+                   if not os.path.isfile(os.path.join(source, f))]
+        if missing:
+            raise ConfigError(f"'{source}' is not a modelport conversion folder (no "
+                              f"{', '.join(missing)}). Fix: run `modelport convert ... -o "
+                              f"{source}` first, or pass deploy.prototxt and weights.caffemodel")
+        if weights or input_shapes:
+            raise ConfigError("a conversion folder carries its own weights and input shapes. "
+                              "Fix: drop the weights argument / --input-shape, or export from "
+                              "the prototxt and caffemodel")
+        with open(os.path.join(source, REPORT_FILE), encoding="utf-8") as fh:
+            json.load(fh)  # a readable conversion.json is part of a complete folder
+        generated = load_generated(os.path.join(source, MODEL_FILE))
+        return generated.load(os.path.join(source, WEIGHTS_FILE))
+    from modelport.caffe import load
+
+    return load(source, weights, phase=phase, input_shapes=input_shapes or None,
+                allow_missing_weights=allow_missing_weights)
+
+
+def read_inputs(specs: list[str] | None) -> dict[str, np.ndarray] | None:
+    """`--input NAME=FILE.npy` (repeatable) -> arrays, never unpickling."""
+    if not specs:
+        return None
+    out: dict[str, np.ndarray] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--input '{spec}' is not NAME=FILE.npy. Fix: e.g. "
+                              "--input data=batch.npy")
+        from modelport.formats.caffe.files import check_file
+
+        try:
+            out[name] = np.load(check_file(path, "input array"), allow_pickle=False)
+        except ValueError as exc:
+            raise ConfigError(f"--input {name}: '{path}' is not a plain .npy array ({exc})") \
+                from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from modelport.commands.convert import parse_input_shapes
+
+    targets = [args.onnx, args.torchscript, args.exported_program]
+    if not any(targets):
+        raise ConfigError("nothing to export. Fix: give --onnx FILE, --torchscript FILE and/or "
+                          "--exported-program FILE")
+    module = load_source(args.source, args.weights, parse_input_shapes(args.input_shape),
+                         args.phase, args.allow_missing_weights)
+    if args.optimize:
+        from modelport.export.optimize import optimize_for_inference
+
+        module = optimize_for_inference(module)
+    inputs = read_inputs(args.input)
+    outputs = [o for o in (args.outputs or "").split(",") if o] or None
+    console = Console()
+    reports = []
+    if args.onnx:
+        from modelport.export.onnx import export_onnx
+
+        _, report = export_onnx(module, args.onnx, inputs=inputs, opset=args.opset,
+                                dynamic_batch=args.dynamic_batch, outputs=outputs,
+                                rel=args.tolerance)
+        reports.append(report)
+    if args.torchscript:
+        from modelport.export.torchscript import export_torchscript
+
+        _, report = export_torchscript(module, args.torchscript, inputs=inputs, outputs=outputs,
+                                       rel=args.tolerance)
+        reports.append(report)
+    if args.exported_program:
+        from modelport.export.torchscript import export_program
+
+        _, report = export_program(module, args.exported_program, inputs=inputs,
+                                   outputs=outputs, dynamic_batch=args.dynamic_batch,
+                                   rel=args.tolerance)
+        reports.append(report)
+    for report in reports:
+        console.print(f"[bold green]exported[/] {report.summary()}", highlight=False)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from modelport.export.onnx import DEFAULT_OPSET
+
+    p = subparsers.add_parser(
+        "export", help="export to ONNX / TorchScript / torch.export, checked before writing",
+        description="Export a converted net to ONNX (standard operators only), TorchScript "
+                    "and/or a torch.export program. Each file is run on the same inputs as the "
+                    "PyTorch module (ONNX Runtime for ONNX) and written only if it matches.")
+    p.add_argument("source", help="a `modelport convert` output folder, or deploy.prototxt")
+    p.add_argument("weights", nargs="?", help="weights.caffemodel (with a prototxt)")
+    p.add_argument("--onnx", metavar="FILE.onnx", help="write an ONNX model")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default {DEFAULT_OPSET}; below 18 uses torch's "
+                        "TorchScript-based exporter)")
+    p.add_argument("--dynamic-batch", action="store_true",
+                   help="make only the batch axis symbolic (checked at two batch sizes)")
+    p.add_argument("--torchscript", metavar="FILE.pt", help="write a traced TorchScript archive")
+    p.add_argument("--exported-program", metavar="FILE.pt2",
+                   help="write a torch.export ExportedProgram")
+    p.add_argument("--optimize", action="store_true",
+                   help="fold BatchNorm/Scale into convolutions, fuse ReLU, drop Dropout first "
+                        "(prototxt input only)")
+    p.add_argument("--input", action="append", metavar="NAME=FILE.npy",
+                   help="input data for tracing and checking (default: random, declared shape)")
+    p.add_argument("--outputs", metavar="BLOB,BLOB", help="blobs to export (default: outputs)")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="allowed max|diff| relative to max(1, max|ref|) (default 1e-4)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
+                   help="shape of an input blob (prototxt input only; repeatable)")
+    p.add_argument("--phase", choices=("test", "train"), default="test",
+                   help="Caffe phase whose include/exclude rules apply (default: test)")
+    p.add_argument("--allow-missing-weights", action="store_true",
+                   help="initialise layers the caffemodel lacks with their Caffe fillers")
+    p.set_defaults(func=run)

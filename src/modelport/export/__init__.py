@@ -1,0 +1,37 @@
+"""Deploying a converted net: ONNX (standard ops only), TorchScript, torch.export programs, and
+inference optimisation (folding BatchNorm/Scale into convolutions, fusing ReLU, ...).
+
+Every exporter checks what it wrote against the live module on the same inputs and refuses to
+write a file that does not match; files are written atomically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ExportError",
+    "ExportReport",
+    "export_onnx",
+    "export_program",
+    "export_torchscript",
+    "optimize_for_inference",
+]
+
+_WHERE = {
+    "ExportError": "modelport.export.common",
+    "ExportReport": "modelport.export.common",
+    "export_onnx": "modelport.export.onnx",
+    "export_torchscript": "modelport.export.torchscript",
+    "export_program": "modelport.export.torchscript",
+    "optimize_for_inference": "modelport.export.optimize",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing onnx / onnxruntime costs seconds and is only needed when exporting.
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(name)

@@ -1,0 +1,261 @@
+"""ONNX export of a converted net, in standard ONNX operators only, checked with ONNX Runtime.
+
+Caffe semantics without a one-op ONNX twin are exported as compositions of standard ops, because
+the modules are written that way: ceil-mode pooling pads explicitly (Pad) and pools without
+implicit padding (MaxPool / AveragePool), AVE pooling divides by Caffe's per-window divisor (a
+Div by a constant computed from static shapes), and so on. Nothing is emitted in a custom domain;
+a graph that would need one is refused.
+
+opset >= 18 uses torch's torch.export-based exporter (the one PyTorch maintains); older opsets
+(e.g. 17, for older runtimes) use torch's TorchScript-based exporter. Either way the written file
+has been run by ONNX Runtime on the same inputs as the PyTorch module and matched it (at a second
+batch size too with `dynamic_batch`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from modelport.atomic import write_bytes
+from modelport.export.common import (
+    DEFAULT_REL,
+    BlobOutputs,
+    ExportError,
+    ExportReport,
+    compare_outputs,
+    example_inputs,
+    first_line,
+    other_batch,
+    quiet_exporters,
+    reference_outputs,
+)
+
+if TYPE_CHECKING:
+    import onnx
+
+    from modelport.backends.torch_module import CaffeNet
+
+DEFAULT_OPSET = 18
+# The TorchScript-based exporter handles these; the torch.export-based one starts at 18.
+MIN_OPSET = 9
+# ONNX's default operator domain, under both spellings.
+DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+def export_onnx(net: CaffeNet, path: str | os.PathLike[str] | None, *,
+                inputs: Mapping[str, np.ndarray] | None = None, opset: int = DEFAULT_OPSET,
+                dynamic_batch: bool = False, outputs: Sequence[str] | None = None,
+                rel: float = DEFAULT_REL) -> tuple[onnx.ModelProto, ExportReport]:
+    """Export `net` to an ONNX file at `path` (None: only build and check the model).
+
+    The graph's inputs and outputs carry the Caffe blob names. `inputs` (by blob name) are used
+    for tracing and for the ONNX Runtime check; by default seeded random data of the declared
+    shapes. With `dynamic_batch` only the batch axis (axis 0) is symbolic.
+
+    Raises:
+        ExportError: the exporter failed (the message names the layer when one can be blamed),
+            or the graph uses a non-standard operator domain.
+        ParityError: ONNX Runtime's result differs from the module's (naming the first
+            divergent output); nothing is written.
+    """
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old; use {MIN_OPSET} or newer "
+                          f"(default {DEFAULT_OPSET})")
+    view = BlobOutputs(net, outputs)
+    feed = example_inputs(net, inputs)
+    model = _build(view, feed, opset, dynamic_batch)
+    check_standard_domains(model)
+    report = ExportReport(path=os.fspath(path) if path is not None else "<memory>",
+                          format="ONNX", outputs=list(view.output_names), opset=opset,
+                          ops=sorted({n.op_type for n in _all_nodes(model.graph)}))
+    data = model.SerializeToString()
+    session = _session(data)
+    batches = [feed] + ([other_batch(feed)] if dynamic_batch else [])
+    for batch in batches:
+        ref = reference_outputs(view, batch)
+        got = dict(zip(view.output_names, session.run(view.output_names, batch)))
+        size = next(iter(batch.values())).shape[0] if batch else 0
+        diffs = compare_outputs(ref, got, f"ONNX Runtime at batch {size}", rel)
+        for name, d in diffs.items():
+            report.max_diff[name] = max(report.max_diff.get(name, 0.0), d)
+        report.checked_batches.append(int(size))
+    if path is not None:
+        write_bytes(path, data)
+    return model, report
+
+
+def _build(view: BlobOutputs, feed: Mapping[str, np.ndarray], opset: int,
+           dynamic_batch: bool) -> onnx.ModelProto:
+    import onnx
+
+    args = tuple(torch.from_numpy(feed[n]) for n in view.input_names)
+    names = list(view.input_names)
+    try:
+        with quiet_exporters(), torch.no_grad():
+            if opset >= 18:
+                dynamic: Any = None
+                if dynamic_batch:
+                    batch = torch.export.Dim("batch")
+                    dynamic = (tuple({0: batch} for _ in names),)
+                # Graph inputs/outputs are renamed to the Caffe blob names afterwards: torch's
+                # own renaming can collide with internal value names (an invalid graph).
+                program = torch.onnx.export(
+                    view, args, dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
+                    optimize=True, verbose=False, report=False)
+                assert program is not None
+                model = program.model_proto
+                name_graph_io(model, names, list(view.output_names))
+            else:
+                import io
+
+                buf = io.BytesIO()
+                axes = ({n: {0: "batch"} for n in names + list(view.output_names)}
+                        if dynamic_batch else None)
+                torch.onnx.export(view, args, buf, dynamo=False, opset_version=opset,
+                                  input_names=names, output_names=list(view.output_names),
+                                  dynamic_axes=axes, do_constant_folding=True)
+                model = onnx.load_from_string(buf.getvalue())
+    except ExportError:
+        raise
+    except Exception as exc:  # exporters fail with many exception types
+        blame = blame_layer(view.net, feed)
+        where = f"{blame}: " if blame else ""
+        raise ExportError(f"{where}ONNX export failed ({first_line(exc)}). Fix: report the "
+                          "layer type; meanwhile try another --opset or export TorchScript",
+                          ) from None
+    if model.ByteSize() > _PROTOBUF_LIMIT:
+        raise ExportError("the ONNX model is larger than protobuf's 2 GB limit; "
+                          "Fix: export a smaller net (external-data ONNX is not supported yet)")
+    return model
+
+
+def name_graph_io(model: onnx.ModelProto, inputs: Sequence[str],
+                  outputs: Sequence[str]) -> None:
+    """Give the graph's inputs and outputs these names (Caffe's blob names), renaming any
+    internal value that already uses one, and giving each output its own value (Identity)
+    when one tensor is returned under several names."""
+    from onnx import helper
+
+    graph = model.graph
+    if len(graph.input) != len(inputs) or len(graph.output) != len(outputs):
+        raise ExportError(f"the exported graph has {len(graph.input)} inputs and "
+                          f"{len(graph.output)} outputs, expected {len(inputs)} and "
+                          f"{len(outputs)}")
+    used = {v for n in graph.node for v in (*n.input, *n.output)}
+    used |= {v.name for v in (*graph.input, *graph.output, *graph.value_info)}
+    used |= {t.name for t in graph.initializer}
+
+    def rename(old: str, new: str) -> None:
+        for n in graph.node:
+            n.input[:] = [new if v == old else v for v in n.input]
+            n.output[:] = [new if v == old else v for v in n.output]
+        for v in (*graph.input, *graph.output, *graph.value_info):
+            if v.name == old:
+                v.name = new
+        for t in graph.initializer:
+            if t.name == old:
+                t.name = new
+        used.discard(old)
+        used.add(new)
+
+    wanted = list(inputs) + list(outputs)
+    current = [v.name for v in graph.input] + [v.name for v in graph.output]
+    # Move every internal value squatting on a wanted name out of the way first.
+    for name in set(wanted):
+        if name in used and name not in current:
+            fresh = f"{name}__internal"
+            while fresh in used:
+                fresh += "_"
+            rename(name, fresh)
+    for v, name in zip(graph.input, inputs):
+        if v.name != name:
+            rename(v.name, name)
+    seen: set[str] = set(inputs)
+    for v, name in zip(graph.output, outputs):
+        if v.name == name and name not in seen:
+            seen.add(name)
+            continue
+        if v.name in seen or v.name in set(outputs) - {name}:
+            # The same tensor under another name: an Identity gives it its own value.
+            graph.node.append(helper.make_node("Identity", [v.name], [name],
+                                               name=f"output_{name}"))
+            used.add(name)
+            v.name = name
+        else:
+            rename(v.name, name)
+        seen.add(name)
+
+
+def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attr in node.attribute:
+            if attr.g is not None and attr.HasField("g"):
+                nodes.extend(_all_nodes(attr.g))
+            for sub in attr.graphs:
+                nodes.extend(_all_nodes(sub))
+    return nodes
+
+
+def check_standard_domains(model: onnx.ModelProto) -> None:
+    """Refuse a graph with any operator (or local function) outside the default ONNX domain."""
+    for node in _all_nodes(model.graph):
+        if node.domain not in DEFAULT_DOMAINS:
+            raise ExportError(f"node '{node.name}' uses operator {node.domain}::{node.op_type} "
+                              "outside the standard ONNX domain; the file was not written")
+    if len(model.functions):
+        names = ", ".join(f"{f.domain}::{f.name}" for f in model.functions)
+        raise ExportError(f"the graph defines local functions ({names}); only standard ONNX "
+                          "operators are allowed")
+    for imp in model.opset_import:
+        if imp.domain not in DEFAULT_DOMAINS:
+            raise ExportError(f"the graph imports operator set '{imp.domain}'; only the "
+                              "standard ONNX domain is allowed")
+
+
+def _session(data: bytes) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for invalid graphs
+        raise ExportError(f"ONNX Runtime cannot load the exported graph ({first_line(exc)}); "
+                          "the file was not written") from None
+
+
+def blame_layer(net: CaffeNet, feed: Mapping[str, np.ndarray]) -> str | None:
+    """The first layer whose module alone cannot be captured by torch.export, as
+    "layer 'x' (type T)", or None when each layer exports on its own."""
+    args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in net.input_names]
+    try:
+        with torch.no_grad():
+            blobs = net.forward_blobs(*args)
+    except Exception:  # the eager net itself fails: nothing to blame on export
+        return None
+
+    class _One(torch.nn.Module):
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, *xs: torch.Tensor) -> Any:
+            return self.module(*xs)
+
+    for layer, key in net.run_order:
+        bottoms = tuple(blobs[b] for b in layer.bottoms)
+        try:
+            with quiet_exporters(), torch.no_grad():
+                torch.onnx.export(_One(net._modules[key]), bottoms, dynamo=True,  # type: ignore[arg-type]
+                                  verbose=False, report=False)
+        except Exception:  # noqa: BLE001  (any failure blames this layer)
+            return f"layer '{layer.name}' (type {layer.type})"
+    return None

@@ -1,0 +1,130 @@
+"""TorchScript (`torch.jit.trace`) and torch.export (`.pt2`) files of a converted net.
+
+Both are round-tripped before anything is written: the file's bytes are loaded back
+(`torch.jit.load` / `torch.export.load`), run on the same inputs as the live module, and must
+match it within the tolerance. A TorchScript trace fixes the input shapes it was traced with;
+an exported program keeps the batch axis symbolic with `dynamic_batch`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from modelport.atomic import write_bytes
+from modelport.export.common import (
+    DEFAULT_REL,
+    BlobOutputs,
+    ExportError,
+    ExportReport,
+    compare_outputs,
+    example_inputs,
+    first_line,
+    other_batch,
+    quiet_exporters,
+    reference_outputs,
+)
+
+if TYPE_CHECKING:
+    from modelport.backends.torch_module import CaffeNet
+
+
+def _run(fn: Callable[..., Any], names: Sequence[str], output_names: Sequence[str],
+         feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in names]
+    with torch.no_grad():
+        outs = fn(*args)
+    if isinstance(outs, torch.Tensor):
+        outs = (outs,)
+    return {n: t.detach().float().numpy() for n, t in zip(output_names, outs)}
+
+
+def export_torchscript(net: CaffeNet, path: str | os.PathLike[str] | None, *,
+                       inputs: Mapping[str, np.ndarray] | None = None,
+                       outputs: Sequence[str] | None = None,
+                       rel: float = DEFAULT_REL) -> tuple[bytes, ExportReport]:
+    """Trace `net` into a TorchScript archive at `path` (None: only build and check).
+
+    The archive's forward takes the inputs positionally (in the net's input order) and returns
+    a tuple of the output blobs; it runs without modelport installed (`torch.jit.load`).
+    """
+    view = BlobOutputs(net, outputs)
+    feed = example_inputs(net, inputs)
+    args = tuple(torch.from_numpy(feed[n]) for n in view.input_names)
+    try:
+        with quiet_exporters(), torch.no_grad():
+            traced = torch.jit.trace(view, args, check_trace=False, strict=False)
+            buf = io.BytesIO()
+            torch.jit.save(traced, buf)
+    except Exception as exc:  # the tracer fails with many exception types
+        raise ExportError(f"TorchScript tracing failed ({first_line(exc)}). Fix: export ONNX or "
+                          "an exported program (--exported-program) instead") from None
+    data = buf.getvalue()
+    with quiet_exporters():
+        loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    ref = reference_outputs(view, feed)
+    got = _run(loaded, view.input_names, view.output_names, feed)
+    report = ExportReport(path=os.fspath(path) if path is not None else "<memory>",
+                          format="TorchScript", outputs=list(view.output_names))
+    report.max_diff = compare_outputs(ref, got, "TorchScript round trip", rel)
+    report.checked_batches.append(int(args[0].shape[0]) if args else 0)
+    if path is not None:
+        write_bytes(path, data)
+    return data, report
+
+
+def export_program(net: CaffeNet, path: str | os.PathLike[str] | None, *,
+                   inputs: Mapping[str, np.ndarray] | None = None,
+                   outputs: Sequence[str] | None = None, dynamic_batch: bool = False,
+                   rel: float = DEFAULT_REL) -> tuple[Any, ExportReport]:
+    """Capture `net` with torch.export and save the ExportedProgram (`.pt2`) at `path`.
+
+    Load it with `torch.export.load(path).module()`; with `dynamic_batch` the batch axis is
+    symbolic (checked at two batch sizes before writing).
+    """
+    view = BlobOutputs(net, outputs)
+    feed = example_inputs(net, inputs)
+    args = tuple(torch.from_numpy(feed[n]) for n in view.input_names)
+    dynamic: Any = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch")
+        dynamic = (tuple({0: batch} for _ in view.input_names),)
+    try:
+        with quiet_exporters(), torch.no_grad():
+            program = torch.export.export(view, args, dynamic_shapes=dynamic, strict=False)
+    except Exception as exc:  # torch.export fails with many exception types
+        from modelport.export.onnx import blame_layer
+
+        blame = blame_layer(net, feed)
+        where = f"{blame}: " if blame else ""
+        raise ExportError(f"{where}torch.export failed ({first_line(exc)}). Fix: export "
+                          "TorchScript instead") from None
+    # torch.export.save writes to a path; use a private temporary file, then move the checked
+    # bytes into place atomically.
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = os.path.join(tmp, "program.pt2")
+        with quiet_exporters():
+            torch.export.save(program, tmp_path)
+            loaded = torch.export.load(tmp_path)
+        with open(tmp_path, "rb") as fh:
+            data = fh.read()
+    module = loaded.module()
+    report = ExportReport(path=os.fspath(path) if path is not None else "<memory>",
+                          format="torch.export program", outputs=list(view.output_names))
+    for batch in [feed] + ([other_batch(feed)] if dynamic_batch else []):
+        ref = reference_outputs(view, batch)
+        got = _run(module, view.input_names, view.output_names, batch)
+        size = int(next(iter(batch.values())).shape[0]) if batch else 0
+        for name, d in compare_outputs(ref, got, f"exported program at batch {size}",
+                                       rel).items():
+            report.max_diff[name] = max(report.max_diff.get(name, 0.0), d)
+        report.checked_batches.append(size)
+    if path is not None:
+        write_bytes(path, data)
+    return loaded, report
