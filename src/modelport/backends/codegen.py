@@ -244,15 +244,18 @@ def generate_source(module: CaffeNet, source_name: str = "the net",
 
     out: list[str] = []
     version = version or __version__
+    ordered = _helpers_in_order(helper_names)
+    needs = "torch and numpy" if any(
+        _HELPERS[n][0].startswith("import numpy") for n in ordered) else "only torch"
     out.append(f'"""{net.name or "net"}: PyTorch model converted from Caffe by modelport '
                f'{version}.\n\n'
-               f"Source: {source_name}. Standalone: needs only torch. `load()` builds `Net` and "
+               f"Source: {source_name}. Standalone: needs {needs}. `load()` builds `Net` and "
                "reads\nmodel.safetensors beside this file. Caffe semantics PyTorch lacks are the "
                'helpers below.\n"""')
     out.append("")
     out.append("from __future__ import annotations\n\nimport json\nimport math\nimport os\n\n"
                "import torch\nimport torch.nn.functional as F\nfrom torch import nn")
-    for name in _helpers_in_order(helper_names):
+    for name in ordered:
         out.append("\n")
         out.append(_HELPERS[name][0])
     out.append("\n")
