@@ -312,6 +312,7 @@ class Solver:
             torch.manual_seed(seed)
         self.seed = seed if seed >= 0 else None
 
+        self._weights_cache: dict[str, Any] = {}  # each weights file read once for all nets
         (train_param, train_state), test_params = self._net_params()
         self.net = self._build(train_param, caffe_pb2.TRAIN, feeds, weights, rank, world,
                                train_state)
@@ -323,6 +324,7 @@ class Solver:
                              0, 1, state)
             self._shared.append(share_weights(self.net.module, tn.module))
             self.test_nets.append(tn)
+        self._weights_cache.clear()
         self.iter = 0
         self.current_step = 0
         n_hist = len(self.params) * (2 if self.type in _TWO_HISTORIES else 1)
@@ -414,7 +416,9 @@ class Solver:
             files += [self._user_path(w.strip()) for w in os.fspath(weights).split(",")
                       if w.strip()]
         for path in files:
-            ir = attach_weights(ir, read_caffemodel(path))
+            if path not in self._weights_cache:
+                self._weights_cache[path] = read_caffemodel(path)
+            ir = attach_weights(ir, self._weights_cache[path])
         layer_feeds: list[tuple[Layer, Feed]] = []
         given = dict(feeds or {})
         for layer in ir.layers:
