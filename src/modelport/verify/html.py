@@ -51,7 +51,7 @@ def plot_png(report: ParityReport) -> bytes | None:
     if not rows:
         return None
     n = len(rows)
-    fig = Figure(figsize=(min(4.0 + 0.28 * n, 24.0), 4.8), dpi=100)
+    fig = Figure(figsize=(min(4.0 + 0.28 * n, 16.0), 5.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     xs = list(range(n))
@@ -81,8 +81,11 @@ def plot_png(report: ParityReport) -> bytes | None:
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_xticks(xs)
     step = max(1, math.ceil(n / 60))
-    ax.set_xticklabels([r.blob if i % step == 0 else "" for i, r in enumerate(rows)],
+    # Layer names are unique per row (blob names repeat along an in-place chain).
+    labels = [r.blob if r.kind == "split" else r.layer for r in rows]
+    ax.set_xticklabels([lab if i % step == 0 else "" for i, lab in enumerate(labels)],
                        rotation=90, fontsize=7)
+    ax.set_xlabel("layer output, in network order")
     ax.set_ylabel("max |ours - reference|")
     ax.set_title(f"Error per blob in network order ({report.tolerance.describe()}; "
                  f"0 drawn at {floor:g})", fontsize=10)
