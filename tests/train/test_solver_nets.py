@@ -179,3 +179,38 @@ def test_batchnorm_lr_mult_refused(folder: pathlib.Path) -> None:
     (folder / "s.prototxt").write_text('net: "shared.prototxt" lr_policy: "fixed"')
     with pytest.raises(LayerError, match="layer 'bn'.*lr_mult"):
         Solver(folder / "s.prototxt", workdir=folder)
+
+
+def test_frozen_layer_adagrad_history_moves_by_decay_only(folder: pathlib.Path) -> None:
+    """lr_mult 0: no gradient, weights never move, but Regularize still feeds the decay term
+    into AdaGrad's history: after k updates h = k * (wd * decay_mult * w)^2 (README)."""
+    frozen = TRAIN_VAL.replace('layer { name: "ip2" type: "InnerProduct" bottom: "ip1" '
+                               'top: "ip2"',
+                               'layer { name: "ip2" type: "InnerProduct" bottom: "ip1" '
+                               'top: "ip2" param { lr_mult: 0 decay_mult: 2 } '
+                               'param { lr_mult: 0 decay_mult: 0 }')
+    assert frozen != TRAIN_VAL
+    (folder / "train_val.prototxt").write_text(frozen)
+    (folder / "s.prototxt").write_text('net: "train_val.prototxt" type: "AdaGrad" '
+                                       'base_lr: 0.05 lr_policy: "fixed" weight_decay: 0.01')
+    solver = Solver(folder / "s.prototxt", workdir=folder, weights=folder / "init.caffemodel")
+    ip2 = solver.net.module.layer_module("ip2")
+    w0 = ip2.weight.detach().clone()
+    b0 = ip2.bias.detach().clone()
+    solver.step(3)
+    assert torch.equal(ip2.weight.detach(), w0) and torch.equal(ip2.bias.detach(), b0)
+    j = [p.layer for p in solver.params].index("ip2")
+    expected = 3 * (0.01 * 2 * w0) ** 2
+    torch.testing.assert_close(solver.history[j], expected, rtol=1e-5, atol=1e-12)
+    assert torch.count_nonzero(solver.history[j + 1]) == 0  # decay_mult 0 bias: nothing
+    assert not solver.params[j].trainable
+
+
+def test_device_errors() -> None:
+    from modelport.train.solver import _device
+
+    with pytest.raises(ConfigError, match="unknown device 'gpu0'"):
+        _device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            _device("cuda")

@@ -230,6 +230,17 @@ def _as_input_layer(layer: Layer, shapes: Mapping[str, tuple[int, ...]]) -> Laye
     return Layer(layer.name, "Input", (), tuple(layer.tops), lp)
 
 
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device '{name}'. Fix: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}': CUDA is not available in this PyTorch build or "
+                          "machine. Fix: use --device cpu")
+    return device
+
+
 def _as_caffe_saves_it(net: Net) -> Net:
     """The net as Caffe's Net::ToProto writes it after setup: LossLayer::LayerSetUp adds
     `loss_weight: 1` to a loss layer that gives none (the writer adds BatchNorm's lr_mult 0
@@ -304,7 +315,7 @@ class Solver:
         self.resolve = resolve_against(self.workdir, solver_dir)
         self.type = solver_type(self.param)
         check_solver(self.param, self.type)
-        self.device = torch.device(device)
+        self.device = _device(device)
         self.rank, self.world = rank, world
         self.reporter = reporter or Reporter()
         seed = int(self.param.random_seed)
