@@ -84,3 +84,18 @@ def test_cli_table(name, capsys) -> None:
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "total:" in out and "UNSUPPORTED" not in out
+
+
+def test_layers_missing_from_the_caffemodel_are_noted(tmp_path, capsys) -> None:
+    case = CASES["conv_basic"]
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(case.prototxt.read_text() + """
+layer { name: "extra" type: "Convolution" bottom: "conv" top: "extra"
+        convolution_param { num_output: 2 kernel_size: 1 } }
+""")
+    info = inspect_files(proto, case.caffemodel)
+    assert [r.name for r in info.missing_weights] == ["extra"]
+    assert main(["inspect", str(proto), str(case.caffemodel)]) == 0
+    out = capsys.readouterr().out
+    assert "no weights in the caffemodel" in out and "--allow-missing-weights" in out
+    assert inspect_files(proto).missing_weights == []  # no caffemodel given: nothing to miss

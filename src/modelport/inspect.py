@@ -52,6 +52,14 @@ class LayerInfo:
 class NetInfo:
     name: str
     layers: list[LayerInfo] = field(default_factory=list)
+    has_weights: bool = False  # a caffemodel was read (some layer has blobs)
+
+    @property
+    def missing_weights(self) -> list[LayerInfo]:
+        """Layers with learnable blobs that the caffemodel did not provide."""
+        if not self.has_weights:
+            return []
+        return [la for la in self.layers if la.params and not la.weights_found]
 
     @property
     def unsupported(self) -> list[LayerInfo]:
@@ -97,7 +105,7 @@ def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = Non
     for name, dims in (input_shapes or {}).items():
         declared[name] = tuple(int(d) for d in dims)
     shapes: dict[str, Shape | None] = {}
-    info = NetInfo(net.name)
+    info = NetInfo(net.name, has_weights=any(layer.blobs for layer in net.layers))
     for layer in net.layers:
         row = LayerInfo(layer.name, layer.type, layer.bottoms, layer.tops, [],
                         weights_found=bool(layer.blobs))

@@ -33,12 +33,17 @@ def run(args: argparse.Namespace) -> int:
         shapes_text = ", ".join(format_shape(s) for s in row.top_shapes) or "-"
         label = "UNSUPPORTED" if row.no_converter else "ERROR"
         note = f"[red]{label}: {row.problem}[/]" if row.problem else ""
+        if row in info.missing_weights:
+            note = "[yellow]no weights in the caffemodel[/]"
         table.add_row(row.name, row.type, flow, shapes_text, f"{row.params:,}" if row.params
                       else "", human(row.macs) if row.macs else "", note)
     console.print(table)
     if not args.unsupported:
         console.print(f"total: {info.total_params:,} parameters, {human(info.total_macs)} "
                       "multiply-adds (Convolution, Deconvolution, InnerProduct)")
+    if info.missing_weights and not args.unsupported:
+        console.print(f"[yellow]{len(info.missing_weights)} layer(s) have no weights in the "
+                      "caffemodel (convert needs --allow-missing-weights)[/]")
     if info.unsupported:
         console.print(f"[yellow]{len(info.unsupported)} layer(s) cannot be converted yet[/]")
     elif args.unsupported:
