@@ -140,3 +140,34 @@ def test_onnxruntime_reference_on_the_export() -> None:
     assert report.passed, report.summary()
     assert [r.blob for r in report.compared] == ["data", "conv1", "conv2"]
     assert isinstance(OnnxRuntimeReference(), OnnxRuntimeReference)
+
+
+def test_onnx_file_reference(tmp_path) -> None:
+    """An ONNX file written by hand (Conv with Caffe's weights, pads and stride): ORT's tensors
+    are matched to Caffe blobs by name; a wrong pad is caught as a divergent 'conv'."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    case = golden_case("conv_basic")
+    net = convert_or_skip(case)
+    weight, bias = (b.data for b in net.net.layer("conv").blobs)
+
+    def write(pads: list[int]) -> str:
+        graph = helper.make_graph(
+            [helper.make_node("Conv", ["data", "W", "B"], ["conv"], pads=pads, strides=[2, 2],
+                              kernel_shape=[3, 3])],
+            "conv_basic", [helper.make_tensor_value_info("data", TensorProto.FLOAT,
+                                                         [2, 3, 13, 11])],
+            [helper.make_tensor_value_info("conv", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "B")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        path = tmp_path / f"conv_{''.join(map(str, pads))}.onnx"
+        onnx.save(model, path)
+        return str(path)
+
+    report = modelport.verify(net, write([1, 1, 1, 1]), case.inputs())
+    assert report.passed and [r.blob for r in report.compared] == ["data", "conv"]
+    report = modelport.verify(net, write([0, 0, 2, 2]), case.inputs())
+    assert report.first_divergent is not None and report.first_divergent.layer == "conv"
