@@ -57,7 +57,22 @@ def _check(features: Features, layers: Sequence[int], who: str) -> None:
 def train_module(model: nn.Module, forward: Callable[[Sequence[torch.Tensor]], torch.Tensor],
                  inputs: Sequence[torch.Tensor], labels: np.ndarray, cfg: TrainConfig,
                  ) -> list[float]:
-    """Fit `model` by Adam on cross-entropy; returns the loss after each epoch."""
+    """Fit `model` by Adam on cross-entropy; returns the loss after each epoch.
+
+    Runs on one intra-op thread: these are small dense problems, where torch's thread pool
+    only adds synchronisation (20-50x slower on a busy 2-core machine), and one thread makes
+    every run repeatable bit for bit.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(model, forward, inputs, labels, cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(model: nn.Module, forward: Callable[[Sequence[torch.Tensor]], torch.Tensor],
+           inputs: Sequence[torch.Tensor], labels: np.ndarray, cfg: TrainConfig) -> list[float]:
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     n = int(y.shape[0])
     losses = []

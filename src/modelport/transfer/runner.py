@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from modelport.atomic import write_text, write_with
 from modelport.errors import ConfigError
@@ -107,10 +106,13 @@ def plot_gates(gates: np.ndarray, names: Sequence[str], labels: np.ndarray,
     g = gates[order]
     bounds = np.flatnonzero(np.diff(labels[order])) + 0.5
     files = []
+    centre = 1.0 / gates.shape[1]
+    spread = max(float(np.abs(gates - centre).max()), 1e-6)
 
     def draw(ax: Any, values: np.ndarray, title: str) -> Any:
-        im = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis",
-                       vmin=float(gates.min()), vmax=float(gates.max()))
+        # Diverging around 1/n (the uniform gate): red leans on this layer, blue away from it.
+        im = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="coolwarm",
+                       vmin=centre - spread, vmax=centre + spread)
         for b in bounds:
             ax.axhline(b, color="white", linewidth=0.4)
         ax.set_title(title)
@@ -203,9 +205,10 @@ def run_experiment(prototxt: str, caffemodel: str, dataset: Dataset, out_dir: st
         update, close = progress(f"{split} features") if progress else (None, lambda: None)
         path = os.path.join(out_dir, f"features_{split}.npz")
         try:
+            # The chunks are kept: a re-run (other head settings) reuses every feature.
             extract_from_files(prototxt, caffemodel, cfg.layers, images, path,
                                cfg.preprocess, cfg.batch_size, spatial=cfg.spatial,
-                               progress=update)
+                               progress=update, keep_parts=True)
         finally:
             close()
         feats[split] = load_features(path)
@@ -228,15 +231,7 @@ def run_experiment(prototxt: str, caffemodel: str, dataset: Dataset, out_dir: st
     results: list[HeadResult] = []
     gated: H.GatedHead | None = None
     t1 = time.perf_counter()
-    # The heads are small dense problems: one thread is as fast (much faster on a busy machine)
-    # and makes every run bit-for-bit repeatable.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        trained = _train_heads(blobs, widths, cfg, train, ytr, test, yte, say)
-    finally:
-        torch.set_num_threads(threads)
-    for result, head in trained:
+    for result, head in _train_heads(blobs, widths, cfg, train, ytr, test, yte, say):
         results.append(result)
         if isinstance(head, H.GatedHead):
             gated = head
