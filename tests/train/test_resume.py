@@ -11,6 +11,7 @@ import torch
 
 from modelport.cli import main
 from modelport.errors import ConfigError, FormatError
+from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.caffemodel import read_caffemodel
 from modelport.train.snapshot import read_solverstate
 from modelport.train.solver import Solver
@@ -42,9 +43,11 @@ def _state(solver: Solver) -> list[torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("case", ["batchnorm_train", "sgd_multistep_itersize_clip", "adam_poly",
-                                  "test_accuracy"])
-def test_resume_is_bit_exact(case: str, tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("case, hdf5", [("batchnorm_train", False),
+                                        ("sgd_multistep_itersize_clip", False),
+                                        ("adam_poly", False), ("test_accuracy", False),
+                                        ("batchnorm_train", True), ("adadelta", True)])
+def test_resume_is_bit_exact(case: str, hdf5: bool, tmp_path: pathlib.Path) -> None:
     folder = _case_copy(case, tmp_path)
     whole = Solver(folder / "solver.prototxt", workdir=folder, weights=folder / "init.caffemodel")
     whole.param.snapshot_prefix = str(tmp_path / "whole")
@@ -52,14 +55,18 @@ def test_resume_is_bit_exact(case: str, tmp_path: pathlib.Path) -> None:
 
     first = Solver(folder / "solver.prototxt", workdir=folder, weights=folder / "init.caffemodel")
     first.param.snapshot_prefix = str(tmp_path / "part")
+    ext = ".h5" if hdf5 else ""
+    if hdf5:  # Caffe's snapshot_format: HDF5 (.caffemodel.h5 + .solverstate.h5)
+        first.param.snapshot_format = caffe_pb2.SolverParameter.HDF5
     first.step(5)
     files = first.snapshot()
     assert [pathlib.Path(f).name for f in files] == [
-        "part_iter_5.caffemodel", "part_iter_5.solverstate", "part_iter_5.safetensors"]
+        f"part_iter_5.caffemodel{ext}", f"part_iter_5.solverstate{ext}",
+        "part_iter_5.safetensors"]
     assert (tmp_path / "part_iter_5.feedstate.json").exists()
 
     resumed = Solver(folder / "solver.prototxt", workdir=folder)  # no --weights: from the state
-    resumed.restore(tmp_path / "part_iter_5.solverstate")
+    resumed.restore(tmp_path / f"part_iter_5.solverstate{ext}")
     assert resumed.iter == 5 and resumed.current_step == first.current_step
     resumed.step(5)
 
@@ -182,3 +189,21 @@ def test_solverstate_writer_is_byte_identical_to_caffe(case: str, tmp_path: path
     ref = SOLVER_GOLDEN / case / "iter_10.solverstate"
     write_solverstate(tmp_path / "x.solverstate", read_solverstate(ref))
     assert (tmp_path / "x.solverstate").read_bytes() == ref.read_bytes()
+
+
+def test_hdf5_weights_file_as_weights(tmp_path: pathlib.Path) -> None:
+    """A .caffemodel.h5 (Net::ToHDF5 layout: data/<layer>/<i>) initialises like the .caffemodel."""
+    import h5py
+
+    folder = _case_copy("batchnorm_train", tmp_path)
+    ref = Solver(folder / "solver.prototxt", workdir=folder, weights=folder / "init.caffemodel")
+    with h5py.File(tmp_path / "init.caffemodel.h5", "w") as fh:
+        data = fh.create_group("data")
+        for stored in read_caffemodel(str(folder / "init.caffemodel")):
+            group = data.create_group(stored.name)
+            for i, blob in enumerate(stored.blobs):
+                group.create_dataset(str(i), data=blob.data)
+    ours = Solver(folder / "solver.prototxt", workdir=folder,
+                  weights=tmp_path / "init.caffemodel.h5")
+    for a, b in zip(ours.params, ref.params):
+        assert torch.equal(a.tensor.detach(), b.tensor.detach()), a.layer

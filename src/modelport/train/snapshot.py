@@ -90,12 +90,99 @@ def write_solverstate(path: str | os.PathLike[str], state: SolverState) -> None:
     write_with(path, write)
 
 
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise FormatError("HDF5 snapshots need h5py. Fix: pip install 'modelport[data]'") \
+            from None
+    return h5py
+
+
+def write_solverstate_h5(path: str | os.PathLike[str], state: SolverState) -> None:
+    """SGDSolver::SnapshotSolverStateToHDF5: int datasets `iter` and `current_step` (shape
+    (1,)), string `learned_net`, group `history` with float datasets "0", "1", ..."""
+    h5py = _h5py()
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as fh:
+            fh.create_dataset("iter", data=np.array([state.iter], dtype=np.int32))
+            fh.create_dataset("learned_net", data=state.learned_net.encode("utf-8"))
+            fh.create_dataset("current_step", data=np.array([state.current_step], np.int32))
+            group = fh.create_group("history")
+            for i, arr in enumerate(state.history):
+                group.create_dataset(str(i), data=np.asarray(arr, dtype=np.float32))
+
+    write_with(path, write)
+
+
+def _read_solverstate_h5(p: str) -> SolverState:
+    h5py = _h5py()
+    try:
+        with h5py.File(p, "r") as fh:
+            it = int(np.asarray(fh["iter"][()]).reshape(-1)[0])
+            step = int(np.asarray(fh["current_step"][()]).reshape(-1)[0]) \
+                if "current_step" in fh else 0
+            learned = fh["learned_net"][()] if "learned_net" in fh else b""
+            learned = learned.decode("utf-8") if isinstance(learned, bytes) else str(learned)
+            group = fh["history"]
+            history = [np.array(group[str(i)][()], dtype=np.float32)
+                       for i in range(len(group))]
+    except (OSError, KeyError) as exc:
+        raise FormatError(f"{p}: not a Caffe HDF5 solver state ({exc}). Fix: pass the "
+                          ".solverstate.h5 file Caffe or modelport wrote") from None
+    return SolverState(it, learned, history, step)
+
+
+def write_weights_h5(path: str | os.PathLike[str], layers: Sequence[str],
+                     blobs: Mapping[str, Sequence[np.ndarray]]) -> None:
+    """Net::ToHDF5: group `data` with one group per layer (in net order, also for layers
+    without blobs) holding float datasets "0", "1", ... in Caffe's blob order."""
+    h5py = _h5py()
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as fh:
+            data = fh.create_group("data")
+            for name in layers:
+                group = data.create_group(name)
+                for i, arr in enumerate(blobs.get(name, ())):
+                    group.create_dataset(str(i), data=np.asarray(arr, dtype=np.float32))
+
+    write_with(path, write)
+
+
+def read_weights_h5(path: str | os.PathLike[str]) -> list[Any]:
+    """A .caffemodel.h5 (Net::ToHDF5) as StoredLayers (Net::CopyTrainedLayersFromHDF5)."""
+    from modelport.formats.caffe.caffemodel import StoredLayer
+    from modelport.ir import Blob
+
+    h5py = _h5py()
+    p = os.fspath(path)
+    layers = []
+    try:
+        with h5py.File(p, "r") as fh:
+            data = fh["data"]
+            for name in data:
+                group = data[name]
+                arrays = []
+                for i in range(len(group)):
+                    if str(i) not in group:
+                        break
+                    arrays.append(Blob(np.array(group[str(i)][()], dtype=np.float32)))
+                layers.append(StoredLayer(name, "", tuple(arrays)))
+    except (OSError, KeyError) as exc:
+        raise FormatError(f"{p}: not a Caffe HDF5 weights file ({exc}). Fix: pass a "
+                          ".caffemodel or .caffemodel.h5 written by Caffe") from None
+    return layers
+
+
 def read_solverstate(path: str | os.PathLike[str]) -> SolverState:
-    """Read a Caffe .solverstate (binary SolverState proto)."""
+    """Read a Caffe solver state: binary SolverState proto, or HDF5 when it ends in .h5
+    (Solver::Restore decides by the suffix too)."""
     p = os.fspath(path)
     if p.endswith(".h5"):
-        raise FormatError(f"{p}: HDF5 solver states are not supported. Fix: snapshot with "
-                          "snapshot_format: BINARYPROTO")
+        read_bytes(p, "solver state")  # the usual missing-file message
+        return _read_solverstate_h5(p)
     buf = read_bytes(p, "solver state")
     it, step, learned = 0, 0, ""
     history: list[np.ndarray] = []
@@ -144,8 +231,11 @@ def read_feedstate(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def feedstate_path(solverstate: str) -> str:
-    base = solverstate[: -len(".solverstate")] if solverstate.endswith(".solverstate") \
-        else solverstate
+    base = solverstate
+    for suffix in (".solverstate.h5", ".solverstate"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
     return base + ".feedstate.json"
 
 

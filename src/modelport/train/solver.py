@@ -66,10 +66,13 @@ from modelport.train.snapshot import (
     feedstate_path,
     read_feedstate,
     read_solverstate,
+    read_weights_h5,
     snapshot_filename,
     write_feedstate,
     write_safetensors,
     write_solverstate,
+    write_solverstate_h5,
+    write_weights_h5,
 )
 
 f32 = np.float32
@@ -228,6 +231,13 @@ def _as_input_layer(layer: Layer, shapes: Mapping[str, tuple[int, ...]]) -> Laye
     for top in layer.tops:
         lp.input_param.shape.add().dim.extend(shapes[top])
     return Layer(layer.name, "Input", (), tuple(layer.tops), lp)
+
+
+def _read_weights(path: str) -> list[Any]:
+    """A .caffemodel, or a .caffemodel.h5 (Caffe picks the reader by the .h5 suffix)."""
+    if path.endswith(".h5"):
+        return read_weights_h5(path)
+    return read_caffemodel(path)
 
 
 def _device(name: str) -> torch.device:
@@ -428,7 +438,7 @@ class Solver:
                       if w.strip()]
         for path in files:
             if path not in self._weights_cache:
-                self._weights_cache[path] = read_caffemodel(path)
+                self._weights_cache[path] = _read_weights(path)
             ir = attach_weights(ir, self._weights_cache[path])
         layer_feeds: list[tuple[Layer, Feed]] = []
         given = dict(feeds or {})
@@ -725,19 +735,30 @@ class Solver:
         from modelport.formats.caffe.writer import write_caffemodel
 
         prefix = self.snapshot_prefix()
-        model = snapshot_filename(prefix, self.iter, ".caffemodel")
-        if self.param.snapshot_format != caffe_pb2.SolverParameter.BINARYPROTO:
-            self.reporter.message("snapshot_format HDF5 is not supported; writing binary proto")
-        self.reporter.message("Snapshotting to binary proto file %s", model)
-        write_caffemodel(model, _as_caffe_saves_it(self.net.ir), blobs=self.blob_arrays(),
-                         caffe_layout=True)
-        state_path = snapshot_filename(prefix, self.iter, ".solverstate")
-        self.reporter.message("Snapshotting solver state to binary proto file %s", state_path)
+        hdf5 = self.param.snapshot_format == caffe_pb2.SolverParameter.HDF5
+        model = snapshot_filename(prefix, self.iter, ".caffemodel.h5" if hdf5 else ".caffemodel")
+        if hdf5:
+            self.reporter.message("Snapshotting to HDF5 file %s", model)
+            write_weights_h5(model, [lay.name for lay in self.net.ir.layers],
+                             self.blob_arrays())
+        else:
+            self.reporter.message("Snapshotting to binary proto file %s", model)
+            write_caffemodel(model, _as_caffe_saves_it(self.net.ir), blobs=self.blob_arrays(),
+                             caffe_layout=True)
+        state_path = snapshot_filename(prefix, self.iter,
+                                       ".solverstate.h5" if hdf5 else ".solverstate")
         learned = model if os.path.isabs(self.param.snapshot_prefix or "/") else \
             os.path.relpath(model, self.workdir)
-        write_solverstate(state_path, SolverState(
-            self.iter, learned, [h.detach().to("cpu").float().numpy() for h in self.history],
-            self.current_step))
+        state = SolverState(self.iter, learned,
+                            [h.detach().to("cpu").float().numpy() for h in self.history],
+                            self.current_step)
+        if hdf5:
+            self.reporter.message("Snapshotting solver state to HDF5 file %s", state_path)
+            write_solverstate_h5(state_path, state)
+        else:
+            self.reporter.message("Snapshotting solver state to binary proto file %s",
+                                  state_path)
+            write_solverstate(state_path, state)
         st = snapshot_filename(prefix, self.iter, ".safetensors")
         write_safetensors(st, self.net.module.state_dict(),
                           {"caffe_iter": str(self.iter), "solver": self.type})
@@ -795,7 +816,7 @@ class Solver:
     def load_weights(self, caffemodel: str | os.PathLike[str]) -> None:
         """Copy weights by layer name (Caffe's CopyTrainedLayersFrom) into the train net (the
         test nets share its blobs)."""
-        stored = {s.name: s for s in read_caffemodel(os.fspath(caffemodel))}
+        stored = {s.name: s for s in _read_weights(os.fspath(caffemodel))}
         module = self.net.module
         for layer, _key in module.run_order:
             s = stored.get(layer.name)
