@@ -1,0 +1,339 @@
+"""Inference optimisation of a converted net, keeping Caffe's results (checked by the tests
+against the Caffe goldens).
+
+`optimize_for_inference(net)` returns an optimised copy of a CaffeNet:
+
+- BatchNorm (global statistics), Scale and Bias with one per-channel learned operand, and
+  Power with power 1 are folded into the preceding Convolution / InnerProduct, when the blob
+  between them is read by nothing else (and is not a net output);
+- such per-channel affine layers that follow something else are merged into one multiply-add;
+- a ReLU (plain or leaky) reading only a convolution's output is fused into it (applied in place
+  on the convolution's output);
+- Dropout (identity at inference) and Silence are dropped;
+- optionally, 4-D weights in channels_last memory format, and `torch.compile`.
+
+The copy is still a CaffeNet (same inputs, outputs and blob names for every blob that survives),
+so it exports to ONNX / TorchScript like the original.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modelport.backends.torch_module import CaffeNet
+from modelport.errors import ConfigError
+from modelport.ir import Layer
+from modelport.layers.base import CaffeModule
+from modelport.layers.conv import CaffeConvolution
+
+Affine = tuple[torch.Tensor, torch.Tensor]  # y = a * x + b per channel (axis 1), float64
+
+
+class ChannelAffine(CaffeModule):
+    """y = x * scale + shift along axis 1: several folded BatchNorm/Scale/Bias/Power layers."""
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor, ndim: int) -> None:
+        super().__init__()
+        view = (1, -1) + (1,) * (ndim - 2)
+        self.register_buffer("scale", scale.to(torch.float32).reshape(view))
+        self.register_buffer("shift", shift.to(torch.float32).reshape(view))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x, self.scale)
+
+
+class FusedReLU(CaffeModule):
+    """A convolution / inner product followed by Caffe's ReLU, applied in place on its output
+    (max(x, 0) + negative_slope * min(x, 0))."""
+
+    def __init__(self, inner: nn.Module, negative_slope: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.negative_slope = negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        if self.negative_slope == 0.0:
+            return F.relu_(y)
+        return F.leaky_relu_(y, self.negative_slope)
+
+
+@dataclass
+class OptimizeReport:
+    """Which layers were folded, fused or dropped (Caffe layer names)."""
+
+    folded: dict[str, list[str]] = field(default_factory=dict)  # conv/ip -> folded layers
+    merged: dict[str, list[str]] = field(default_factory=dict)  # first affine -> merged ones
+    fused_relu: dict[str, str] = field(default_factory=dict)  # conv/ip -> relu
+    dropped: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        n_fold = sum(len(v) for v in self.folded.values())
+        n_merge = sum(len(v) for v in self.merged.values())
+        return (f"folded {n_fold} layer(s) into convolutions, merged {n_merge} affine layer(s), "
+                f"fused {len(self.fused_relu)} ReLU(s), dropped {len(self.dropped)} layer(s)")
+
+
+def _class(name: str, module: str) -> type | None:
+    import importlib
+
+    return getattr(importlib.import_module(module), name, None)
+
+
+def channel_affine(module: nn.Module, ndim: int) -> Affine | None:
+    """(a, b) with module(x) == a * x + b per channel of axis 1, or None when the module is not
+    such a map (batch statistics, an operand over other axes, a second bottom, power != 1)."""
+    bn = _class("CaffeBatchNorm", "modelport.layers.norm")
+    scale_cls = _class("CaffeScale", "modelport.layers.norm")
+    bias_cls = _class("CaffeBias", "modelport.layers.norm")
+    power_cls = _class("CaffePower", "modelport.layers.activation")
+    if ndim < 2:
+        return None
+    if bn is not None and isinstance(module, bn):
+        if not module.use_global_stats:
+            return None
+        blob2 = float(module.scale_factor.reshape(-1)[0])
+        factor = 0.0 if blob2 == 0 else 1.0 / blob2
+        mean = module.mean.detach().double() * factor
+        var = module.variance.detach().double() * factor
+        a = 1.0 / torch.sqrt(var + float(module.eps))
+        return a, -mean * a
+    if scale_cls is not None and isinstance(module, scale_cls):
+        w = module.weight
+        if w is None or w.dim() != 1 or module.trailing != ndim - 2:
+            return None
+        a = w.detach().double()
+        b = module.bias.detach().double() if module.bias is not None else torch.zeros_like(a)
+        return a, b
+    if bias_cls is not None and isinstance(module, bias_cls):
+        bias = module.bias
+        if bias is None or bias.dim() != 1 or module.trailing != ndim - 2:
+            return None
+        b = bias.detach().double()
+        return torch.ones_like(b), b
+    if power_cls is not None and isinstance(module, power_cls):
+        if module.constant is not None or module.power != 1.0:
+            return None
+        return (torch.tensor([float(module.scale)], dtype=torch.float64),
+                torch.tensor([float(module.shift)], dtype=torch.float64))
+    return None
+
+
+def _compose(first: Affine, then: Affine, channels: int) -> Affine:
+    a1, b1 = (t.expand(channels) for t in first)
+    a2, b2 = (t.expand(channels) for t in then)
+    return a2 * a1, a2 * b1 + b2
+
+
+def _fold_into(module: nn.Module, affine: Affine) -> nn.Module | None:
+    """A copy of a convolution / inner product with `affine` applied to its output channels."""
+    ip_cls = _class("CaffeInnerProduct", "modelport.layers.inner_product")
+    a, b = affine
+    if isinstance(module, CaffeConvolution) and not module.transposed and module.axis == 1:
+        out_channels = module.weight.shape[0]
+        a, b = a.expand(out_channels), b.expand(out_channels)
+        w = module.weight.detach().double() * a.reshape((-1,) + (1,) * (module.weight.dim() - 1))
+        old_bias = (module.bias.detach().double() if module.bias is not None
+                    else torch.zeros(out_channels, dtype=torch.float64))
+        return CaffeConvolution(w.float(), (old_bias * a + b).float(), module.stride,
+                                module.pad, module.dilation, module.group, module.axis, False)
+    if ip_cls is not None and isinstance(module, ip_cls) and module.axis == 1:
+        w = module.weight.detach().double()
+        n_out = w.shape[1] if module.transpose else w.shape[0]
+        a, b = a.expand(n_out), b.expand(n_out)
+        w = w * (a[None, :] if module.transpose else a[:, None])
+        old_bias = (module.bias.detach().double() if module.bias is not None
+                    else torch.zeros(n_out, dtype=torch.float64))
+        return ip_cls(w.float(), (old_bias * a + b).float(), module.axis, module.transpose)
+    return None
+
+
+def _is(module: nn.Module, name: str, where: str) -> bool:
+    cls = _class(name, where)
+    return cls is not None and isinstance(module, cls)
+
+
+class _Graph:
+    """The run order of a CaffeNet copy, edited in place."""
+
+    def __init__(self, net: CaffeNet) -> None:
+        self.net = net
+        self.order: list[tuple[Layer, str]] = list(net.run_order)
+        self.outputs = set(net.output_names)
+
+    def module(self, i: int) -> nn.Module:
+        return self.net._modules[self.order[i][1]]  # type: ignore[return-value]
+
+    def next_user(self, i: int, blob: str) -> int | None:
+        """The first layer after position i that reads or writes `blob`."""
+        for j in range(i + 1, len(self.order)):
+            layer = self.order[j][0]
+            if blob in layer.bottoms or blob in layer.tops:
+                return j
+        return None
+
+    def read_after(self, i: int, blob: str) -> bool:
+        """Whether `blob`'s current version (after position i) is read by a later layer."""
+        for j in range(i + 1, len(self.order)):
+            layer = self.order[j][0]
+            if blob in layer.bottoms:
+                return True
+            if blob in layer.tops:
+                return False
+        return False
+
+    def exclusive_consumer(self, i: int, blob: str) -> int | None:
+        """Position of the layer that alone consumes the value position i writes to `blob`:
+        it reads only `blob`, writes one top, and if that top is another blob, nothing else
+        reads `blob` afterwards and `blob` is not a net output."""
+        j = self.next_user(i, blob)
+        if j is None:
+            return None
+        layer = self.order[j][0]
+        if layer.bottoms != (blob,) or len(layer.tops) != 1:
+            return None
+        top = layer.tops[0]
+        if top != blob and (blob in self.outputs or self.read_after(j, blob)):
+            return None
+        return j
+
+    def absorb(self, i: int, j: int, module: nn.Module | None = None) -> None:
+        """Layer j disappears; layer i now writes j's top (and becomes `module`)."""
+        layer, key = self.order[i]
+        absorbed = self.order[j][0]
+        tops = tuple(absorbed.tops[0] if t == absorbed.bottoms[0] else t for t in layer.tops)
+        self.order[i] = (replace(layer, tops=tops), key)
+        if module is not None:
+            self.net._modules[key] = module
+        del self.net._modules[self.order[j][1]]
+        del self.order[j]
+
+
+def _drop_identity_layers(g: _Graph, report: OptimizeReport) -> None:
+    i = 0
+    while i < len(g.order):
+        layer, key = g.order[i]
+        module = g.net._modules[key]
+        drop = False
+        if layer.type == "Silence" and not layer.tops:
+            drop = True
+        elif _is(module, "CaffeDropout", "modelport.layers.activation") and \
+                len(layer.bottoms) == 1 and len(layer.tops) == 1:
+            src, top = layer.bottoms[0], layer.tops[0]
+            if top == src:
+                drop = True
+            elif top not in g.outputs:
+                # Later readers of `top` (until it is rewritten) read `src` instead, provided
+                # `src` is not rewritten before them.
+                drop = True
+                renamed = []
+                for j in range(i + 1, len(g.order)):
+                    later, later_key = g.order[j]
+                    if src in later.tops and g.read_after(j - 1, top):
+                        drop = False
+                        break
+                    renamed.append((j, replace(later, bottoms=tuple(
+                        src if b == top else b for b in later.bottoms)), later_key))
+                    if top in later.tops:
+                        break
+                if drop:
+                    for j, new_layer, later_key in renamed:
+                        g.order[j] = (new_layer, later_key)
+        if drop:
+            report.dropped.append(layer.name)
+            del g.net._modules[key]
+            del g.order[i]
+            continue
+        i += 1
+
+
+def _fold_chains(g: _Graph, report: OptimizeReport) -> None:
+    shapes = g.net.blob_shapes
+    i = 0
+    while i < len(g.order):
+        layer, _key = g.order[i]
+        module = g.module(i)
+        if len(layer.tops) != 1 or len(layer.bottoms) != 1:
+            i += 1
+            continue
+        foldable = _fold_into(module, (torch.ones(1, dtype=torch.float64),
+                                       torch.zeros(1, dtype=torch.float64))) is not None
+        top = layer.tops[0]
+        ndim = len(shapes.get(top, ()))
+        channels = shapes[top][1] if ndim >= 2 else 0
+        own = channel_affine(module, ndim) if not foldable else None
+        if not foldable and own is None:
+            i += 1
+            continue
+        total: Affine = (own if own is not None else
+                         (torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)))
+        absorbed: list[str] = []
+        while True:
+            cur = g.order[i][0].tops[0]
+            j = g.exclusive_consumer(i, cur)
+            if j is None:
+                break
+            nxt = g.module(j)
+            affine = channel_affine(nxt, ndim)
+            if affine is None:
+                break
+            total = _compose(total, affine, channels)
+            absorbed.append(g.order[j][0].name)
+            g.absorb(i, j)
+        if absorbed:
+            if foldable:
+                folded = _fold_into(module, total)
+                assert folded is not None
+                g.net._modules[g.order[i][1]] = folded
+                report.folded[layer.name] = absorbed
+            else:
+                g.net._modules[g.order[i][1]] = ChannelAffine(*total, ndim)
+                report.merged[layer.name] = absorbed
+        if foldable:
+            cur = g.order[i][0].tops[0]
+            j = g.exclusive_consumer(i, cur)
+            if j is not None and _is(g.module(j), "CaffeReLU", "modelport.layers.activation"):
+                relu_layer = g.order[j][0]
+                fused = FusedReLU(g.module(i), float(g.module(j).negative_slope))
+                g.absorb(i, j, fused)
+                report.fused_relu[layer.name] = relu_layer.name
+        i += 1
+
+
+def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bool = False,
+                           report: OptimizeReport | None = None) -> Any:
+    """An inference-optimised copy of `net` (a CaffeNet; `net` itself is not changed).
+
+    `channels_last` stores 4-D weights in channels_last order (convolutions then run and
+    return NHWC-strided tensors; values are unchanged). `compile` wraps the result in
+    `torch.compile` (not exportable afterwards). Pass an OptimizeReport to learn what changed.
+    """
+    if not isinstance(net, CaffeNet):
+        raise ConfigError("--optimize needs the Caffe net (deploy.prototxt + caffemodel), not a "
+                          "generated model.py. Fix: export from the prototxt and caffemodel")
+    out = copy.deepcopy(net)
+    out.train(False)
+    rep = report if report is not None else OptimizeReport()
+    g = _Graph(out)
+    with torch.no_grad():
+        _drop_identity_layers(g, rep)
+        _fold_chains(g, rep)
+    out.run_order = g.order
+    for p in out.parameters():
+        p.requires_grad_(False)
+    if channels_last:
+        for module in out.modules():
+            for p in list(module.parameters(recurse=False)):
+                if p.dim() == 4:
+                    p.data = p.data.contiguous(memory_format=torch.channels_last)
+    if compile:
+        compiled: Callable[..., Any] = torch.compile(out)
+        return compiled
+    return out

@@ -1,0 +1,147 @@
+"""Inference optimisation keeps Caffe's results: optimised nets vs REAL Caffe's golden blobs,
+folding really happens where allowed and is refused where an intermediate blob is needed."""
+
+from __future__ import annotations
+
+import onnxruntime as ort
+import pytest
+import torch
+
+from golden_support import assert_blob_close, caffe_cases
+from modelport.backends.torch_module import build_module
+from modelport.errors import UnsupportedLayerError
+from modelport.export.onnx import export_onnx
+from modelport.export.optimize import OptimizeReport, optimize_for_inference
+from modelport.formats.caffe.net_loader import load_net
+
+CASES = [c for c in caffe_cases() if c.name != "nsfw"]
+
+
+def convert_or_skip(case):
+    try:
+        return build_module(case.net())
+    except UnsupportedLayerError as exc:
+        pytest.skip(f"not convertible yet: {exc}")
+
+
+def check_surviving_blobs(net, case) -> None:
+    inputs = {k: torch.from_numpy(v) for k, v in case.inputs().items()}
+    with torch.no_grad():
+        ours = net.forward_blobs(**inputs)
+    ref = case.blobs()
+    for name in net.output_names:
+        assert_blob_close(name, ours[name].numpy(), ref[name])
+    for name, value in ours.items():  # every blob the optimised net still has is Caffe's
+        if name in ref:
+            assert_blob_close(name, value.numpy(), ref[name])
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_optimized_net_matches_caffe(case, channels_last) -> None:
+    net = convert_or_skip(case)
+    check_surviving_blobs(optimize_for_inference(net, channels_last=channels_last), case)
+
+
+def test_inplace_chain_fuses_relu_drops_dropout_merges_bn_scale() -> None:
+    case = next(c for c in CASES if c.name == "inplace_chain")
+    net = convert_or_skip(case)
+    report = OptimizeReport()
+    opt = optimize_for_inference(net, report=report)
+    assert report.fused_relu == {"conv1": "relu1"}
+    assert report.dropped == ["drop1"]
+    assert report.merged == {"bn1": ["scale1"]}
+    assert [layer.name for layer, _ in opt.run_order] == ["conv1", "bn1", "conv2"]
+    assert len(net.run_order) == 6  # the original is untouched
+    check_surviving_blobs(opt, case)
+
+
+def test_batchnorm_scale_folds_into_convolution(tmp_path) -> None:
+    # conv -> BatchNorm (scale_factor 0.5, eps 1e-3) -> Scale(bias) -> ReLU, weights from a
+    # golden case's BN/Scale blobs: the folded net equals the unfolded one (which the golden
+    # tests tie to Caffe), and exports to ONNX without BatchNorm-related nodes.
+    proto = tmp_path / "net.prototxt"
+    proto.write_text("""
+name: "fold"
+layer { name: "data" type: "Input" top: "data" input_param {
+  shape { dim: 2 dim: 3 dim: 7 dim: 9 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 4 kernel_h: 3 kernel_w: 2 pad_h: 1 pad_w: 0
+  stride_h: 1 stride_w: 2
+  weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "bn" batch_norm_param { eps: 0.001 } }
+layer { name: "scale" type: "Scale" bottom: "bn" top: "bn" scale_param { bias_term: true
+  filler { type: "uniform" min: 0.5 max: 1.5 } bias_filler { type: "gaussian" std: 0.2 } } }
+layer { name: "relu" type: "ReLU" bottom: "bn" top: "bn" }
+layer { name: "ip" type: "InnerProduct" bottom: "bn" top: "ip"
+  inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "power" type: "Power" bottom: "ip" top: "out" power_param { scale: -2 shift: 0.5 } }
+""")
+    torch.manual_seed(0)
+    net = build_module(load_net(proto), allow_missing_weights=True)
+    bn = net.layer_module("bn")
+    with torch.no_grad():  # Caffe's running sums with a non-trivial scale factor
+        bn.mean.copy_(torch.randn(4) * 0.5)
+        bn.variance.copy_(torch.rand(4) + 0.5)
+        bn.scale_factor.fill_(0.5)
+    report = OptimizeReport()
+    opt = optimize_for_inference(net, report=report)
+    assert report.folded == {"conv": ["bn", "scale"], "ip": ["power"]}
+    assert report.fused_relu == {"conv": "relu"}
+    x = torch.randn(2, 3, 7, 9)
+    with torch.no_grad():
+        want, got = net(x), opt(x)
+    assert_blob_close("out", got.numpy(), want.numpy())
+    model, _ = export_onnx(opt, None, inputs={"data": x.numpy()})
+    ops = {n.op_type for n in model.graph.node}
+    assert ops <= {"Conv", "Relu", "Gemm", "Reshape", "Flatten", "Pad", "Identity"}, ops
+    out = ort.InferenceSession(model.SerializeToString()).run(None, {"data": x.numpy()})[0]
+    assert_blob_close("out", out, want.numpy())
+
+
+def test_no_folding_when_the_intermediate_blob_is_needed(tmp_path) -> None:
+    proto = tmp_path / "net.prototxt"
+    proto.write_text("""
+name: "keep"
+layer { name: "data" type: "Input" top: "data" input_param {
+  shape { dim: 2 dim: 3 dim: 5 dim: 6 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "bn" }
+layer { name: "conv_relu" type: "ReLU" bottom: "conv" top: "conv_relu" }
+layer { name: "sum" type: "Eltwise" bottom: "bn" bottom: "conv_relu" top: "sum" }
+layer { name: "conv2" type: "Convolution" bottom: "sum" top: "conv2"
+  convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "scale2" type: "Scale" bottom: "conv2" top: "scaled" scale_param { bias_term: true } }
+""")
+    torch.manual_seed(1)
+    net = build_module(load_net(proto), allow_missing_weights=True)
+    with torch.no_grad():
+        net.layer_module("bn").scale_factor.fill_(1.0)
+        net.layer_module("bn").variance.fill_(2.0)
+    report = OptimizeReport()
+    opt = optimize_for_inference(net, report=report)
+    # conv's output is read by bn AND conv_relu: no folding, no fusing; conv2's output is read
+    # only by scale2 (and is therefore not a net output): folded.
+    assert "conv" not in report.folded and "conv" not in report.fused_relu
+    assert report.folded == {"conv2": ["scale2"]}
+    x = torch.randn(2, 3, 5, 6)
+    with torch.no_grad():
+        want, got = net.forward_blobs(x), opt.forward_blobs(x)
+    for name in ("bn", "conv_relu", "sum", "scaled"):
+        assert_blob_close(name, got[name].numpy(), want[name].numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_optimized_nsfw_matches_caffe() -> None:
+    from modelport.caffe import load
+    from modelport.zoo import fetch_nsfw
+
+    case = next(c for c in caffe_cases() if c.name == "nsfw")
+    _, caffemodel = fetch_nsfw()
+    net = load(case.prototxt, caffemodel)
+    report = OptimizeReport()
+    opt = optimize_for_inference(net, report=report, channels_last=True)
+    assert sum(len(v) for v in report.folded.values()) >= 100  # 53 BN + 53 Scale
+    check_surviving_blobs(opt, case)
