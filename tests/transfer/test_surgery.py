@@ -260,3 +260,16 @@ def test_caffe_solver_leaves_frozen_layers_untouched(tmp_path: Path) -> None:
     # fc8's bias: lr_mult 20, decay_mult 0, zero history: w -= base_lr * 20 * grad.
     mults = {p.layer: (p.lr_mult, p.decay_mult) for p in solver.params if p.blob == 1}
     assert mults["fc8"] == (20.0, 0.0) and mults["conv1"] == (0.0, 0.0)
+
+
+def test_edits_show_in_modelport_inspect(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from modelport.cli import main
+
+    s = Surgery(tiny_net()).replace("fc8", num_output=31, filler="gaussian").cut(after="prob")
+    s.cut(after="fc8").export(tmp_path / "cut.prototxt", tmp_path / "cut.caffemodel")
+    assert main(["inspect", str(tmp_path / "cut.prototxt"), str(tmp_path / "cut.caffemodel")]) == 0
+    out = capsys.readouterr().out
+    fc8 = next(line for line in out.splitlines() if "fc8" in line and "InnerProduct" in line)
+    assert "2x31" in fc8 and "279" in fc8  # 31 x 8 weights + 31 biases
+    assert "prob" not in out and "10 layers" in out
