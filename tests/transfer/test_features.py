@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from nets import tiny_net
 
 from modelport.backends.torch_module import build_module
 from modelport.cli import main
 from modelport.errors import ConfigError, FormatError
 from modelport.formats.caffe.writer import write_caffemodel, write_prototxt
 from modelport.transfer import features as F
-from nets import tiny_net
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "transform"
 

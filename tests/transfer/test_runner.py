@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from nets import tiny_net
 
 from modelport.cli import main
 from modelport.errors import FormatError
@@ -15,7 +16,6 @@ from modelport.formats.caffe.writer import write_caffemodel, write_prototxt
 from modelport.transfer.datasets import _read_idx, digits_folder, image_folder_dataset
 from modelport.transfer.heads import TrainConfig
 from modelport.transfer.runner import ExperimentConfig, run_experiment
-from nets import tiny_net
 
 COLOURS = {"blue": (200, 40, 40), "green": (40, 200, 40), "red": (40, 40, 200)}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nets import tiny_input, tiny_net
 
 from modelport import caffe
 from modelport.backends.torch_module import build_module
@@ -17,7 +18,6 @@ from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.net_loader import read_net
 from modelport.transfer import surgery
 from modelport.transfer.surgery import Surgery
-from nets import tiny_input, tiny_net
 
 WEIGHTED = ("conv1", "conv2", "fc6", "fc7", "fc8")
 

@@ -199,7 +199,8 @@ def _file_id(path: str | None) -> object:
 def _save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:  # a file object: np.savez then adds no .npz suffix
-            np.savez(fh, **arrays)
+            # mypy matches **arrays against savez's allow_pickle keyword; all are arrays
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
 
     write_with(path, write)
 
@@ -275,7 +276,6 @@ def extract_features(module: torch.nn.Module, blobs: Sequence[str], images: Imag
     os.makedirs(parts, exist_ok=True)
     write_text(manifest_path, json.dumps(manifest, indent=1))
 
-    input_name = module.input_names[0]
     chunks: list[dict[str, np.ndarray]] = []
     computed = reused = 0
     done = 0
@@ -297,7 +297,7 @@ def extract_features(module: torch.nn.Module, blobs: Sequence[str], images: Imag
                 b1 = min(stop, b0 + batch_size)
                 x = torch.from_numpy(np.stack([preprocess(p) for p in images.paths[b0:b1]]))
                 with torch.no_grad():
-                    out = module.forward_blobs(**{input_name: x})
+                    out = module.forward_blobs(x)  # the one input
                 for b in blobs:
                     pieces[b].append(reduce_spatial(out[b], spatial).numpy()
                                      .astype(np.float32, copy=False))

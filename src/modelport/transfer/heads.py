@@ -165,7 +165,8 @@ class AverageHead(Head):
             raise ConfigError(f"{self.name or 'AverageHead'}: the layers have different widths "
                               f"{sorted(widths)}; an average needs equal widths. Fix: pick "
                               "layers of one width, or use the gated head (it projects)")
-        return [np.mean([features[i] for i in self.layers], axis=0, dtype=np.float32)]
+        stacked = np.stack([np.asarray(features[i], np.float32) for i in self.layers])
+        return [stacked.mean(axis=0, dtype=np.float32)]
 
     def fit(self, features: Features, labels: np.ndarray) -> AverageHead:
         self.inner = SoftmaxHead(self.name, self.num_classes, layer=0, cfg=self.cfg)

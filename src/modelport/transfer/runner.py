@@ -94,6 +94,13 @@ def _heads(names: Sequence[str], widths: Sequence[int], cfg: ExperimentConfig,
     return out
 
 
+def _save_png(fig: Any, path: str) -> None:
+    def write(tmp: str) -> None:
+        fig.savefig(tmp, format="png", dpi=110)
+
+    write_with(path, write)
+
+
 def plot_gates(gates: np.ndarray, names: Sequence[str], labels: np.ndarray,
                classes: Sequence[str], out_dir: str) -> list[str]:
     """Heat maps of the normalised gates (N images x d dims per layer); returns the files."""
@@ -114,7 +121,7 @@ def plot_gates(gates: np.ndarray, names: Sequence[str], labels: np.ndarray,
         im = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="coolwarm",
                        vmin=centre - spread, vmax=centre + spread)
         for b in bounds:
-            ax.axhline(b, color="white", linewidth=0.4)
+            ax.axhline(b, color="black", linewidth=0.5)
         ax.set_title(title)
         ax.set_xlabel("gate dimension")
         ax.set_ylabel("test image (grouped by class)")
@@ -127,7 +134,7 @@ def plot_gates(gates: np.ndarray, names: Sequence[str], labels: np.ndarray,
         im = draw(axes[0][i], g[:, i, :], f"gates on {name}")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85, label="normalised gate r")
     path = os.path.join(out_dir, "gates.png")
-    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    _save_png(fig, path)
     plt.close(fig)
     files.append(path)
     for i, name in enumerate(names):
@@ -135,7 +142,7 @@ def plot_gates(gates: np.ndarray, names: Sequence[str], labels: np.ndarray,
         im = draw(ax, g[:, i, :], f"gates on {name} ({len(classes)} classes)")
         fig.colorbar(im, ax=ax, label="normalised gate r")
         path = os.path.join(out_dir, f"gates_{_safe(name)}.png")
-        write_with(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=110))
+        _save_png(fig, path)
         plt.close(fig)
         files.append(path)
     return files
@@ -247,7 +254,7 @@ def run_experiment(prototxt: str, caffemodel: str, dataset: Dataset, out_dir: st
 
         def save(tmp: str) -> None:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # (see features._save_npz)
 
         write_with(os.path.join(out_dir, "gates_test.npz"), save)
         winner = r.argmax(axis=1)  # (N, d): which layer each dimension leans on, per image
