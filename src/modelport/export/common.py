@@ -9,16 +9,13 @@ import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from modelport.errors import ConfigError, ModelportError, ParityError
-
-if TYPE_CHECKING:
-    from modelport.backends.torch_module import CaffeNet
 
 # Allowed error of an export against the live module: rel * max(1, max|ref|) (project default).
 DEFAULT_REL = 1e-4
@@ -58,11 +55,11 @@ class BlobOutputs(nn.Module):
     `output_names` and `forward_blobs(*inputs) -> {blob name: tensor}`.
     """
 
-    def __init__(self, net: CaffeNet | nn.Module, outputs: Sequence[str] | None = None) -> None:
+    def __init__(self, net: Any, outputs: Sequence[str] | None = None) -> None:
         super().__init__()
         self.net = net
-        self.input_names = list(net.input_names)  # type: ignore[arg-type]
-        self.output_names = list(outputs) if outputs else list(net.output_names)  # type: ignore[arg-type]
+        self.input_names: list[str] = list(net.input_names)
+        self.output_names: list[str] = list(outputs) if outputs else list(net.output_names)
         known = set(getattr(net, "blob_shapes", {})) | set(self.input_names)
         unknown = [o for o in self.output_names if o not in known]
         if unknown and hasattr(net, "blob_shapes"):
@@ -76,11 +73,11 @@ class BlobOutputs(nn.Module):
         return super().train(False)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        blobs = self.net.forward_blobs(*inputs)
+        blobs = self.net.forward_blobs(*inputs)  # type: ignore[operator]  # see __init__
         return tuple(blobs[name] for name in self.output_names)
 
 
-def input_shape(net: CaffeNet | nn.Module, name: str) -> tuple[int, ...]:
+def input_shape(net: Any, name: str) -> tuple[int, ...]:
     """The declared shape of input blob `name` (CaffeNet.blob_shapes, or a generated Net's
     input_shapes)."""
     shapes = getattr(net, "blob_shapes", None) or getattr(net, "input_shapes", {})
@@ -89,7 +86,7 @@ def input_shape(net: CaffeNet | nn.Module, name: str) -> tuple[int, ...]:
     return tuple(int(d) for d in shapes[name])
 
 
-def example_inputs(net: CaffeNet | nn.Module, inputs: Mapping[str, np.ndarray] | None = None,
+def example_inputs(net: Any, inputs: Mapping[str, np.ndarray] | None = None,
                    batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs for tracing and checking: the given arrays, else seeded standard normal data of
     each input's declared shape (with the batch axis set to `batch` when given)."""

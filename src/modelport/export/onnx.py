@@ -117,7 +117,8 @@ def _build(view: BlobOutputs, feed: Mapping[str, np.ndarray], opset: int,
                 buf = io.BytesIO()
                 axes = ({n: {0: "batch"} for n in names + list(view.output_names)}
                         if dynamic_batch else None)
-                torch.onnx.export(view, args, buf, dynamo=False, opset_version=opset,
+                torch.onnx.export(view, args, buf,  # type: ignore[arg-type]  # file objects work
+                                  dynamo=False, opset_version=opset,
                                   input_names=names, output_names=list(view.output_names),
                                   dynamic_axes=axes, do_constant_folding=True)
                 model = onnx.load_from_string(buf.getvalue())
@@ -232,9 +233,12 @@ def _session(data: bytes) -> Any:
                           "the file was not written") from None
 
 
-def blame_layer(net: CaffeNet, feed: Mapping[str, np.ndarray]) -> str | None:
+def blame_layer(net: Any, feed: Mapping[str, np.ndarray]) -> str | None:
     """The first layer whose module alone cannot be captured by torch.export, as
-    "layer 'x' (type T)", or None when each layer exports on its own."""
+    "layer 'x' (type T)", or None when each layer exports on its own (or `net` is not a
+    CaffeNet, e.g. a generated model.py)."""
+    if not hasattr(net, "run_order"):
+        return None
     args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in net.input_names]
     try:
         with torch.no_grad():

@@ -39,6 +39,9 @@ Affine = tuple[torch.Tensor, torch.Tensor]  # y = a * x + b per channel (axis 1)
 class ChannelAffine(CaffeModule):
     """y = x * scale + shift along axis 1: several folded BatchNorm/Scale/Bias/Power layers."""
 
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, scale: torch.Tensor, shift: torch.Tensor, ndim: int) -> None:
         super().__init__()
         view = (1, -1) + (1,) * (ndim - 2)
@@ -81,13 +84,13 @@ class OptimizeReport:
                 f"fused {len(self.fused_relu)} ReLU(s), dropped {len(self.dropped)} layer(s)")
 
 
-def _class(name: str, module: str) -> type | None:
+def _class(name: str, module: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(module), name, None)
 
 
-def channel_affine(module: nn.Module, ndim: int) -> Affine | None:
+def channel_affine(module: Any, ndim: int) -> Affine | None:
     """(a, b) with module(x) == a * x + b per channel of axis 1, or None when the module is not
     such a map (batch statistics, an operand over other axes, a second bottom, power != 1)."""
     bn = _class("CaffeBatchNorm", "modelport.layers.norm")
@@ -132,7 +135,7 @@ def _compose(first: Affine, then: Affine, channels: int) -> Affine:
     return a2 * a1, a2 * b1 + b2
 
 
-def _fold_into(module: nn.Module, affine: Affine) -> nn.Module | None:
+def _fold_into(module: Any, affine: Affine) -> nn.Module | None:
     """A copy of a convolution / inner product with `affine` applied to its output channels."""
     ip_cls = _class("CaffeInnerProduct", "modelport.layers.inner_product")
     a, b = affine
@@ -155,7 +158,7 @@ def _fold_into(module: nn.Module, affine: Affine) -> nn.Module | None:
     return None
 
 
-def _is(module: nn.Module, name: str, where: str) -> bool:
+def _is(module: Any, name: str, where: str) -> bool:
     cls = _class(name, where)
     return cls is not None and isinstance(module, cls)
 
@@ -168,8 +171,8 @@ class _Graph:
         self.order: list[tuple[Layer, str]] = list(net.run_order)
         self.outputs = set(net.output_names)
 
-    def module(self, i: int) -> nn.Module:
-        return self.net._modules[self.order[i][1]]  # type: ignore[return-value]
+    def module(self, i: int) -> Any:
+        return self.net._modules[self.order[i][1]]
 
     def next_user(self, i: int, blob: str) -> int | None:
         """The first layer after position i that reads or writes `blob`."""

@@ -117,10 +117,10 @@ def export_program(net: CaffeNet, path: str | os.PathLike[str] | None, *,
     module = loaded.module()
     report = ExportReport(path=os.fspath(path) if path is not None else "<memory>",
                           format="torch.export program", outputs=list(view.output_names))
-    for batch in [feed] + ([other_batch(feed)] if dynamic_batch else []):
-        ref = reference_outputs(view, batch)
-        got = _run(module, view.input_names, view.output_names, batch)
-        size = int(next(iter(batch.values())).shape[0]) if batch else 0
+    for arrays in [feed] + ([other_batch(feed)] if dynamic_batch else []):
+        ref = reference_outputs(view, arrays)
+        got = _run(module, view.input_names, view.output_names, arrays)
+        size = int(next(iter(arrays.values())).shape[0]) if arrays else 0
         for name, d in compare_outputs(ref, got, f"exported program at batch {size}",
                                        rel).items():
             report.max_diff[name] = max(report.max_diff.get(name, 0.0), d)
