@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from nets import tiny_net
+from transfer_nets import tiny_net
 
 from modelport.backends.torch_module import build_module
 from modelport.cli import main

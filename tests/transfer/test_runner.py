@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from nets import tiny_net
+from transfer_nets import tiny_net
 
 from modelport.cli import main
 from modelport.errors import FormatError

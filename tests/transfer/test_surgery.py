@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from nets import tiny_input, tiny_net
+from transfer_nets import tiny_input, tiny_net
 
 from modelport import caffe
 from modelport.backends.torch_module import build_module
