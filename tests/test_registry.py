@@ -51,7 +51,8 @@ def test_every_registered_type_has_a_parity_case(type_name: str) -> None:
     if type_name in _golden_types():
         return
     where = PARITY_ELSEWHERE.get(type_name)
-    assert where, f"Caffe type {type_name} is registered but no golden case or parity test covers it"
+    assert where, (f"Caffe type {type_name} is registered but no golden case or parity test "
+                   "covers it")
     path = ROOT / where
     assert path.exists() and type_name in path.read_text(), f"{where} does not test {type_name}"
 

@@ -1,4 +1,5 @@
-"""Readers: prototxt (V1/V2, legacy inputs), caffemodel blobs (shape/legacy/double/FP16), phase rules."""
+"""Readers: prototxt (V1/V2, legacy inputs), caffemodel blobs (shape/legacy/double/FP16),
+phase rules."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def test_v1_prototxt_is_upgraded_with_lr_and_decay_mults() -> None:
 
 
 def test_v1_caffemodel_layers_and_legacy_blob_dims() -> None:
-    stored = {s.name: s for s in read_caffemodel(str(CAFFE_CASES / "legacy_v1" / "weights.caffemodel"))}
+    weights = CAFFE_CASES / "legacy_v1" / "weights.caffemodel"
+    stored = {s.name: s for s in read_caffemodel(str(weights))}
     assert stored["conv1"].type == "Convolution"
     assert stored["ip1"].blobs[0].shape == (1, 1, 5, 144) and stored["ip1"].blobs[0].legacy_4d
 
@@ -111,7 +113,8 @@ def test_syntax_error_gives_line_and_column() -> None:
 
 def test_mean_binaryproto_matches_pycaffe_blobproto_to_array() -> None:
     case = CAFFE_CASES / "mean_binaryproto"
-    np.testing.assert_array_equal(read_mean(case / "mean.binaryproto"), np.load(case / "expected.npy"))
+    np.testing.assert_array_equal(read_mean(case / "mean.binaryproto"),
+                                  np.load(case / "expected.npy"))
     np.testing.assert_array_equal(read_mean(case / "mean_legacy.binaryproto"),
                                   np.load(case / "expected_legacy.npy"))
 

@@ -136,8 +136,10 @@ def test_stochastic_pooling_uses_caffe_gpu_test_rule() -> None:
 def test_spp_levels_concatenate_like_caffe() -> None:
     x = np.random.RandomState(3).randn(2, 3, 7, 9).astype(np.float32)
     text = """
-    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 7 dim: 9 } } }
-    layer { name: "spp" type: "SPP" bottom: "data" top: "spp" spp_param { pyramid_height: 3 pool: MAX } }
+    layer { name: "data" type: "Input" top: "data"
+            input_param { shape { dim: 2 dim: 3 dim: 7 dim: 9 } } }
+    layer { name: "spp" type: "SPP" bottom: "data" top: "spp"
+            spp_param { pyramid_height: 3 pool: MAX } }
     """
     ours = build_module(parse_net(text))(torch.from_numpy(x)).numpy()
     parts = []
