@@ -65,6 +65,17 @@ class BlobOutputs(nn.Module):
         if unknown and hasattr(net, "blob_shapes"):
             raise ConfigError(f"requested output blob(s) {', '.join(unknown)} are not in the net; "
                               f"blobs are {', '.join(sorted(known))}")
+        # Only the layers the requested outputs depend on run (a CaffeNet's run order is
+        # known): exporting an SSD head must not trace the DetectionOutput behind it.
+        self.run_plan: list[tuple[Any, str]] | None = None
+        if hasattr(net, "run_order"):
+            needed = set(self.output_names)
+            plan = []
+            for layer, key in reversed(net.run_order):
+                if any(t in needed for t in layer.tops):
+                    plan.append((layer, key))
+                    needed.update(layer.bottoms)
+            self.run_plan = plan[::-1]
         self.train()  # always inference mode, see train()
 
     def train(self, mode: bool = True) -> BlobOutputs:
@@ -73,7 +84,16 @@ class BlobOutputs(nn.Module):
         return super().train(False)
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        blobs = self.net.forward_blobs(*inputs)  # type: ignore[operator]  # see __init__
+        if self.run_plan is None:
+            blobs = self.net.forward_blobs(*inputs)  # type: ignore[operator]  # see __init__
+            return tuple(blobs[name] for name in self.output_names)
+        blobs = dict(zip(self.input_names, inputs))
+        modules = self.net._modules
+        for layer, key in self.run_plan:
+            out = modules[key](*[blobs[b] for b in layer.bottoms])
+            outs = out if isinstance(out, tuple | list) else (out,)
+            for top, t in zip(layer.tops, outs):
+                blobs[top] = t
         return tuple(blobs[name] for name in self.output_names)
 
 
@@ -122,6 +142,15 @@ def other_batch(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         extra = arr[:1, ::-1] if arr.ndim > 1 else arr[:1]
         out[name] = np.ascontiguousarray(np.concatenate([arr, extra]))
     return out
+
+
+def other_data(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same shapes with other data (each input reversed along its last axis): a trace that
+    baked data-dependent decisions (NMS, ArgMax-driven control flow) into constants gives
+    different results here than the live module. Values stay the same multiset, so inputs
+    with a restricted range (Embed indices) stay valid."""
+    return {k: np.ascontiguousarray(np.flip(v, axis=-1)) if v.ndim else v
+            for k, v in inputs.items()}
 
 
 def reference_outputs(view: BlobOutputs, inputs: Mapping[str, np.ndarray]
@@ -185,7 +214,15 @@ def quiet_exporters() -> Iterator[None]:
 
 
 def first_line(exc: BaseException) -> str:
-    for line in str(exc).splitlines():
+    """The informative line of an exporter's exception (torch.export's own summary line when
+    there is one)."""
+    import re
+
+    text = str(exc)
+    summary = re.search(r"## Exception summary\s*\n\s*(?:<class '[^']+'>: )?(.+)", text)
+    if summary:
+        return summary.group(1).strip()
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("Failed to export the model with torch.export"):
             return line
