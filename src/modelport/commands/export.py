@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         module = optimize_for_inference(module)
     inputs = read_inputs(args.input)
     outputs = [o for o in (args.outputs or "").split(",") if o] or None
-    console = Console()
+    console = Console(soft_wrap=True)
     reports = []
     if args.onnx:
         from modelport.export.onnx import export_onnx
