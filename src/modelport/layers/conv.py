@@ -37,8 +37,14 @@ class CaffeConvolution(CaffeModule):
         self.transposed = transposed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.axis == 1:  # the usual N x C x spatial layout: nothing to fold (and no
+            return self._conv(x)  # Reshape pair per layer in exported graphs)
         lead = x.shape[: self.axis]
         folded = x.reshape((math.prod(lead),) + tuple(x.shape[self.axis :]))
+        y = self._conv(folded)
+        return y.reshape(tuple(lead) + tuple(y.shape[1:]))
+
+    def _conv(self, folded: torch.Tensor) -> torch.Tensor:
         nsp = len(self.stride)
         fn = (_DECONV if self.transposed else _CONV)[nsp]
         if self.transposed:
@@ -47,7 +53,7 @@ class CaffeConvolution(CaffeModule):
         else:
             y = fn(folded, self.weight, self.bias, self.stride, self.pad, self.dilation,
                    self.group)
-        return y.reshape(tuple(lead) + tuple(y.shape[1:]))
+        return y
 
     def extra_repr(self) -> str:
         kind = "deconv" if self.transposed else "conv"
