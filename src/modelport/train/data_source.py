@@ -140,9 +140,12 @@ def item_loader(source: ItemSource, num_workers: int, prefetch_factor: int = 2) 
     dataset, sampler = _ItemDataset(source), _EndlessBatches(source.batch_size)
     if num_workers == 0:
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=_Collate(source))
+    # Workers are spawned, not forked: a fork taken while OpenCV's or OpenMP's thread pools are
+    # live can deadlock the child (seen in CI: a worker hung in cv2.setNumThreads).
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=_Collate(source),
                       num_workers=num_workers, prefetch_factor=prefetch_factor,
-                      persistent_workers=True, worker_init_fn=_worker_init)
+                      persistent_workers=True, worker_init_fn=_worker_init,
+                      multiprocessing_context="spawn")
 
 
 def read_list_lines(path: str, layer: tuple[str, str], what: str) -> list[str]:
