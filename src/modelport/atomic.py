@@ -11,21 +11,48 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 
+from modelport.errors import ConfigError
+
+
+def make_folder(folder: str | os.PathLike[str], what: str = "output folder") -> str:
+    """Create `folder` (and its parents) if needed; ConfigError when that is impossible (a
+    parent is a regular file, no permission, ...)."""
+    path = os.fspath(folder)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{what} '{path}' exists and is not a folder. Fix: give a folder path "
+                          "or remove the file")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the {what} '{path}': {exc.strerror or exc}. Fix: give "
+                          "a writable folder path") from None
+    return path
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
-    """Yield a temporary path beside `path`; on success it is renamed to `path`."""
+    """Yield a temporary path beside `path`; on success it is renamed to `path`.
+
+    An output path that cannot be written (its folder cannot be created, or it names an
+    existing folder) is a ConfigError raised before anything is written."""
     target = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=folder)
+    if os.path.isdir(target):
+        raise ConfigError(f"output file '{target}' is an existing folder. Fix: give a file path")
+    folder = make_folder(os.path.dirname(os.path.abspath(target)), f"folder of '{target}'")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                                   dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"cannot write '{target}': {exc.strerror or exc}. Fix: give a "
+                          "writable path") from None
     os.close(fd)
-    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would (after
+    # the writer: some writers, safetensors' for one, replace the file rather than fill it).
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from modelport.backends.torch_module import is_source
+from modelport.backends.torch_module import input_shapes_for, is_source
 from modelport.errors import ModelportError
 from modelport.formats.caffe.net_loader import load_net
 from modelport.ir import Layer, Net
@@ -101,9 +101,7 @@ def _type_problem(layer: Layer) -> str | None:
 
 def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = None) -> NetInfo:
     """Walk `net` in Caffe's order, converting each layer on its own to learn shapes/params."""
-    declared = {k: tuple(v) for k, v in net.input_shapes().items()}
-    for name, dims in (input_shapes or {}).items():
-        declared[name] = tuple(int(d) for d in dims)
+    declared = input_shapes_for(net, input_shapes)
     shapes: dict[str, Shape | None] = {}
     info = NetInfo(net.name, has_weights=any(layer.blobs for layer in net.layers))
     for layer in net.layers:

@@ -28,6 +28,23 @@ def is_source(layer: Layer) -> bool:
     return spec is not None and spec.role in SOURCE_ROLES
 
 
+def input_shapes_for(net: Net, given: Mapping[str, Sequence[int]] | None) -> dict[str, Shape]:
+    """The net's declared input shapes with `given` overriding them; ConfigError when `given`
+    names a blob that no input or data layer produces (a typo would otherwise be ignored)."""
+    shapes: dict[str, Shape] = {k: tuple(v) for k, v in net.input_shapes().items()}
+    if not given:
+        return shapes
+    inputs = [top for layer in net.layers if is_source(layer) for top in layer.tops]
+    unknown = [name for name in given if name not in inputs]
+    if unknown:
+        raise ConfigError(f"input shape given for '{unknown[0]}', which is not an input blob of "
+                          f"{net.source} (its inputs: {', '.join(inputs) or 'none'}). Fix: "
+                          "use one of those names in --input-shape / input_shapes")
+    for name, shape in given.items():
+        shapes[name] = tuple(int(d) for d in shape)
+    return shapes
+
+
 def unsupported_layers(net: Net) -> list[tuple[str, str, str]]:
     """Every layer of `net` that no converter handles, as (name, type, reason)."""
     problems = []
@@ -81,10 +98,7 @@ class CaffeNet(nn.Module):
         check_convertible(net)
         self.net = net
         self.phase = net.phase
-        declared = net.input_shapes()
-        shapes: dict[str, Shape] = {k: tuple(v) for k, v in declared.items()}
-        for name, shape in (input_shapes or {}).items():
-            shapes[name] = tuple(int(d) for d in shape)
+        shapes = input_shapes_for(net, input_shapes)
         self.source_layers: list[Layer] = []
         self.input_names: list[str] = []
         self.layer_keys: dict[str, str] = {}
@@ -197,6 +211,7 @@ class CaffeNet(nn.Module):
                         splits[alias] = blobs[top]
         for layer, key in self.run_order:
             module = self._modules[key]
+            assert module is not None  # every run_order key names a registered submodule
             out = module(*[blobs[b] for b in layer.bottoms])
             outs = list(out) if isinstance(out, tuple | list) else [out]
             for j, (top, t) in enumerate(zip(layer.tops, outs)):
@@ -209,7 +224,8 @@ class CaffeNet(nn.Module):
 
     def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor,
                 ) -> torch.Tensor | dict[str, torch.Tensor]:
-        blobs = self.forward_blobs(*args, **kwargs)
+        # kwargs are input blobs by name (mypy cannot tell they never hold include_splits)
+        blobs = self.forward_blobs(*args, **kwargs)  # type: ignore[arg-type]
         if len(self.output_names) == 1:
             return blobs[self.output_names[0]]
         return {name: blobs[name] for name in self.output_names}

@@ -16,6 +16,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from modelport.atomic import make_folder
+from modelport.errors import ConfigError
+
 LOG = logging.getLogger("modelport.train")
 
 # Metrics CSV columns before the net's output blobs (total_loss: sum of loss_weight * top).
@@ -139,8 +142,14 @@ class Reporter:
             return
         if self._csv_file is None:
             folder = os.path.dirname(os.path.abspath(self._csv_path))
-            os.makedirs(folder, exist_ok=True)
-            self._csv_file = open(self._csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            make_folder(folder, "metrics CSV folder")
+            try:
+                self._csv_file = open(self._csv_path, "w", newline="",  # noqa: SIM115
+                                      encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot write the metrics CSV '{self._csv_path}': "
+                                  f"{exc.strerror or exc}. Fix: give a writable --metrics "
+                                  "path") from None
             fields = [*_FIXED, *self._columns]
             self._csv = csv.DictWriter(self._csv_file, fieldnames=fields, extrasaction="ignore")
             self._csv.writeheader()

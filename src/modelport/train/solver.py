@@ -322,6 +322,9 @@ class Solver:
             self.param.max_iter = int(max_iter)
         self.workdir = os.path.abspath(os.fspath(workdir) if workdir is not None
                                        else os.getcwd())
+        if not os.path.isdir(self.workdir):
+            raise ConfigError(f"working directory '{self.workdir}' is not an existing folder. "
+                              "Fix: give --workdir an existing folder (Caffe's cwd)")
         self.resolve = resolve_against(self.workdir, solver_dir)
         self.type = solver_type(self.param)
         check_solver(self.param, self.type)

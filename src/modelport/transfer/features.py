@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from modelport.atomic import write_text, write_with
+from modelport.atomic import make_folder, write_text, write_with
 from modelport.errors import ConfigError, FormatError
 from modelport.ir import Net
 
@@ -68,22 +68,31 @@ def read_image_list(source: str | os.PathLike[str], root: str | None = None) -> 
         return ImageList(tuple(found))
     if not os.path.isfile(src):
         raise FormatError(f"{src}: no such image folder or list file")
+    if root is not None and not os.path.isdir(root):
+        raise FormatError(f"--root '{root}' is not a folder. Fix: give the folder the list "
+                          "file's relative paths start from")
     base = root if root is not None else os.path.dirname(os.path.abspath(src))
     paths: list[str] = []
     labels: list[int | None] = []
-    with open(src, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            path, label = line, None
-            head, sep, tail = line.rpartition(" ")
-            if sep and tail.lstrip("-").isdigit():
-                path, label = head.strip(), int(tail)
-            if not path:
-                raise FormatError(f"{src}:{lineno}: no image path on this line")
-            paths.append(path if os.path.isabs(path) else os.path.join(base, path))
-            labels.append(label)
+    try:
+        with open(src, "rb") as fh:
+            text = fh.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{src}: not a text list file (byte {exc.start} is not UTF-8). Fix: "
+                          "give --images a folder of images or a 'path [label]' list "
+                          "file") from None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        path, label = line, None
+        head, sep, tail = line.rpartition(" ")
+        if sep and tail.lstrip("-").isdigit():
+            path, label = head.strip(), int(tail)
+        if not path:
+            raise FormatError(f"{src}:{lineno}: no image path on this line")
+        paths.append(path if os.path.isabs(path) else os.path.join(base, path))
+        labels.append(label)
     if not paths:
         raise FormatError(f"{src}: the list file names no images")
     have = [lab for lab in labels if lab is not None]
@@ -251,6 +260,9 @@ def extract_features(module: torch.nn.Module, blobs: Sequence[str], images: Imag
     if spatial not in SPATIAL_MODES:
         raise ConfigError(f"--spatial must be one of {', '.join(SPATIAL_MODES)}, got '{spatial}'")
     out_path = os.fspath(output)
+    if os.path.isdir(out_path):
+        raise ConfigError(f"output '{out_path}' is an existing folder. Fix: give a file path "
+                          "such as features.npz")
     n = len(images.paths)
     chunk_size = max(chunk_size, batch_size)
     parts = out_path + ".parts"
@@ -273,9 +285,28 @@ def extract_features(module: torch.nn.Module, blobs: Sequence[str], images: Imag
             print(f"modelport: {parts}: partial results were made with other inputs; "
                   "starting over", file=sys.stderr)
             shutil.rmtree(parts)
-    os.makedirs(parts, exist_ok=True)
+    make_folder(parts, "partial-results folder")
     write_text(manifest_path, json.dumps(manifest, indent=1))
+    try:
+        return _extract_chunks(module, blobs, images, out_path, parts, preprocess, batch_size,
+                               chunk_size, spatial, progress, keep_parts)
+    except BaseException:
+        # Nothing resumable was saved (e.g. an unreadable image in the first chunk): leave no
+        # partial output behind.
+        if os.path.isdir(parts) and not any(f.startswith("chunk_") for f in os.listdir(parts)):
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
 
+
+def _extract_chunks(module: torch.nn.Module, blobs: Sequence[str], images: ImageList,
+                    out_path: str, parts: str, preprocess: Preprocess, batch_size: int,
+                    chunk_size: int, spatial: str, progress: ProgressFn | None,
+                    keep_parts: bool) -> ExtractResult:
+    """The chunk loop of `extract_features`: compute or reuse each chunk, then merge them."""
+    from modelport.backends.torch_module import CaffeNet
+
+    assert isinstance(module, CaffeNet)
+    n = len(images.paths)
     chunks: list[dict[str, np.ndarray]] = []
     computed = reused = 0
     done = 0

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.atomic import write_text, write_with
+from modelport.atomic import make_folder, write_text, write_with
 from modelport.errors import ConfigError
 from modelport.transfer import heads as H
 from modelport.transfer.datasets import Dataset
@@ -197,13 +197,29 @@ def _train_heads(blobs: Sequence[str], widths: Sequence[int], cfg: ExperimentCon
     return out
 
 
+def check_config(cfg: ExperimentConfig) -> None:
+    """ConfigError for settings no head can train with, before any feature is extracted."""
+    t = cfg.train
+    bad = [(cfg.batch_size >= 1, f"--batch-size {cfg.batch_size} must be at least 1"),
+           (t.epochs >= 1, f"--epochs {t.epochs} must be at least 1"),
+           (t.lr > 0, f"--lr {t.lr} must be positive"),
+           (t.weight_decay >= 0, f"--weight-decay {t.weight_decay} must not be negative"),
+           (cfg.svm_c > 0, f"--svm-c {cfg.svm_c} must be positive"),
+           (cfg.gtn_width is None or cfg.gtn_width >= 1,
+            f"--gtn-width {cfg.gtn_width} must be at least 1")]
+    for ok, what in bad:
+        if not ok:  # also catches NaN
+            raise ConfigError(f"{what}. Fix: pass a valid value (see modelport transfer --help)")
+
+
 def run_experiment(prototxt: str, caffemodel: str, dataset: Dataset, out_dir: str,
                    cfg: ExperimentConfig, progress: ProgressFactory | None = None,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the whole comparison; write results.md/.json, features and gate plots in out_dir."""
     if not cfg.layers:
         raise ConfigError("give at least one layer (e.g. --layers fc6,fc7)")
-    os.makedirs(out_dir, exist_ok=True)
+    check_config(cfg)
+    make_folder(out_dir)
     say = log or (lambda _msg: None)
     t0 = time.perf_counter()
     feats: dict[str, dict[str, np.ndarray]] = {}

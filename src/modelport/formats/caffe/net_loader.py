@@ -36,6 +36,10 @@ def net_from_param(param: caffe_pb2.NetParameter, source: str, phase: str | int 
 def _net_from_param(param: caffe_pb2.NetParameter, source: str, phase: str | int,
                     level: int, stages: Iterable[str], unknown_field_error: str | None) -> Net:
     upgraded = upgrade_net(param, source)
+    if not upgraded.layer:
+        raise FormatError(f"{source}: defines no layers. Fix: give a net definition "
+                          "(deploy.prototxt / train_val.prototxt), not an empty file or a "
+                          "solver.prototxt")
     state = make_state(phase, level, stages)
     filtered = filter_net(upgraded, state)
     layers = []
@@ -84,11 +88,11 @@ def attach_weights(net: Net, stored: list[StoredLayer]) -> Net:
         by_name.setdefault(s.name, s)
     layers = []
     for layer in net.layers:
-        s = by_name.get(layer.name)
-        if s is None or not s.blobs:
+        found = by_name.get(layer.name)
+        if found is None or not found.blobs:
             layers.append(layer)
             continue
-        layers.append(layer.with_blobs(s.blobs))
+        layers.append(layer.with_blobs(found.blobs))
     return Net(net.name, tuple(layers), net.source, net.phase, net.notes)
 
 
