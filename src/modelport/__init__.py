@@ -12,6 +12,8 @@ Public API:
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelport.errors import (
     ConfigError,
     FormatError,
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # type: ignore[no-untyped-def]  (lazy: verify imports torch)
+def __getattr__(name: str) -> Any:  # lazy: modelport.verify imports torch
     if name == "verify":
         # The subpackage modelport.verify is itself callable: modelport.verify(net, ref, inputs).
         import modelport.verify as verify

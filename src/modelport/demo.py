@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     cv_net = cv2.dnn.readNetFromCaffe(prototxt, caffemodel)
     cv_net.setInput(batch)
     cv_prob = cv_net.forward("prob").reshape(prob.shape)
-    golden = np.load(GOLDEN_PROB) if GOLDEN_PROB.exists() else None
+    golden = np.load(GOLDEN_PROB, allow_pickle=False) if GOLDEN_PROB.exists() else None
 
     table = Table(title="open_nsfw on scikit-image photos (generated model.py)",
                   title_justify="left")

@@ -48,8 +48,10 @@ class CaffeConvolution(CaffeModule):
         nsp = len(self.stride)
         fn = (_DECONV if self.transposed else _CONV)[nsp]
         if self.transposed:
-            y = fn(folded, self.weight, self.bias, self.stride, self.pad, 0, self.group,
-                   self.dilation)
+            # conv_transposeNd(input, weight, bias, stride, padding, output_padding, groups,
+            # dilation); mypy joins the two tables' signatures into convNd's
+            y = fn(folded, self.weight, self.bias, self.stride, self.pad, 0,  # type: ignore[call-overload]
+                   self.group, self.dilation)
         else:
             y = fn(folded, self.weight, self.bias, self.stride, self.pad, self.dilation,
                    self.group)

@@ -87,7 +87,7 @@ class CaffePooling(CaffeModule):
         return torch.tensor(table, dtype=like.dtype, device=like.device)
 
     def extra_repr(self) -> str:
-        names = {PP.MAX: "MAX", PP.AVE: "AVE", PP.STOCHASTIC: "STOCHASTIC"}
+        names: dict[int, str] = {PP.MAX: "MAX", PP.AVE: "AVE", PP.STOCHASTIC: "STOCHASTIC"}
         return (f"{names[self.method]} kernel={self.kernel or 'global'}, stride={self.stride}, "
                 f"pad={self.pad}, round={'ceil' if self.ceil else 'floor'}")
 

@@ -23,7 +23,7 @@ from modelport.formats.caffe.wire import (
 )
 from modelport.ir import Blob
 
-_RAW_DTYPES = {
+_RAW_DTYPES: dict[int, np.dtype] = {
     caffe_pb2.FLOAT: np.dtype("<f4"),
     caffe_pb2.DOUBLE: np.dtype("<f8"),
     caffe_pb2.FLOAT16: np.dtype("<f2"),
@@ -66,7 +66,7 @@ def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blo
     float_parts: list[np.ndarray] = []
     double_parts: list[np.ndarray] = []
     raw: tuple[int, int] | None = None
-    raw_type = caffe_pb2.FLOAT
+    raw_type: int = caffe_pb2.FLOAT
     for f in iter_fields(buf, start, end):
         if f.number in legacy and f.wire_type == WIRE_VARINT:
             legacy[f.number] = f.value

@@ -40,7 +40,8 @@ def _text(buf: memoryview, start: int, end: int, what: str) -> str:
 
 
 def _read_v2_layer(buf: memoryview, start: int, end: int, path: str) -> StoredLayer:
-    name, type_, blobs = "", "", []
+    name, type_ = "", ""
+    blobs: list[Blob] = []
     for f in iter_fields(buf, start, end):
         if f.number == 1 and f.wire_type == WIRE_LEN:
             name = _text(buf, f.start, f.end, path)
@@ -53,7 +54,8 @@ def _read_v2_layer(buf: memoryview, start: int, end: int, path: str) -> StoredLa
 
 
 def _read_v0_layer(buf: memoryview, start: int, end: int, path: str) -> StoredLayer:
-    name, type_, blobs = "", "", []
+    name, type_ = "", ""
+    blobs: list[Blob] = []
     for f in iter_fields(buf, start, end):
         if f.number == 1 and f.wire_type == WIRE_LEN:
             name = _text(buf, f.start, f.end, path)
@@ -65,7 +67,8 @@ def _read_v0_layer(buf: memoryview, start: int, end: int, path: str) -> StoredLa
 
 
 def _read_v1_layer(buf: memoryview, start: int, end: int, path: str) -> StoredLayer:
-    name, type_, blobs = "", "", []
+    name, type_ = "", ""
+    blobs: list[Blob] = []
     v0: StoredLayer | None = None
     for f in iter_fields(buf, start, end):
         if f.number == 4 and f.wire_type == WIRE_LEN:
