@@ -125,6 +125,24 @@ def test_train_metrics_under_a_regular_file(tmp_path, capsys, solver_dir, regula
     assert "metrics CSV" in line
 
 
+def test_train_undecodable_image_has_one_fix(tmp_path, capsys) -> None:
+    folder = tmp_path / "imagedata"
+    folder.mkdir()
+    (folder / "bad.png").write_text("not an image")
+    (folder / "list.txt").write_text("bad.png 0\n")
+    (folder / "train.prototxt").write_text(
+        'layer { name: "data" type: "ImageData" top: "data" top: "label"\n'
+        '  image_data_param { source: "list.txt" batch_size: 1 new_height: 5 new_width: 7 } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"\n'
+        '  inner_product_param { num_output: 3 } }\n'
+        'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }\n')
+    (folder / "solver.prototxt").write_text('net: "train.prototxt" base_lr: 0.1 max_iter: 1 '
+                                            'lr_policy: "fixed" snapshot_prefix: "s"\n')
+    line = _run_error(tmp_path, capsys, "train", str(folder / "solver.prototxt"),
+                      "--no-progress", "--quiet", "--workdir", str(folder))
+    assert "bad.png" in line and line.count("Fix:") == 1
+
+
 # -------------------------------------------------------------------------------- features
 
 

@@ -113,7 +113,9 @@ class ImageDataSource(ItemSource):
                    else None)
             data = self.transformer.transform_image(img, rng)
         except ModelportError as exc:
-            raise self.error(f"line {index + 1} of '{self.source_path}': {exc}",
-                             "paths are root_folder + the listed path, relative to Caffe's "
-                             "working directory (base_dir)") from None
+            # keep the reader's own fix when it gave one (one "Fix:" per message)
+            fix = None if "Fix:" in str(exc) else ("paths are root_folder + the listed path, "
+                                                   "relative to Caffe's working directory "
+                                                   "(base_dir)")
+            raise self.error(f"line {index + 1} of '{self.source_path}': {exc}", fix) from None
         return data, float(label)
