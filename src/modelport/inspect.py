@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from modelport.backends.torch_module import input_shapes_for, is_source
+from modelport.backends.torch_module import infer_tops, input_shapes_for, is_source
 from modelport.errors import ModelportError
 from modelport.formats.caffe.net_loader import load_net
 from modelport.ir import Layer, Net
@@ -141,25 +141,9 @@ def _convert_one(layer: Layer, bottoms: list[Shape], net: Net, row: LayerInfo) -
     with torch.random.fork_rng():
         module = spec.convert(layer, ctx)
     row.params = sum(int(t.numel()) for t in module.caffe_blobs() if t is not None)
-    explicit = module.output_shapes(bottoms)
-    if explicit is not None:
-        tops = [tuple(int(d) for d in s) for s in explicit]
-    else:
-        meta = [torch.empty(s, device="meta") for s in bottoms]
-        try:
-            with torch.no_grad():
-                out = module.to("meta")(*meta)
-        except ModelportError:
-            raise
-        except Exception as exc:  # torch reports impossible shapes as several exception types
-            from modelport.errors import ShapeError
-
-            raise ShapeError(layer.name, layer.type,
-                             f"cannot be applied to bottom shapes {bottoms} "
-                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-                             ) from None
-        outs = list(out) if isinstance(out, tuple | list) else [out]
-        tops = [tuple(int(d) for d in t.shape) for t in outs]
+    meta = [torch.empty(s, device="meta") for s in bottoms]
+    outs = infer_tops(layer, module.to("meta"), meta, bottoms)
+    tops = [tuple(int(d) for d in t.shape) for t in outs]
     row.macs = layer_macs(layer, module, bottoms, tops)
     return tops
 

@@ -12,7 +12,13 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from modelport.errors import ConfigError, LayerError, ShapeError, UnsupportedLayerError
+from modelport.errors import (
+    ConfigError,
+    LayerError,
+    ModelportError,
+    ShapeError,
+    UnsupportedLayerError,
+)
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer, Net
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
@@ -43,6 +49,32 @@ def input_shapes_for(net: Net, given: Mapping[str, Sequence[int]] | None) -> dic
     for name, shape in given.items():
         shapes[name] = tuple(int(d) for d in shape)
     return shapes
+
+
+def infer_tops(layer: Layer, module: CaffeModule, bottoms: Sequence[torch.Tensor],
+               bottom_shapes: Sequence[Shape]) -> list[torch.Tensor]:
+    """The tops `module` produces from `bottoms` (meta tensors: shapes only), or the module's
+    own `output_shapes`; ShapeError naming the layer when it cannot be applied to them."""
+    explicit = module.output_shapes(tuple(bottom_shapes))
+    if explicit is not None:
+        tops = [torch.empty(s, device="meta") for s in explicit]
+    else:
+        try:
+            with torch.no_grad():
+                out = module(*bottoms)
+        except ModelportError:
+            raise
+        except Exception as exc:  # torch reports shape problems as several exception types
+            raise ShapeError(layer.name, layer.type,
+                             f"cannot be applied to bottom shapes "
+                             f"{', '.join(str(s) for s in bottom_shapes)} "
+                             f"({_one_line(exc)})",
+                             "check the input shape and this layer's parameters") from None
+        tops = list(out) if isinstance(out, tuple | list) else [out]
+    if len(tops) != len(layer.tops):
+        raise ShapeError(layer.name, layer.type,
+                         f"produces {len(tops)} blobs but lists {len(layer.tops)} tops")
+    return tops
 
 
 def unsupported_layers(net: Net) -> list[tuple[str, str, str]]:
@@ -150,26 +182,7 @@ class CaffeNet(nn.Module):
 
     def _infer(self, layer: Layer, module: CaffeModule, bottoms: list[torch.Tensor],
                bottom_shapes: tuple[Shape, ...]) -> list[torch.Tensor]:
-        explicit = module.output_shapes(bottom_shapes)
-        if explicit is not None:
-            tops = [torch.empty(s, device="meta") for s in explicit]
-        else:
-            try:
-                with torch.no_grad():
-                    out = module(*bottoms)
-            except LayerError:
-                raise
-            except Exception as exc:  # torch reports shape problems as several exception types
-                raise ShapeError(layer.name, layer.type,
-                                 f"cannot be applied to bottom shapes "
-                                 f"{', '.join(str(s) for s in bottom_shapes)} "
-                                 f"({_one_line(exc)})",
-                                 "check the input shape and this layer's parameters") from None
-            tops = list(out) if isinstance(out, tuple | list) else [out]
-        if len(tops) != len(layer.tops):
-            raise ShapeError(layer.name, layer.type,
-                             f"produces {len(tops)} blobs but lists {len(layer.tops)} tops")
-        return tops
+        return infer_tops(layer, module, bottoms, bottom_shapes)
 
     def layer_module(self, layer_name: str) -> CaffeModule:
         """The submodule converted from the Caffe layer `layer_name`."""
