@@ -94,6 +94,14 @@ def test_verify_json_is_a_folder(tmp_path, capsys) -> None:
     assert "is an existing folder" in line
 
 
+def test_verify_input_that_is_not_npy(tmp_path, capsys) -> None:
+    fake = tmp_path / "batch.npy"
+    fake.write_text("hello")
+    line = _run_error(tmp_path, capsys, "verify", str(CONV / "net.prototxt"),
+                      str(CONV / "weights.caffemodel"), "-q", "--input", f"data={fake}")
+    assert "is not a .npy file" in line and "Python objects" not in line
+
+
 # ----------------------------------------------------------------------------------- train
 
 

@@ -82,6 +82,11 @@ def load_npy(path: str | os.PathLike[str], what: str = "array") -> np.ndarray:
     p = os.fspath(path)
     if not os.path.isfile(p):
         raise FormatError(f"{what} file '{p}' does not exist. Fix: check the path")
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":  # np.load would call any other file "pickled data"
+        raise FormatError(f"{what} file '{p}' is not a .npy file (no NumPy header). Fix: "
+                          "write it with np.save")
     try:
         arr = np.load(p, allow_pickle=False)
     except ValueError as exc:
