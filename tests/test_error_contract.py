@@ -102,6 +102,14 @@ def test_verify_input_that_is_not_npy(tmp_path, capsys) -> None:
     assert "is not a .npy file" in line and "Python objects" not in line
 
 
+def test_verify_random_input_too_big_to_allocate(tmp_path, capsys) -> None:
+    # 2 PiB: beyond any address space, so the allocation fails at once whatever the overcommit
+    line = _run_error(tmp_path, capsys, "verify", str(CONV / "net.prototxt"),
+                      str(CONV / "weights.caffemodel"), "-q", "--input-shape",
+                      "data=100000000,3,1000,1000")
+    assert "--input-shape" in line
+
+
 # ----------------------------------------------------------------------------------- train
 
 

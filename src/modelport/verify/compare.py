@@ -73,8 +73,17 @@ def run_layers(net: CaffeNet, inputs: Mapping[str, np.ndarray],
 def random_inputs(net: CaffeNet, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded standard-normal inputs of the net's declared input shapes."""
     rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal(net.blob_shapes[name]).astype(np.float32)
-            for name in net.input_names}
+    out: dict[str, np.ndarray] = {}
+    for name in net.input_names:
+        shape = net.blob_shapes[name]
+        try:
+            out[name] = rng.standard_normal(shape).astype(np.float32)
+        except MemoryError:
+            gib = math.prod(shape) * 8 / 2**30
+            raise ConfigError(f"a random input '{name}' of shape {shape} needs {gib:.1f} GiB, "
+                              "more than this machine can allocate. Fix: give a smaller "
+                              "--input-shape (or input arrays)") from None
+    return out
 
 
 def compare_arrays(row: BlobResult, ours: np.ndarray, ref: np.ndarray,
