@@ -197,6 +197,13 @@ def test_features_output_is_a_folder(tmp_path, capsys) -> None:
     assert "is an existing folder" in line
 
 
+def test_features_resize_too_large(tmp_path, capsys) -> None:
+    # 3 TB per image: OpenCV refuses to allocate it whatever the machine
+    line = _features(tmp_path, capsys, str(IMAGES), str(tmp_path / "f.npz"),
+                     "--resize", "1000000,1000000")
+    assert "cannot resize" in line
+
+
 def test_features_root_must_be_a_folder(tmp_path, capsys) -> None:
     listing = tmp_path / "list.txt"
     listing.write_text("img_a.png 0\n")

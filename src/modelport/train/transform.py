@@ -109,7 +109,14 @@ def read_image(path: str, is_color: bool = True, new_height: int = 0, new_width:
         raise FormatError(f"{what} '{path}': OpenCV cannot decode it. Fix: check that it is a "
                           "readable image (PNG, JPEG, BMP, ...)")
     if new_height > 0 and new_width > 0:
-        img = cv2.resize(img, (int(new_width), int(new_height)), interpolation=cv2.INTER_LINEAR)
+        try:
+            img = cv2.resize(img, (int(new_width), int(new_height)),
+                             interpolation=cv2.INTER_LINEAR)
+        except cv2.error as exc:  # e.g. a size too large to allocate
+            message = str(exc).strip().splitlines()[-1]
+            raise ConfigError(f"{what} '{path}': OpenCV cannot resize it to {new_height}x"
+                              f"{new_width} ({message}). Fix: use a smaller resize "
+                              "(new_height/new_width, --resize)") from None
     return np.asarray(img)
 
 
