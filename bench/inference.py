@@ -81,8 +81,20 @@ def _child(kind: str, proto: str, weights: str, out: str) -> None:
     else:
         raise SystemExit(f"unknown child {kind}")
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, **extra}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), **extra}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM (Linux) -- ru_maxrss would include the RSS the parent
+    had when it forked this child."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def convert_in_child(kind: str, proto: str, weights: str, out: str) -> dict:
@@ -434,7 +446,7 @@ def write_markdown(results: dict, path: pathlib.Path) -> None:
             lines.append("")
         conv = net["conversion"]
         if conv:
-            lines.append("Conversion (fresh process each; peak RSS from getrusage):")
+            lines.append("Conversion (fresh process each; peak RSS = the process's VmHWM):")
             lines.append("")
             lines.append("| converter | seconds | peak RSS MB |")
             lines.append("|---|---:|---:|")
