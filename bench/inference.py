@@ -418,7 +418,9 @@ def write_markdown(results: dict, path: pathlib.Path) -> None:
         "",
         f"Matmul roofline (2048x2048 float32 `torch.mm`, same threads, best of 10): "
         f"**{results['roofline_gflops']:.1f} GFLOP/s**. GFLOP/s below counts only convolution "
-        "and inner-product multiply-adds (x2).",
+        "and inner-product multiply-adds (x2) of a direct convolution; figures above 100% mean the "
+        "library used fewer multiplies (Winograd-style 3x3 kernels) or the roofline was measured "
+        "on a busier moment.",
         "",
         "`max|diff|` columns: largest absolute difference of the output (softmax `prob`) from "
         "modelport eager and from REAL Caffe's output on the same input (golden files; the "
