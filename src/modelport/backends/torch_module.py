@@ -7,7 +7,7 @@ other blob sources are fed by the caller.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -209,13 +209,20 @@ class CaffeNet(nn.Module):
         return blobs
 
     def forward_blobs(self, *args: torch.Tensor, include_splits: bool = False,
+                      on_top: Callable[[Layer, int, torch.Tensor], None] | None = None,
                       **kwargs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the net; return every blob by its Caffe name (in-place blobs: final value).
 
         With include_splits, the tops of Caffe's implicit Split layers are included too, each
         holding its source blob's value as produced (as pycaffe's net.blobs shows them).
+        `on_top(layer, top_index, tensor)` is called for every top as it is produced (input
+        layers first), so a caller can see each in-place layer's own output.
         """
         blobs = self._bind_inputs(args, kwargs)
+        if on_top is not None:
+            for layer in self.source_layers:
+                for j, top in enumerate(layer.tops):
+                    on_top(layer, j, blobs[top])
         splits: dict[str, torch.Tensor] = {}
         if include_splits:
             for layer in self.source_layers:
@@ -229,6 +236,8 @@ class CaffeNet(nn.Module):
             outs = list(out) if isinstance(out, tuple | list) else [out]
             for j, (top, t) in enumerate(zip(layer.tops, outs)):
                 blobs[top] = t
+                if on_top is not None:
+                    on_top(layer, j, t)
                 if include_splits:
                     for alias in self.split_aliases.get((layer.name, j), ()):
                         splits[alias] = t

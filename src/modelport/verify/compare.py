@@ -51,22 +51,15 @@ def run_layers(net: CaffeNet, inputs: Mapping[str, np.ndarray],
     """Run `net` layer by layer on `inputs`; every layer's own outputs by (layer name, top).
 
     Net inputs appear under (input layer name, top index)."""
-    blobs: dict[str, torch.Tensor] = {}
     tops: dict[tuple[str, int], np.ndarray] = {}
-    for layer in net.source_layers:
-        for j, top in enumerate(layer.tops):
-            arr = np.ascontiguousarray(inputs[top], dtype=np.float32)
-            blobs[top] = torch.from_numpy(arr.copy())
-            tops[(layer.name, j)] = arr
+
+    def record(layer: Layer, j: int, t: torch.Tensor) -> None:
+        tops[(layer.name, j)] = _to_numpy(t)
+
+    feed = {name: torch.from_numpy(np.array(inputs[name], dtype=np.float32, copy=True))
+            for name in net.input_names}
     with torch.no_grad():
-        for layer, key in net.run_order:
-            module = net._modules[key]
-            assert module is not None  # every run_order key names a registered submodule
-            out = module(*[blobs[b] for b in layer.bottoms])
-            outs = list(out) if isinstance(out, tuple | list) else [out]
-            for j, (top, t) in enumerate(zip(layer.tops, outs)):
-                blobs[top] = t
-                tops[(layer.name, j)] = _to_numpy(t)
+        net.forward_blobs(on_top=record, **feed)
     return tops
 
 
