@@ -59,7 +59,7 @@ def run_layers(net: CaffeNet, inputs: Mapping[str, np.ndarray],
     feed = {name: torch.from_numpy(np.array(inputs[name], dtype=np.float32, copy=True))
             for name in net.input_names}
     with torch.no_grad():
-        net.forward_blobs(on_top=record, **feed)
+        net.forward_blobs(on_top=record, **feed)  # type: ignore[arg-type]  # blob-name kwargs
     return tops
 
 
