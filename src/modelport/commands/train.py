@@ -28,7 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from modelport.errors import ConfigError
-    from modelport.train.distributed import init_process_group, make_distributed
+    from modelport.train.distributed import (
+        init_process_group,
+        make_distributed,
+        shutdown_process_group,
+    )
     from modelport.train.reporting import LOG, Reporter
     from modelport.train.solver import Solver
 
@@ -58,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
             LOG.info("Data-parallel training on %d processes: each reads its own shard, "
                      "gradients are averaged (Caffe's multi-GPU semantics)", world)
         solver.solve(resume=args.resume)
+        shutdown_process_group(wait=True)
     finally:
         reporter.close()
         LOG.removeHandler(handler)
+        shutdown_process_group(wait=False)
     return 0
 
 

@@ -61,6 +61,18 @@ def init_process_group(device: str) -> tuple[int, int]:
     return rank, world
 
 
+def shutdown_process_group(wait: bool) -> None:
+    """Leave the process group cleanly: with `wait`, after every process has finished (rank 0
+    may still be writing snapshots); a process that simply exits while gloo's threads are alive
+    aborts ("terminate called without an active exception") and torchrun reports a failure."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def make_distributed(solver: Solver, **ddp_kwargs: Any) -> Solver:
     """Wrap the solver's train net in DistributedDataParallel (call in every process)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
