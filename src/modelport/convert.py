@@ -5,7 +5,8 @@ Output folder (every file written whole or not at all):
     model.safetensors   the state dict; keys are Caffe layer names (`conv1.weight`, buffers too)
     model.py            readable standalone PyTorch source (needs only torch; see codegen.py)
     conversion.json     layers (type, bottoms, tops, output shapes), inputs, outputs, sha256 of
-                        the source files, modelport version, layer name -> module key map
+                        the source files, modelport version, layer name -> module key map, and
+                        with `optimize=True` what was folded, fused or dropped
     mean.npy            the mean file as a C x H x W float32 array (only with `mean=`)
 
 The files are first written into a hidden staging folder beside `out_dir`; only when all of them
@@ -84,12 +85,14 @@ def state_dict_for_saving(module: CaffeNet) -> dict[str, torch.Tensor]:
 
 def conversion_report(module: CaffeNet, sources: Mapping[str, dict], phase: str,
                       input_shapes: Mapping[str, Sequence[int]] | None) -> dict:
-    """The contents of conversion.json."""
+    """The contents of conversion.json. A layer that inference optimisation folded into another
+    or dropped has no module of its own (`"module": null`)."""
     from modelport import __version__
 
     net = module.net
     layers = []
-    keys = module.layer_keys
+    running = {key for _, key in module.run_order}
+    keys = {name: key for name, key in module.layer_keys.items() if key in running}
     params_by_key: dict[str, int] = {}
     for name, p in module.named_parameters():
         params_by_key[name.split(".", 1)[0]] = params_by_key.get(name.split(".", 1)[0], 0) + \
@@ -184,6 +187,7 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
             out_dir: str | os.PathLike[str], *,
             input_shapes: Mapping[str, Sequence[int]] | None = None, phase: str = "test",
             mean: str | os.PathLike[str] | None = None, allow_missing_weights: bool = False,
+            optimize: bool = False,
             progress: Callable[[int, int], None] | None = None) -> ConversionResult:
     """Convert a Caffe model into `out_dir` (model.safetensors, model.py, conversion.json[,
     mean.npy]).
@@ -196,6 +200,9 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
         phase: "test" or "train" (Caffe's include/exclude rules).
         mean: a .binaryproto mean file, saved as mean.npy.
         allow_missing_weights: initialise layers absent from the caffemodel with their fillers.
+        optimize: write the inference-optimised net (see modelport.export.optimize: BatchNorm,
+            Scale, Bias, Power folded into convolutions, ReLU fused, Dropout dropped); the
+            folded layers' own blobs no longer exist in the generated model.
         progress: called with (bytes read, total bytes) while reading the caffemodel.
 
     Raises:
@@ -212,6 +219,12 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
 
     net = load_net(proto_path, weights_path, phase, progress=progress)
     module = build_module(net, input_shapes, allow_missing_weights)
+    optimized = None
+    if optimize:
+        from modelport.export.optimize import OptimizeReport, optimize_for_inference
+
+        optimized = OptimizeReport()
+        module = optimize_for_inference(module, report=optimized, in_place=True)
     mean_array = read_mean(mean_path) if mean_path else None
     source = generate_source(module, os.path.basename(proto_path))
     state = state_dict_for_saving(module)
@@ -222,6 +235,8 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
     if mean_path:
         sources["mean"] = _source_entry(mean_path)
     report = conversion_report(module, sources, phase, input_shapes)
+    if optimized is not None:
+        report["optimized"] = optimized.as_dict()
     if mean_array is not None:
         report["files"]["mean"] = MEAN_FILE
         report["mean_shape"] = list(mean_array.shape)

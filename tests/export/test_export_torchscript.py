@@ -94,3 +94,26 @@ def test_cli_errors_are_one_line(tmp_path, capsys) -> None:
     assert main(["export", str(case.prototxt), str(case.caffemodel), "--onnx",
                  str(tmp_path / "y.onnx"), "--input", f"data={bad}"]) == 2
     assert not (tmp_path / "y.onnx").exists()
+
+
+def test_cli_export_optimize_takes_an_optimized_folder_refuses_a_plain_one(tmp_path,
+                                                                           capsys) -> None:
+    case = next(c for c in CASES if c.name == "inplace_chain")
+    plain, folded = tmp_path / "plain", tmp_path / "folded"
+    assert main(["convert", str(case.prototxt), str(case.caffemodel), "-o", str(plain)]) == 0
+    assert main(["convert", str(case.prototxt), str(case.caffemodel), "-o", str(folded),
+                 "--optimize"]) == 0
+    capsys.readouterr()
+    refused = tmp_path / "plain.onnx"
+    assert main(["export", str(plain), "--optimize", "--onnx", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert "converted without --optimize" in err and len(err.strip().splitlines()) == 1
+    assert not refused.exists()
+    path = tmp_path / "folded.onnx"
+    assert main(["export", str(folded), "--optimize", "--onnx", str(path)]) == 0
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path))
+    names = [o.name for o in session.get_outputs()]
+    for name, value in zip(names, session.run(None, case.inputs())):
+        assert_blob_close(name, value, case.blobs()[name])

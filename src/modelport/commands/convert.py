@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     with read_progress("reading weights") as progress:
         result = convert(args.prototxt, args.caffemodel, args.output, input_shapes=shapes,
                          phase=args.phase, mean=args.mean,
-                         allow_missing_weights=args.allow_missing_weights, progress=progress)
+                         allow_missing_weights=args.allow_missing_weights,
+                         optimize=args.optimize, progress=progress)
     console = Console()
     report = result.report
     inputs = ", ".join(f"{i['name']} {tuple(i['shape'])}" for i in report["inputs"])
@@ -70,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"[bold green]converted[/] {report['net'] or args.prototxt}: "
                   f"{len(report['layers'])} layers, {params:,} parameters")
     console.print(f"  inputs  {inputs}\n  outputs {outputs}")
+    if "optimized" in report:
+        from modelport.export.optimize import OptimizeReport
+
+        console.print(f"  optimized: {OptimizeReport(**report['optimized']).summary()}")
     for name in sorted(result.files):
         console.print(f"  wrote   {result.files[name]}", highlight=False)
     return 0
@@ -88,4 +93,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mean", metavar="MEAN.binaryproto", help="mean file to save as mean.npy")
     p.add_argument("--allow-missing-weights", action="store_true",
                    help="initialise layers the caffemodel lacks with their Caffe fillers")
+    p.add_argument("--optimize", action="store_true",
+                   help="for inference: fold BatchNorm/Scale/Bias/Power into the preceding "
+                        "convolution or inner product, fuse ReLU, drop Dropout/Silence (the "
+                        "folded layers' blobs disappear)")
     p.set_defaults(func=run)

@@ -41,6 +41,26 @@ def load_source(source: str, weights: str | None, input_shapes: dict[str, tuple[
                 allow_missing_weights=allow_missing_weights)
 
 
+def optimize_source(module: Any, source: str) -> Any:
+    """`--optimize`: fold the live CaffeNet; a conversion folder must already be optimised
+    (`modelport convert --optimize`), since its generated model.py has no Caffe graph to fold."""
+    from modelport.backends.torch_module import CaffeNet
+    from modelport.export.optimize import optimize_for_inference
+
+    if isinstance(module, CaffeNet):
+        return optimize_for_inference(module)
+    from modelport.convert import REPORT_FILE
+
+    with open(os.path.join(source, REPORT_FILE), encoding="utf-8") as fh:
+        report = json.load(fh)
+    if "optimized" not in report:
+        raise ConfigError(f"'{source}' was converted without --optimize, and its generated "
+                          "model.py cannot be folded afterwards. Fix: re-run `modelport convert "
+                          f"... --optimize -o {source}`, or export --optimize from the prototxt "
+                          "and caffemodel")
+    return module  # already folded at conversion
+
+
 def read_inputs(specs: list[str] | None) -> dict[str, np.ndarray] | None:
     """`--input NAME=FILE.npy` (repeatable) -> arrays, never unpickling."""
     if not specs:
@@ -73,9 +93,7 @@ def run(args: argparse.Namespace) -> int:
     module = load_source(args.source, args.weights, parse_input_shapes(args.input_shape),
                          args.phase, args.allow_missing_weights)
     if args.optimize:
-        from modelport.export.optimize import optimize_for_inference
-
-        module = optimize_for_inference(module)
+        module = optimize_source(module, args.source)
     inputs = read_inputs(args.input)
     outputs = [o for o in (args.outputs or "").split(",") if o] or None
     console = Console(soft_wrap=True)
@@ -126,7 +144,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="write a torch.export ExportedProgram")
     p.add_argument("--optimize", action="store_true",
                    help="fold BatchNorm/Scale into convolutions, fuse ReLU, drop Dropout first "
-                        "(prototxt input only)")
+                        "(a conversion folder must come from `convert --optimize`)")
     p.add_argument("--input", action="append", metavar="NAME=FILE.npy",
                    help="input data for tracing and checking (default: random, declared shape)")
     p.add_argument("--outputs", metavar="BLOB,BLOB", help="blobs to export (default: outputs)")

@@ -77,6 +77,11 @@ class OptimizeReport:
     fused_relu: dict[str, str] = field(default_factory=dict)  # conv/ip -> relu
     dropped: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report as plain JSON data (conversion.json's "optimized" entry)."""
+        return {"folded": dict(self.folded), "merged": dict(self.merged),
+                "fused_relu": dict(self.fused_relu), "dropped": list(self.dropped)}
+
     def summary(self) -> str:
         n_fold = sum(len(v) for v in self.folded.values())
         n_merge = sum(len(v) for v in self.merged.values())
@@ -311,8 +316,9 @@ def _fold_chains(g: _Graph, report: OptimizeReport) -> None:
 
 
 def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bool = False,
-                           report: OptimizeReport | None = None) -> Any:
-    """An inference-optimised copy of `net` (a CaffeNet; `net` itself is not changed).
+                           report: OptimizeReport | None = None, in_place: bool = False) -> Any:
+    """An inference-optimised copy of `net` (a CaffeNet; `net` itself is not changed unless
+    `in_place`, which saves a copy of the weights when the original is not needed).
 
     `channels_last` stores 4-D weights in channels_last order (convolutions then run and
     return NHWC-strided tensors; values are unchanged). `compile` wraps the result in
@@ -321,7 +327,7 @@ def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bo
     if not isinstance(net, CaffeNet):
         raise ConfigError("--optimize needs the Caffe net (deploy.prototxt + caffemodel), not a "
                           "generated model.py. Fix: export from the prototxt and caffemodel")
-    out = copy.deepcopy(net)
+    out = net if in_place else copy.deepcopy(net)
     out.train(False)
     rep = report if report is not None else OptimizeReport()
     g = _Graph(out)
