@@ -148,3 +148,21 @@ def test_optimized_nsfw_matches_caffe() -> None:
     opt = optimize_for_inference(net, report=report, channels_last=True)
     assert sum(len(v) for v in report.folded.values()) >= 100  # 53 BN + 53 Scale
     check_surviving_blobs(opt, case)
+
+
+def test_inner_products_run_onednn_eagerly_but_trace_and_export_as_plain_ops() -> None:
+    from modelport.export import optimize as opt_mod
+
+    if not opt_mod._ONEDNN_LINEAR:
+        pytest.skip("this torch build has no oneDNN inner product")
+    case = next(c for c in CASES if c.name == "caffenet")
+    opt = optimize_for_inference(convert_or_skip(case))
+    assert isinstance(opt.layer_module("fc8"), opt_mod.InferenceInnerProduct)
+    x = torch.from_numpy(case.inputs()["data"])
+    with torch.profiler.profile() as prof, torch.no_grad():
+        opt(x)
+    assert "mkldnn::_linear_pointwise" in {e.key for e in prof.key_averages()}
+    with torch.no_grad():
+        traced = torch.jit.trace(opt, (x,), check_trace=False)
+    assert "mkldnn" not in str(traced.inlined_graph)
+    assert_blob_close("prob", traced(x).numpy(), case.blobs()["prob"])

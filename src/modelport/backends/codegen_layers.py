@@ -176,3 +176,24 @@ def emit_spp(layer: Layer, m: nn.Module) -> Emitted:
 
 
 __all__ = ["emit_convolution", "emit_pooling", "emit_spp", "lit"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference-optimised modules (modelport.export.optimize) that compute a plain layer's function
+
+
+def _emit_inference_inner_product(layer: Layer, m: nn.Module) -> Emitted:
+    from modelport.backends.codegen import emit_module
+    from modelport.export.optimize import InferenceInnerProduct
+
+    assert isinstance(m, InferenceInnerProduct)
+    return emit_module(m.as_plain(), layer)
+
+
+def _register_optimized() -> None:
+    from modelport.export.optimize import InferenceInnerProduct
+
+    register_emitter(InferenceInnerProduct)(_emit_inference_inner_product)
+
+
+_register_optimized()

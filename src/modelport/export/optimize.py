@@ -10,6 +10,9 @@ against the Caffe goldens).
 - a ReLU (plain or leaky) reading only a convolution's output is fused into it (applied in place
   on the convolution's output);
 - Dropout (identity at inference) and Silence are dropped;
+- InnerProduct (axis 1) runs oneDNN's inner product in eager CPU inference (torch's BLAS path
+  for a batch-1 matrix-vector product uses one thread; VGG-16's fc6 takes 13.5 ms there and
+  7.5 ms in oneDNN on 2 cores); traced, compiled and exported graphs keep the standard op;
 - optionally, 4-D weights in channels_last memory format, and `torch.compile`.
 
 The copy is still a CaffeNet (same inputs, outputs and blob names for every blob that survives),
@@ -32,6 +35,7 @@ from modelport.errors import ConfigError
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule
 from modelport.layers.conv import CaffeConvolution
+from modelport.layers.inner_product import CaffeInnerProduct
 
 Affine = tuple[torch.Tensor, torch.Tensor]  # y = a * x + b per channel (axis 1), float64
 
@@ -66,6 +70,47 @@ class FusedReLU(CaffeModule):
         if self.negative_slope == 0.0:
             return F.relu_(y)
         return F.leaky_relu_(y, self.negative_slope)
+
+
+def _onednn_linear_available() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available()) and \
+            hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_ONEDNN_LINEAR = _onednn_linear_available()
+
+
+def _eager_cpu_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether this call runs eagerly on plain float32 CPU tensors without autograd (not under
+    TorchScript tracing, torch.compile / torch.export, or ONNX export)."""
+    if type(x) is not torch.Tensor or type(weight) not in (torch.Tensor, nn.Parameter):
+        return False  # fake / functional / proxy tensors: something is tracing us
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() \
+            or torch.onnx.is_in_onnx_export():
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False
+    return x.device.type == "cpu" and x.dtype == torch.float32 == weight.dtype
+
+
+class InferenceInnerProduct(CaffeInnerProduct):
+    """Caffe InnerProduct (axis 1, W kept N x K) whose eager CPU inference runs oneDNN's inner
+    product: the same y = flatten(x) W^T + b, multi-threaded even for one sample (torch's BLAS
+    gemv is single-threaded). Traced, compiled and exported graphs get the plain F.linear."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _ONEDNN_LINEAR and _eager_cpu_inference(x, self.weight):
+            flat = x.flatten(1).contiguous()
+            return torch.ops.mkldnn._linear_pointwise(flat, self.weight, self.bias, "none",
+                                                      [], "")
+        return super().forward(x)
+
+    def as_plain(self) -> CaffeInnerProduct:
+        """The same layer as a CaffeInnerProduct (shares the parameters)."""
+        return CaffeInnerProduct(self.weight, self.bias, self.axis, self.transpose)
 
 
 @dataclass
@@ -142,7 +187,7 @@ def _compose(first: Affine, then: Affine, channels: int) -> Affine:
 
 def _fold_into(module: Any, affine: Affine) -> nn.Module | None:
     """A copy of a convolution / inner product with `affine` applied to its output channels."""
-    ip_cls = _class("CaffeInnerProduct", "modelport.layers.inner_product")
+    ip_cls = CaffeInnerProduct
     a, b = affine
     if isinstance(module, CaffeConvolution) and not module.transposed and module.axis == 1:
         out_channels = module.weight.shape[0]
@@ -152,7 +197,7 @@ def _fold_into(module: Any, affine: Affine) -> nn.Module | None:
                     else torch.zeros(out_channels, dtype=torch.float64))
         return CaffeConvolution(w.float(), (old_bias * a + b).float(), module.stride,
                                 module.pad, module.dilation, module.group, module.axis, False)
-    if ip_cls is not None and isinstance(module, ip_cls) and module.axis == 1:
+    if isinstance(module, ip_cls) and module.axis == 1:
         w = module.weight.detach().double()
         n_out = w.shape[1] if module.transpose else w.shape[0]
         a, b = a.expand(n_out), b.expand(n_out)
@@ -315,6 +360,18 @@ def _fold_chains(g: _Graph, report: OptimizeReport) -> None:
         i += 1
 
 
+def _inference_inner_products(g: _Graph) -> None:
+    for _layer, key in g.order:
+        module = g.net._modules[key]
+        inner = module.inner if isinstance(module, FusedReLU) else module
+        if type(inner) is CaffeInnerProduct and inner.axis == 1 and not inner.transpose:
+            fast = InferenceInnerProduct(inner.weight, inner.bias, 1, False)
+            if isinstance(module, FusedReLU):
+                module.inner = fast
+            else:
+                g.net._modules[key] = fast
+
+
 def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bool = False,
                            report: OptimizeReport | None = None, in_place: bool = False) -> Any:
     """An inference-optimised copy of `net` (a CaffeNet; `net` itself is not changed unless
@@ -334,6 +391,8 @@ def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bo
     with torch.no_grad():
         _drop_identity_layers(g, rep)
         _fold_chains(g, rep)
+        if _ONEDNN_LINEAR:
+            _inference_inner_products(g)
     out.run_order = g.order
     for p in out.parameters():
         p.requires_grad_(False)
