@@ -114,8 +114,10 @@ register_helper("CaffePooling", '''
             right = tuple(max(0, (o - 1) * s + k - n - p)
                           for o, s, k, n, p in zip(out, self.stride, kernel, (h, w), self.pad))
             ph, pw = self.pad
+            unpadded = ph == pw == right[0] == right[1] == 0  # no copy of the bottom needed
             if self.method == "MAX":
-                padded = F.pad(x, (pw, right[1], ph, right[0]), value=-self.FLT_MAX)
+                padded = x if unpadded else F.pad(x, (pw, right[1], ph, right[0]),
+                                                  value=-self.FLT_MAX)
                 if self.with_mask:  # second top: argmax as a flat index into the H x W bottom
                     y, idx = F.max_pool2d(padded, kernel, self.stride, return_indices=True)
                     y, idx = y[..., : out[0], : out[1]], idx[..., : out[0], : out[1]]
@@ -126,7 +128,7 @@ register_helper("CaffePooling", '''
             if self.method == "AVE":
                 # mean over the (explicitly padded) window, divided by divisor / area: Caffe's
                 # window sum / divisor
-                padded = F.pad(x, (pw, right[1], ph, right[0]))
+                padded = x if unpadded else F.pad(x, (pw, right[1], ph, right[0]))
                 means = F.avg_pool2d(padded, kernel, self.stride)[..., : out[0], : out[1]]
                 rows = [min(i * self.stride[0] - ph + kernel[0], h + ph) - (i * self.stride[0] - ph)
                         for i in range(out[0])]

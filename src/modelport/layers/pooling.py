@@ -50,8 +50,10 @@ class CaffePooling(CaffeModule):
         h, w = int(x.shape[-2]), int(x.shape[-1])
         kernel, out, right = self._geometry(h, w)
         ph, pw = self.pad
+        unpadded = ph == pw == right[0] == right[1] == 0  # no copy of the bottom needed
         if self.method == PP.MAX:
-            padded = F.pad(x, (pw, right[1], ph, right[0]), value=-caffe_math.FLT_MAX)
+            padded = x if unpadded else F.pad(x, (pw, right[1], ph, right[0]),
+                                              value=-caffe_math.FLT_MAX)
             if self.with_mask:
                 y, idx = F.max_pool2d(padded, kernel, self.stride, return_indices=True)
                 y, idx = y[..., : out[0], : out[1]], idx[..., : out[0], : out[1]]
@@ -64,7 +66,7 @@ class CaffePooling(CaffeModule):
             # sum / (kh*kw); dividing by Caffe's divisor / (kh*kw) gives Caffe's sum / divisor.
             # (Not divisor_override: ONNX AveragePool has no such attribute and torch's ONNX
             # exporter silently drops it.)
-            padded = F.pad(x, (pw, right[1], ph, right[0]))
+            padded = x if unpadded else F.pad(x, (pw, right[1], ph, right[0]))
             means = F.avg_pool2d(padded, kernel, self.stride)[..., : out[0], : out[1]]
             return means / self._divisor(h, w, kernel, out, x, scale=1.0 / (kernel[0] * kernel[1]))
         # STOCHASTIC, TEST phase (Caffe's GPU StoPoolForwardTest): sum(x^2) / sum(x) over the
