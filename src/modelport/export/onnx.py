@@ -10,6 +10,9 @@ opset >= 18 uses torch's torch.export-based exporter (the one PyTorch maintains)
 (e.g. 17, for older runtimes) use torch's TorchScript-based exporter. Either way the written file
 has been run by ONNX Runtime on the same inputs as the PyTorch module and matched it (at a second
 batch size too with `dynamic_batch`).
+
+SSD's DetectionOutput (per-class NMS, data-dependent row count) is lowered to standard ops around
+ONNX NonMaxSuppression (export/detection_onnx.py); its top's row axis is symbolic.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from modelport.atomic import write_bytes
+from modelport.export import detection_onnx
 from modelport.export.common import (
     DEFAULT_REL,
     BlobOutputs,
@@ -70,7 +74,9 @@ def export_onnx(net: CaffeNet, path: str | os.PathLike[str] | None, *,
                           f"(default {DEFAULT_OPSET})")
     view = BlobOutputs(net, outputs)
     feed = example_inputs(net, inputs)
-    model = _build(view, feed, opset, dynamic_batch)
+    args = tuple(torch.from_numpy(feed[n]) for n in view.input_names)
+    plan = detection_onnx.plan_export(view, args, opset)
+    model = _build(view, feed, opset, dynamic_batch, plan)
     check_standard_domains(model)
     report = ExportReport(path=os.fspath(path) if path is not None else "<memory>",
                           format="ONNX", outputs=list(view.output_names), opset=opset,
@@ -95,13 +101,15 @@ def export_onnx(net: CaffeNet, path: str | os.PathLike[str] | None, *,
 
 
 def _build(view: BlobOutputs, feed: Mapping[str, np.ndarray], opset: int,
-           dynamic_batch: bool) -> onnx.ModelProto:
+           dynamic_batch: bool, plan: detection_onnx.ExportPlan) -> onnx.ModelProto:
+    """Export the view, DetectionOutput modules as `plan` says (the row axis of their tops
+    is declared symbolic)."""
     import onnx
 
     args = tuple(torch.from_numpy(feed[n]) for n in view.input_names)
     names = list(view.input_names)
     try:
-        with quiet_exporters(), torch.no_grad():
+        with quiet_exporters(), torch.no_grad(), detection_onnx.export_twins(view, plan):
             if opset >= 18:
                 dynamic: Any = None
                 if dynamic_batch:
@@ -114,20 +122,25 @@ def _build(view: BlobOutputs, feed: Mapping[str, np.ndarray], opset: int,
                 # ONNX Runtime folds constants itself when it loads the graph.
                 program = torch.onnx.export(
                     view, args, dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
-                    optimize=False, verbose=False, report=False)
+                    optimize=False, verbose=False, report=False,
+                    custom_translation_table=detection_onnx.translation_table())
                 assert program is not None
                 model = program.model_proto
                 name_graph_io(model, names, list(view.output_names))
             else:
                 import io
 
+                detection_onnx.register_symbolic()
                 buf = io.BytesIO()
-                axes = ({n: {0: "batch"} for n in names + list(view.output_names)}
-                        if dynamic_batch else None)
+                axes: dict[str, dict[int, str]] = (
+                    {n: {0: "batch"} for n in names + list(view.output_names)}
+                    if dynamic_batch else {})
+                for top in plan.tops:
+                    axes[top] = {2: detection_onnx.ROW_DIM}
                 torch.onnx.export(view, args, buf,  # type: ignore[arg-type]  # file objects work
                                   dynamo=False, opset_version=opset,
                                   input_names=names, output_names=list(view.output_names),
-                                  dynamic_axes=axes, do_constant_folding=True)
+                                  dynamic_axes=axes or None, do_constant_folding=True)
                 model = onnx.load_from_string(buf.getvalue())
     except ExportError:
         raise
@@ -137,10 +150,25 @@ def _build(view: BlobOutputs, feed: Mapping[str, np.ndarray], opset: int,
         raise ExportError(f"{where}ONNX export failed ({first_line(exc)}). Fix: report the "
                           "layer type; meanwhile try another --opset or export TorchScript",
                           ) from None
+    _declare_detection_rows(model, plan.tops)
     if model.ByteSize() > _PROTOBUF_LIMIT:
         raise ExportError("the ONNX model is larger than protobuf's 2 GB limit; "
                           "Fix: export a smaller net (external-data ONNX is not supported yet)")
     return model
+
+
+def _declare_detection_rows(model: onnx.ModelProto, tops: Sequence[str]) -> None:
+    """Declare each DetectionOutput top 1 x 1 x num_detections x 7 (rows depend on the data)."""
+    for output in model.graph.output:
+        if output.name in tops:
+            dims = output.type.tensor_type.shape.dim
+            del dims[:]
+            for value in (1, 1, detection_onnx.ROW_DIM, 7):
+                dim = dims.add()
+                if isinstance(value, str):
+                    dim.dim_param = value
+                else:
+                    dim.dim_value = value
 
 
 def name_graph_io(model: onnx.ModelProto, inputs: Sequence[str],
@@ -263,10 +291,12 @@ def blame_layer(net: Any, feed: Mapping[str, np.ndarray]) -> str | None:
 
     for layer, key in net.run_order:
         bottoms = tuple(blobs[b] for b in layer.bottoms)
+        module = detection_onnx.export_module(net._modules[key], bottoms)
         try:
             with quiet_exporters(), torch.no_grad():
-                torch.onnx.export(_One(net._modules[key]), bottoms, dynamo=True,  # type: ignore[arg-type]
-                                  verbose=False, report=False)
+                torch.onnx.export(_One(module), bottoms, dynamo=True,  # type: ignore[arg-type]
+                                  verbose=False, report=False,
+                                  custom_translation_table=detection_onnx.translation_table())
         except Exception:  # noqa: BLE001  (any failure blames this layer)
             return f"layer '{layer.name}' (type {layer.type})"
     return None
