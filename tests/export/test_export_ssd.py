@@ -241,7 +241,7 @@ HAND = {
 }
 
 
-@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("opset", [11, 17, 18])
 @pytest.mark.parametrize("params", sorted(HAND))
 def test_detection_output_ties_exact_overlap_inverted_boxes(params, opset, tmp_path) -> None:
     tests = _layer_tests()
@@ -257,6 +257,26 @@ def test_detection_output_ties_exact_overlap_inverted_boxes(params, opset, tmp_p
     with torch.no_grad():
         ours = net.forward_blobs(**{k: torch.from_numpy(v) for k, v in feed.items()})["det"]
     np.testing.assert_array_equal(got, ours.numpy())
+
+
+@pytest.mark.parametrize("opset", [11, 18])
+@pytest.mark.parametrize("num_classes,params", [
+    (1, "confidence_threshold: 0.15"),                # the background is the only class
+    (3, "nms_param { nms_threshold: 0.5 top_k: 0 }"),  # no candidate
+    (3, "keep_top_k: 0"),                              # nothing kept
+])
+def test_settings_that_detect_nothing(num_classes, params, opset, tmp_path) -> None:
+    tests = _layer_tests()
+    net = build_module(tests.detection_net(num_classes, f"code_type: CORNER {params}", 5,
+                                           num=2))
+    feed = hand_inputs()
+    feed["conf"] = CONF[..., :num_classes].reshape(2, -1)
+    path = tmp_path / "det.onnx"
+    export_onnx(net, path, inputs=feed, opset=opset)
+    session = ort.InferenceSession(str(path))
+    assert sorted(i.name for i in session.get_inputs()) == sorted(feed)
+    [got] = session.run(["det"], feed)
+    np.testing.assert_array_equal(got, [[[[0] + [-1] * 6, [1] + [-1] * 6]]])
 
 
 @pytest.mark.parametrize("opset", [17, 18])

@@ -255,9 +255,13 @@ def build_graph(g: GraphOps, loc: Any, conf: Any, prior: Any, p: DetectionParams
                     g.const(np.array(1, np.int64)))
 
     num = sl(g.op("Shape", conf), 0, 0)  # [N]
-    rows = _detections(g, loc, conf, prior, p, classes, k, sl, column, arange) \
-        if cp and k else g.op("ConstantOfShape", g.const(_i64(0, 7)),
-                              value=np.zeros(1, np.float32))
+    if cp and k:
+        rows = _detections(g, loc, conf, prior, p, classes, k, sl, column, arange)
+    else:  # no class or top_k 0: nothing to detect; still read loc and prior (an exporter
+        # drops a graph input nothing reads)
+        nothing = [g.op("Slice", g.op("Reshape", x, g.const(_i64(-1))), g.const(_i64(0)),
+                        g.const(_i64(0)), g.const(_i64(0))) for x in (loc, prior)]
+        rows = g.op("Reshape", g.op("Concat", *nothing, axis=0), g.const(_i64(-1, 7)))
     # No detection in the whole batch: one row [i, -1, ..., -1] per image.
     count = sl(g.op("Shape", rows), 0, 0)
     empty = g.op("Cast", g.op("Equal", count, g.const(_i64(0))), to=7)  # INT64
@@ -378,7 +382,7 @@ def _keep_top_k(g: GraphOps, key: Any, top: Any, per_image: int, keep_top_k: int
     composite = g.op("Add", g.op("Mul", g.op("Gather", image, by_score), m), arange(m))
     composite = g.op("TopK", composite, count, axis=0, largest=0, sorted=1, outputs=2)[0]
     # (ONNX Runtime refuses an integer division by 0 even over an empty tensor.)
-    m_div = g.op("Max", m, g.const(np.array(1, np.int64)))
+    m_div = g.op("Add", m, g.op("Cast", g.op("Equal", m, g.const(np.array(0, np.int64))), to=7))
     order = g.op("Gather", by_score, g.op("Mod", composite, m_div))
     image_sorted = g.op("Div", composite, m_div)
     # Rank within the image = position - the image's first position.
