@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 from golden_support import assert_blob_close, caffe_cases
 from modelport.backends.torch_module import build_module
@@ -186,3 +187,25 @@ def test_export_nsfw_matches_caffe(tmp_path) -> None:
     assert_default_domain(path)
     got = run_onnx_file(path, case.inputs())
     assert_blob_close("prob", got["prob"], case.blobs()["prob"])
+
+
+def test_an_input_whose_last_axis_is_1_exports(tmp_path) -> None:
+    # The self-check's second input is the first one reversed along its last axis; a size-1
+    # axis made a negative-stride array that torch.from_numpy refused.
+    from modelport.caffe import load
+
+    proto = tmp_path / "net.prototxt"
+    proto.write_text("""
+name: "column"
+layer { name: "data" type: "Input" top: "data"
+  input_param { shape { dim: 2 dim: 3 dim: 4 dim: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+  inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
+""")
+    net = load(proto, None, allow_missing_weights=True)
+    x = np.random.RandomState(0).randn(2, 3, 4, 1).astype(np.float32)
+    model, _ = export_onnx(net, tmp_path / "column.onnx", inputs={"data": x})
+    got = ort.InferenceSession(model.SerializeToString()).run(None, {"data": x})[0]
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    assert_blob_close("ip", got, want)

@@ -149,7 +149,7 @@ def other_data(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     baked data-dependent decisions (NMS, ArgMax-driven control flow) into constants gives
     different results here than the live module. Values stay the same multiset, so inputs
     with a restricted range (Embed indices) stay valid."""
-    return {k: np.ascontiguousarray(np.flip(v, axis=-1)) if v.ndim else v
+    return {k: np.flip(v, axis=-1).copy() if v.ndim else v
             for k, v in inputs.items()}
 
 
