@@ -6,6 +6,7 @@ Runners (each on the same input array, all with the same thread count):
 
     modelport eager       the converted CaffeNet (torch.inference_mode)
     modelport optimized   export.optimize: BatchNorm/Scale folded, ReLU fused, Dropout dropped
+                          (+channels_last; +winograd: channels_last and Winograd 3x3 kernels)
     modelport torchscript the traced TorchScript file written by `modelport export`
     modelport compiled    torch.compile of the optimized net
     ORT (modelport onnx)  ONNX Runtime on `modelport export --onnx`
@@ -179,6 +180,9 @@ def build_runners(net_info: Any, batch: int, folder: str, threads: int,
     runners["modelport optimized"] = torch_runner(opt)
     opt_cl = optimize_for_inference(net, channels_last=True)
     runners["modelport optimized+channels_last"] = torch_runner(opt_cl, channels_last=True)
+    # + Winograd F(4x4, 3x3) where the first call per shape (a warm-up call) times it faster
+    opt_wino = optimize_for_inference(net, channels_last=True, winograd=True)
+    runners["modelport optimized+winograd"] = torch_runner(opt_wino, channels_last=True)
 
     sample = {net_info.input_name: np.zeros(shape, np.float32)}
     try:

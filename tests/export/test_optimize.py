@@ -137,7 +137,8 @@ layer { name: "scale2" type: "Scale" bottom: "conv2" top: "scaled" scale_param {
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_optimized_nsfw_matches_caffe() -> None:
+@pytest.mark.parametrize("winograd", [False, "always"], ids=["direct", "winograd"])
+def test_optimized_nsfw_matches_caffe(winograd) -> None:
     from modelport.caffe import load
     from modelport.zoo import fetch_nsfw
 
@@ -145,15 +146,16 @@ def test_optimized_nsfw_matches_caffe() -> None:
     _, caffemodel = fetch_nsfw()
     net = load(case.prototxt, caffemodel)
     report = OptimizeReport()
-    opt = optimize_for_inference(net, report=report, channels_last=True)
+    opt = optimize_for_inference(net, report=report, channels_last=True, winograd=winograd)
     assert sum(len(v) for v in report.folded.values()) >= 100  # 53 BN + 53 Scale
     check_surviving_blobs(opt, case)
 
 
 def test_inner_products_run_onednn_eagerly_but_trace_and_export_as_plain_ops() -> None:
+    from modelport.export import onednn
     from modelport.export import optimize as opt_mod
 
-    if not opt_mod._ONEDNN_LINEAR:
+    if not onednn.AVAILABLE:
         pytest.skip("this torch build has no oneDNN inner product")
     case = next(c for c in CASES if c.name == "caffenet")
     opt = optimize_for_inference(convert_or_skip(case))

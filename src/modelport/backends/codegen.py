@@ -399,6 +399,8 @@ def _own_parts(m: nn.Module) -> tuple[dict, dict, dict, dict]:
 
 
 def _merge_parts(m: nn.Module) -> None:
+    if type(m) in _EMITTERS:  # written by its own emitter, not by copying its class
+        return
     attrs, params, buffers, subs = _own_parts(m)
     old = _MERGED.get(type(m))
     if old is None:

@@ -192,10 +192,19 @@ def _emit_inference_inner_product(layer: Layer, m: nn.Module) -> Emitted:
     return emit_module(m.as_plain(), layer)
 
 
+def _emit_winograd_convolution(layer: Layer, m: nn.Module) -> Emitted:
+    from modelport.export.winograd import WinogradConvolution
+
+    assert isinstance(m, WinogradConvolution)
+    return emit_convolution(layer, m.as_plain())
+
+
 def _register_optimized() -> None:
     from modelport.export.optimize import InferenceInnerProduct
+    from modelport.export.winograd import WinogradConvolution
 
     register_emitter(InferenceInnerProduct)(_emit_inference_inner_product)
+    register_emitter(WinogradConvolution)(_emit_winograd_convolution)
 
 
 _register_optimized()

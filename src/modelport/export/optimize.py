@@ -13,7 +13,9 @@ against the Caffe goldens).
 - InnerProduct (axis 1) runs oneDNN's inner product in eager CPU inference (torch's BLAS path
   for a batch-1 matrix-vector product uses one thread; VGG-16's fc6 takes 13.5 ms there and
   7.5 ms in oneDNN on 2 cores); traced, compiled and exported graphs keep the standard op;
-- optionally, 4-D weights in channels_last memory format, and `torch.compile`.
+- optionally, 3x3 stride-1 convolutions by Winograd F(4x4, 3x3) in eager CPU inference where
+  it is faster (modelport.export.winograd), 4-D weights in channels_last memory format, and
+  `torch.compile`.
 
 The copy is still a CaffeNet (same inputs, outputs and blob names for every blob that survives),
 so it exports to ONNX / TorchScript like the original.
@@ -32,6 +34,7 @@ from torch import nn
 
 from modelport.backends.torch_module import CaffeNet
 from modelport.errors import ConfigError
+from modelport.export import onednn
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule
 from modelport.layers.conv import CaffeConvolution
@@ -72,40 +75,14 @@ class FusedReLU(CaffeModule):
         return F.leaky_relu_(y, self.negative_slope)
 
 
-def _onednn_linear_available() -> bool:
-    try:
-        return bool(torch.backends.mkldnn.is_available()) and \
-            hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    except (AttributeError, RuntimeError):
-        return False
-
-
-_ONEDNN_LINEAR = _onednn_linear_available()
-
-
-def _eager_cpu_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether this call runs eagerly on plain float32 CPU tensors without autograd (not under
-    TorchScript tracing, torch.compile / torch.export, or ONNX export)."""
-    if type(x) is not torch.Tensor or type(weight) not in (torch.Tensor, nn.Parameter):
-        return False  # fake / functional / proxy tensors: something is tracing us
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() \
-            or torch.onnx.is_in_onnx_export():
-        return False
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        return False
-    return x.device.type == "cpu" and x.dtype == torch.float32 == weight.dtype
-
-
 class InferenceInnerProduct(CaffeInnerProduct):
     """Caffe InnerProduct (axis 1, W kept N x K) whose eager CPU inference runs oneDNN's inner
     product: the same y = flatten(x) W^T + b, multi-threaded even for one sample (torch's BLAS
     gemv is single-threaded). Traced, compiled and exported graphs get the plain F.linear."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _ONEDNN_LINEAR and _eager_cpu_inference(x, self.weight):
-            flat = x.flatten(1).contiguous()
-            return torch.ops.mkldnn._linear_pointwise(flat, self.weight, self.bias, "none",
-                                                      [], "")
+        if onednn.eager_cpu_inference(x, self.weight):
+            return onednn.linear(x.flatten(1).contiguous(), self.weight, self.bias)
         return super().forward(x)
 
     def as_plain(self) -> CaffeInnerProduct:
@@ -372,14 +349,32 @@ def _inference_inner_products(g: _Graph) -> None:
                 g.net._modules[key] = fast
 
 
+def _winograd_convolutions(g: _Graph, policy: str) -> None:
+    from modelport.export.winograd import WinogradConvolution
+
+    for _layer, key in g.order:
+        module = g.net._modules[key]
+        inner = module.inner if isinstance(module, FusedReLU) else module
+        if isinstance(inner, CaffeConvolution) and WinogradConvolution.eligible(inner):
+            fast = WinogradConvolution(inner, policy)  # type: ignore[arg-type]
+            if isinstance(module, FusedReLU):
+                module.inner = fast
+            else:
+                g.net._modules[key] = fast
+
+
 def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bool = False,
-                           report: OptimizeReport | None = None, in_place: bool = False) -> Any:
+                           winograd: bool | str = False, report: OptimizeReport | None = None,
+                           in_place: bool = False) -> Any:
     """An inference-optimised copy of `net` (a CaffeNet; `net` itself is not changed unless
     `in_place`, which saves a copy of the weights when the original is not needed).
 
     `channels_last` stores 4-D weights in channels_last order (convolutions then run and
     return NHWC-strided tensors; values are unchanged). `compile` wraps the result in
-    `torch.compile` (not exportable afterwards). Pass an OptimizeReport to learn what changed.
+    `torch.compile` (not exportable afterwards). `winograd` (True or "auto": where timing the
+    first call of each input shape finds it faster; "always": every eligible layer) computes
+    3x3 stride-1 convolutions by Winograd F(4x4, 3x3) in eager CPU inference. Pass an
+    OptimizeReport to learn what changed.
     """
     if not isinstance(net, CaffeNet):
         raise ConfigError("--optimize needs the Caffe net (deploy.prototxt + caffemodel), not a "
@@ -391,8 +386,13 @@ def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bo
     with torch.no_grad():
         _drop_identity_layers(g, rep)
         _fold_chains(g, rep)
-        if _ONEDNN_LINEAR:
+        if onednn.AVAILABLE:
             _inference_inner_products(g)
+            if winograd:
+                if winograd not in (True, "auto", "always"):
+                    raise ConfigError(f"winograd must be True, 'auto' or 'always', got "
+                                      f"{winograd!r}")
+                _winograd_convolutions(g, "auto" if winograd is True else str(winograd))
     out.run_order = g.order
     for p in out.parameters():
         p.requires_grad_(False)
