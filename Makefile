@@ -31,7 +31,13 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests tools bench
 	$(PY) -m mypy
 
+# The peers bench/inference.py measures against. --no-deps: caffe2onnx 2.0.1 pins onnx==1.6.0
+# (no wheel for Python 3.11; it runs with the onnx installed here), onnx2torch would pull
+# torchvision, whose PyPI wheel needs its own torch build (the bench then reports it as failing).
+BENCH_PEERS := caffe2onnx==2.0.1 onnx2torch==1.5.15
+
 bench: $(STAMP)
+	$(PY) -m pip install -q --no-deps $(BENCH_PEERS)
 	$(PY) -m bench
 
 proto: $(STAMP)
