@@ -164,7 +164,6 @@ def _compose(first: Affine, then: Affine, channels: int) -> Affine:
 
 def _fold_into(module: Any, affine: Affine) -> nn.Module | None:
     """A copy of a convolution / inner product with `affine` applied to its output channels."""
-    ip_cls = CaffeInnerProduct
     a, b = affine
     if isinstance(module, CaffeConvolution) and not module.transposed and module.axis == 1:
         out_channels = module.weight.shape[0]
@@ -174,14 +173,15 @@ def _fold_into(module: Any, affine: Affine) -> nn.Module | None:
                     else torch.zeros(out_channels, dtype=torch.float64))
         return CaffeConvolution(w.float(), (old_bias * a + b).float(), module.stride,
                                 module.pad, module.dilation, module.group, module.axis, False)
-    if isinstance(module, ip_cls) and module.axis == 1:
+    if isinstance(module, CaffeInnerProduct) and module.axis == 1:
         w = module.weight.detach().double()
         n_out = w.shape[1] if module.transpose else w.shape[0]
         a, b = a.expand(n_out), b.expand(n_out)
         w = w * (a[None, :] if module.transpose else a[:, None])
         old_bias = (module.bias.detach().double() if module.bias is not None
                     else torch.zeros(n_out, dtype=torch.float64))
-        return ip_cls(w.float(), (old_bias * a + b).float(), module.axis, module.transpose)
+        return CaffeInnerProduct(w.float(), (old_bias * a + b).float(), module.axis,
+                                 module.transpose)
     return None
 
 
@@ -337,30 +337,26 @@ def _fold_chains(g: _Graph, report: OptimizeReport) -> None:
         i += 1
 
 
-def _inference_inner_products(g: _Graph) -> None:
+def _swap_compute_modules(g: _Graph, replacement: Callable[[nn.Module], nn.Module | None]
+                          ) -> None:
+    """Replace each convolution / inner product (also inside a FusedReLU) for which
+    `replacement` returns a module."""
     for _layer, key in g.order:
         module = g.net._modules[key]
         inner = module.inner if isinstance(module, FusedReLU) else module
-        if type(inner) is CaffeInnerProduct and inner.axis == 1 and not inner.transpose:
-            fast = InferenceInnerProduct(inner.weight, inner.bias, 1, False)
-            if isinstance(module, FusedReLU):
-                module.inner = fast
-            else:
-                g.net._modules[key] = fast
+        fast = replacement(inner) if inner is not None else None
+        if fast is None:
+            continue
+        if isinstance(module, FusedReLU):
+            module.inner = fast
+        else:
+            g.net._modules[key] = fast
 
 
-def _winograd_convolutions(g: _Graph, policy: str) -> None:
-    from modelport.export.winograd import WinogradConvolution
-
-    for _layer, key in g.order:
-        module = g.net._modules[key]
-        inner = module.inner if isinstance(module, FusedReLU) else module
-        if isinstance(inner, CaffeConvolution) and WinogradConvolution.eligible(inner):
-            fast = WinogradConvolution(inner, policy)  # type: ignore[arg-type]
-            if isinstance(module, FusedReLU):
-                module.inner = fast
-            else:
-                g.net._modules[key] = fast
+def _inference_inner_product(module: nn.Module) -> nn.Module | None:
+    if type(module) is CaffeInnerProduct and module.axis == 1 and not module.transpose:
+        return InferenceInnerProduct(module.weight, module.bias, 1, False)
+    return None
 
 
 def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bool = False,
@@ -376,6 +372,8 @@ def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bo
     3x3 stride-1 convolutions by Winograd F(4x4, 3x3) in eager CPU inference. Pass an
     OptimizeReport to learn what changed.
     """
+    if winograd not in (False, True, "auto", "always"):
+        raise ConfigError(f"winograd must be True, 'auto' or 'always', got {winograd!r}")
     if not isinstance(net, CaffeNet):
         raise ConfigError("--optimize needs the Caffe net (deploy.prototxt + caffemodel), not a "
                           "generated model.py. Fix: export from the prototxt and caffemodel")
@@ -387,12 +385,14 @@ def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bo
         _drop_identity_layers(g, rep)
         _fold_chains(g, rep)
         if onednn.AVAILABLE:
-            _inference_inner_products(g)
+            _swap_compute_modules(g, _inference_inner_product)
             if winograd:
-                if winograd not in (True, "auto", "always"):
-                    raise ConfigError(f"winograd must be True, 'auto' or 'always', got "
-                                      f"{winograd!r}")
-                _winograd_convolutions(g, "auto" if winograd is True else str(winograd))
+                from modelport.export.winograd import Policy, WinogradConvolution
+
+                policy: Policy = "always" if winograd == "always" else "auto"
+                _swap_compute_modules(g, lambda m: WinogradConvolution(m, policy)
+                                      if isinstance(m, CaffeConvolution) and
+                                      WinogradConvolution.eligible(m) else None)
     out.run_order = g.order
     for p in out.parameters():
         p.requires_grad_(False)
