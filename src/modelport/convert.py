@@ -224,7 +224,8 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
         from modelport.export.optimize import OptimizeReport, optimize_for_inference
 
         optimized = OptimizeReport()
-        module = optimize_for_inference(module, report=optimized, in_place=True)
+        module = optimize_for_inference(module, report=optimized, in_place=True,
+                                        eager_kernels=False)
     mean_array = read_mean(mean_path) if mean_path else None
     source = generate_source(module, os.path.basename(proto_path))
     state = state_dict_for_saving(module)

@@ -151,20 +151,55 @@ def test_optimized_nsfw_matches_caffe(winograd) -> None:
     check_surviving_blobs(opt, case)
 
 
-def test_inner_products_run_onednn_eagerly_but_trace_and_export_as_plain_ops() -> None:
+def test_onednn_kernels_run_eagerly_but_trace_export_and_generate_plain_ops() -> None:
+    from modelport.backends.codegen import generate_source
     from modelport.export import onednn
-    from modelport.export import optimize as opt_mod
 
     if not onednn.AVAILABLE:
-        pytest.skip("this torch build has no oneDNN inner product")
+        pytest.skip("this torch build has no oneDNN kernels")
     case = next(c for c in CASES if c.name == "caffenet")
     opt = optimize_for_inference(convert_or_skip(case))
-    assert isinstance(opt.layer_module("fc8"), opt_mod.InferenceInnerProduct)
+    assert isinstance(opt.layer_module("fc8"), onednn.InferenceInnerProduct)
+    conv1 = opt.layer_module("conv1")  # conv1 + relu1: ReLU as the convolution's post-op
+    assert isinstance(conv1, onednn.InferenceConvolution) and conv1.relu
     x = torch.from_numpy(case.inputs()["data"])
     with torch.profiler.profile() as prof, torch.no_grad():
-        opt(x)
-    assert "mkldnn::_linear_pointwise" in {e.key for e in prof.key_averages()}
+        eager = opt(x)
+    ops = {e.key for e in prof.key_averages()}
+    assert {"mkldnn::_linear_pointwise", "mkldnn::_convolution_pointwise"} <= ops, ops
+    assert_blob_close("prob", eager.numpy(), case.blobs()["prob"])
     with torch.no_grad():
         traced = torch.jit.trace(opt, (x,), check_trace=False)
     assert "mkldnn" not in str(traced.inlined_graph)
     assert_blob_close("prob", traced(x).numpy(), case.blobs()["prob"])
+    source = generate_source(opt, "caffenet")
+    assert "mkldnn" not in source and "FusedReLU(" in source
+
+
+def test_leaky_relu_after_a_convolution_stays_a_wrapper_around_the_onednn_convolution(
+        tmp_path) -> None:
+    from modelport.export import onednn
+
+    if not onednn.AVAILABLE:
+        pytest.skip("this torch build has no oneDNN kernels")
+    proto = tmp_path / "net.prototxt"
+    proto.write_text("""
+name: "leaky"
+layer { name: "data" type: "Input" top: "data" input_param {
+  shape { dim: 2 dim: 3 dim: 9 dim: 8 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 5 kernel_size: 3 pad: 1 group: 1
+  weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" relu_param { negative_slope: 0.1 } }
+layer { name: "conv2" type: "Convolution" bottom: "conv" top: "out"
+  convolution_param { num_output: 4 kernel_size: 2 stride: 2 group: 1
+  weight_filler { type: "gaussian" std: 0.5 } } }
+""")
+    torch.manual_seed(3)
+    net = build_module(load_net(proto), allow_missing_weights=True)
+    opt = optimize_for_inference(net, channels_last=True)
+    wrapper = opt.layer_module("conv")
+    assert isinstance(wrapper.inner, onednn.InferenceConvolution) and not wrapper.inner.relu
+    x = torch.randn(2, 3, 9, 8)
+    with torch.no_grad():  # the unoptimised net is tied to Caffe by the golden tests
+        assert_blob_close("out", opt(x).numpy(), net(x).numpy())

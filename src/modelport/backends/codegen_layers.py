@@ -186,25 +186,30 @@ __all__ = ["emit_convolution", "emit_pooling", "emit_spp", "lit"]
 
 def _emit_inference_inner_product(layer: Layer, m: nn.Module) -> Emitted:
     from modelport.backends.codegen import emit_module
-    from modelport.export.optimize import InferenceInnerProduct
+    from modelport.export.onednn import InferenceInnerProduct
 
     assert isinstance(m, InferenceInnerProduct)
     return emit_module(m.as_plain(), layer)
 
 
-def _emit_winograd_convolution(layer: Layer, m: nn.Module) -> Emitted:
-    from modelport.export.winograd import WinogradConvolution
+def _emit_inference_convolution(layer: Layer, m: nn.Module) -> Emitted:
+    """The plain convolution, inside the optimiser's FusedReLU when it applies a ReLU."""
+    from modelport.backends.codegen import emit_module
+    from modelport.export.onednn import InferenceConvolution
+    from modelport.export.optimize import FusedReLU
 
-    assert isinstance(m, WinogradConvolution)
+    assert isinstance(m, InferenceConvolution)
+    if m.relu:
+        return emit_module(FusedReLU(m.as_plain(), 0.0), layer)
     return emit_convolution(layer, m.as_plain())
 
 
 def _register_optimized() -> None:
-    from modelport.export.optimize import InferenceInnerProduct
+    from modelport.export.onednn import InferenceConvolution, InferenceInnerProduct
     from modelport.export.winograd import WinogradConvolution
 
     register_emitter(InferenceInnerProduct)(_emit_inference_inner_product)
-    register_emitter(WinogradConvolution)(_emit_winograd_convolution)
+    register_emitter(InferenceConvolution, WinogradConvolution)(_emit_inference_convolution)
 
 
 _register_optimized()

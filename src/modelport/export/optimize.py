@@ -10,9 +10,9 @@ against the Caffe goldens).
 - a ReLU (plain or leaky) reading only a convolution's output is fused into it (applied in place
   on the convolution's output);
 - Dropout (identity at inference) and Silence are dropped;
-- InnerProduct (axis 1) runs oneDNN's inner product in eager CPU inference (torch's BLAS path
-  for a batch-1 matrix-vector product uses one thread; VGG-16's fc6 takes 13.5 ms there and
-  7.5 ms in oneDNN on 2 cores); traced, compiled and exported graphs keep the standard op;
+- convolutions (with their fused ReLU) and inner products run on oneDNN in eager CPU inference
+  (modelport.export.onednn: weights reordered once, ReLU as a post-op, multi-threaded
+  batch-1 inner products); traced, compiled and exported graphs keep the standard ops;
 - optionally, 3x3 stride-1 convolutions by Winograd F(4x4, 3x3) in eager CPU inference where
   it is faster (modelport.export.winograd), 4-D weights in channels_last memory format, and
   `torch.compile`.
@@ -35,6 +35,7 @@ from torch import nn
 from modelport.backends.torch_module import CaffeNet
 from modelport.errors import ConfigError
 from modelport.export import onednn
+from modelport.export.onednn import InferenceConvolution, InferenceInnerProduct
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule
 from modelport.layers.conv import CaffeConvolution
@@ -73,21 +74,6 @@ class FusedReLU(CaffeModule):
         if self.negative_slope == 0.0:
             return F.relu_(y)
         return F.leaky_relu_(y, self.negative_slope)
-
-
-class InferenceInnerProduct(CaffeInnerProduct):
-    """Caffe InnerProduct (axis 1, W kept N x K) whose eager CPU inference runs oneDNN's inner
-    product: the same y = flatten(x) W^T + b, multi-threaded even for one sample (torch's BLAS
-    gemv is single-threaded). Traced, compiled and exported graphs get the plain F.linear."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if onednn.eager_cpu_inference(x, self.weight):
-            return onednn.linear(x.flatten(1).contiguous(), self.weight, self.bias)
-        return super().forward(x)
-
-    def as_plain(self) -> CaffeInnerProduct:
-        """The same layer as a CaffeInnerProduct (shares the parameters)."""
-        return CaffeInnerProduct(self.weight, self.bias, self.axis, self.transpose)
 
 
 @dataclass
@@ -337,31 +323,35 @@ def _fold_chains(g: _Graph, report: OptimizeReport) -> None:
         i += 1
 
 
-def _swap_compute_modules(g: _Graph, replacement: Callable[[nn.Module], nn.Module | None]
-                          ) -> None:
-    """Replace each convolution / inner product (also inside a FusedReLU) for which
-    `replacement` returns a module."""
+def _use_onednn_kernels(g: _Graph, winograd: str | None) -> None:
+    """Swap convolutions (with a fused ReLU, when it has slope 0) and inner products for their
+    oneDNN eager-inference versions (same parameters, same results within rounding)."""
+    from modelport.export.winograd import Policy, WinogradConvolution
+
+    policy: Policy = "always" if winograd == "always" else "auto"
     for _layer, key in g.order:
         module = g.net._modules[key]
-        inner = module.inner if isinstance(module, FusedReLU) else module
-        fast = replacement(inner) if inner is not None else None
+        relu = isinstance(module, FusedReLU) and module.negative_slope == 0.0
+        inner: Any = module.inner if isinstance(module, FusedReLU) else module
+        fast: nn.Module | None = None
+        if InferenceInnerProduct.eligible(inner):
+            fast = InferenceInnerProduct(inner.weight, inner.bias, 1, False)
+        elif winograd and WinogradConvolution.eligible(inner):
+            fast = WinogradConvolution(inner, policy, relu)
+        elif InferenceConvolution.eligible(inner):
+            fast = InferenceConvolution(inner, relu)
         if fast is None:
             continue
-        if isinstance(module, FusedReLU):
-            module.inner = fast
+        if isinstance(module, FusedReLU) and not (relu and isinstance(fast,
+                                                                      InferenceConvolution)):
+            module.inner = fast  # leaky ReLU, or an inner product: the wrapper applies it
         else:
             g.net._modules[key] = fast
 
 
-def _inference_inner_product(module: nn.Module) -> nn.Module | None:
-    if type(module) is CaffeInnerProduct and module.axis == 1 and not module.transpose:
-        return InferenceInnerProduct(module.weight, module.bias, 1, False)
-    return None
-
-
 def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bool = False,
                            winograd: bool | str = False, report: OptimizeReport | None = None,
-                           in_place: bool = False) -> Any:
+                           in_place: bool = False, eager_kernels: bool = True) -> Any:
     """An inference-optimised copy of `net` (a CaffeNet; `net` itself is not changed unless
     `in_place`, which saves a copy of the weights when the original is not needed).
 
@@ -369,8 +359,11 @@ def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bo
     return NHWC-strided tensors; values are unchanged). `compile` wraps the result in
     `torch.compile` (not exportable afterwards). `winograd` (True or "auto": where timing the
     first call of each input shape finds it faster; "always": every eligible layer) computes
-    3x3 stride-1 convolutions by Winograd F(4x4, 3x3) in eager CPU inference. Pass an
-    OptimizeReport to learn what changed.
+    3x3 stride-1 convolutions by Winograd F(4x4, 3x3) in eager CPU inference.
+    `eager_kernels` (default on) runs convolutions and inner products on oneDNN in eager CPU
+    inference (modelport.export.onednn); off, the modules stay the portable ones whose state
+    dict matches the generated source (`convert --optimize`). Pass an OptimizeReport to learn
+    what changed.
     """
     if winograd not in (False, True, "auto", "always"):
         raise ConfigError(f"winograd must be True, 'auto' or 'always', got {winograd!r}")
@@ -384,15 +377,8 @@ def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bo
     with torch.no_grad():
         _drop_identity_layers(g, rep)
         _fold_chains(g, rep)
-        if onednn.AVAILABLE:
-            _swap_compute_modules(g, _inference_inner_product)
-            if winograd:
-                from modelport.export.winograd import Policy, WinogradConvolution
-
-                policy: Policy = "always" if winograd == "always" else "auto"
-                _swap_compute_modules(g, lambda m: WinogradConvolution(m, policy)
-                                      if isinstance(m, CaffeConvolution) and
-                                      WinogradConvolution.eligible(m) else None)
+        if onednn.AVAILABLE and eager_kernels:
+            _use_onednn_kernels(g, str(winograd) if winograd else None)
     out.run_order = g.order
     for p in out.parameters():
         p.requires_grad_(False)

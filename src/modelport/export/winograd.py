@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from modelport.export import onednn
+from modelport.export.onednn import InferenceConvolution
 from modelport.layers.conv import CaffeConvolution
 
 _BT = torch.tensor([[4, 0, -5, 0, 1, 0],
@@ -89,37 +90,31 @@ def _best_time(fn: object, runs: int = 2) -> float:
     return best
 
 
-class WinogradConvolution(CaffeConvolution):
-    """A Caffe 3x3 / stride 1 / dilation 1 / group 1 convolution that runs Winograd
-    F(4x4, 3x3) in eager CPU inference where that is faster for the input's shape (policy
-    "auto": timed once per shape), always ("always") or never ("never")."""
+class WinogradConvolution(InferenceConvolution):
+    """A Caffe 3x3 / stride 1 / dilation 1 / group 1 convolution (+ ReLU) that, in eager CPU
+    inference, runs Winograd F(4x4, 3x3) where that is faster for the input's shape than
+    oneDNN's direct convolution (policy "auto": timed once per shape), always ("always") or
+    never ("never")."""
 
-    def __init__(self, conv: CaffeConvolution, policy: Policy = "auto") -> None:
-        super().__init__(conv.weight, conv.bias, conv.stride, conv.pad, conv.dilation,
-                         conv.group, conv.axis, conv.transposed)
+    def __init__(self, conv: CaffeConvolution, policy: Policy = "auto",
+                 relu: bool = False) -> None:
+        super().__init__(conv, relu)
         self.policy: Policy = policy
         self._faster: dict[tuple[int, ...], bool] = {}
         self._u: torch.Tensor | None = None
 
     @staticmethod
-    def eligible(conv: CaffeConvolution) -> bool:
-        return (type(conv) is CaffeConvolution and not conv.transposed and conv.axis == 1
-                and conv.group == 1 and tuple(conv.weight.shape[2:]) == (3, 3)
-                and tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1))
-
-    def as_plain(self) -> CaffeConvolution:
-        """The same layer as a CaffeConvolution (shares the parameters)."""
-        return CaffeConvolution(self.weight, self.bias, self.stride, self.pad, self.dilation,
-                                self.group, self.axis, self.transposed)
-
-    def _transformed(self) -> torch.Tensor:
-        if self._u is None:
-            self._u = transform_weight(self.weight)
-        return self._u
+    def eligible(module: object) -> bool:
+        return (isinstance(module, CaffeConvolution) and not module.transposed
+                and module.axis == 1 and module.group == 1
+                and tuple(module.weight.shape[2:]) == (3, 3)
+                and tuple(module.stride) == (1, 1) and tuple(module.dilation) == (1, 1))
 
     def _winograd(self, x: torch.Tensor) -> torch.Tensor:
-        return winograd_conv3x3(x, self._transformed(), self.bias,
-                                (int(self.pad[0]), int(self.pad[1])))
+        if self._u is None:
+            self._u = transform_weight(self.weight)
+        y = winograd_conv3x3(x, self._u, self.bias, (int(self.pad[0]), int(self.pad[1])))
+        return F.relu_(y) if self.relu else y
 
     def _use_winograd(self, x: torch.Tensor) -> bool:
         if self.policy != "auto":
@@ -129,13 +124,11 @@ class WinogradConvolution(CaffeConvolution):
         if faster is None:
             # Winograd's transforms are memory-bound: with few channels it never pays.
             faster = min(x.shape[1], self.weight.shape[0]) >= 128 and \
-                _best_time(lambda: self._winograd(x)) < _best_time(lambda: super(
-                    WinogradConvolution, self).forward(x))
+                _best_time(lambda: self._winograd(x)) < _best_time(lambda: self.direct(x))
             self._faster[key] = faster
         return faster
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and onednn.eager_cpu_inference(x, self.weight) and \
-                self._use_winograd(x):
-            return self._winograd(x)
+        if x.dim() == 4 and onednn.eager_cpu_inference(x, self.weight):
+            return self._winograd(x) if self._use_winograd(x) else self.direct(x)
         return super().forward(x)
