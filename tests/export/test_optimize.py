@@ -203,3 +203,99 @@ layer { name: "conv2" type: "Convolution" bottom: "conv" top: "out"
     x = torch.randn(2, 3, 9, 8)
     with torch.no_grad():  # the unoptimised net is tied to Caffe by the golden tests
         assert_blob_close("out", opt(x).numpy(), net(x).numpy())
+
+
+RESIDUAL = """
+name: "residual"
+layer { name: "data" type: "Input" top: "data" input_param {
+  shape { dim: 2 dim: 8 dim: 6 dim: 7 } } }
+layer { name: "conv_a" type: "Convolution" bottom: "data" top: "a"
+  convolution_param { num_output: 8 kernel_size: 3 pad: 1
+  weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "relu_a" type: "ReLU" bottom: "a" top: "a" }
+layer { name: "conv_b" type: "Convolution" bottom: "a" top: "b"
+  convolution_param { num_output: 8 kernel_size: 1
+  weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "bn_b" type: "BatchNorm" bottom: "b" top: "b" }
+layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" top: "sum" }
+layer { name: "relu_sum" type: "ReLU" bottom: "sum" top: "sum" }
+layer { name: "conv_c" type: "Convolution" bottom: "sum" top: "c"
+  convolution_param { num_output: 8 kernel_size: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "keep" type: "Eltwise" bottom: "c" bottom: "sum" top: "keep" }
+layer { name: "tap" type: "ReLU" bottom: "c" top: "tap" }
+"""
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_residual_sum_and_relu_become_convolution_post_ops(tmp_path, channels_last) -> None:
+    from modelport.export import onednn
+
+    if not onednn.AVAILABLE:
+        pytest.skip("this torch build has no oneDNN kernels")
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(RESIDUAL)
+    torch.manual_seed(5)
+    net = build_module(load_net(proto), allow_missing_weights=True)
+    with torch.no_grad():
+        net.layer_module("bn_b").scale_factor.fill_(1.0)
+        net.layer_module("bn_b").variance.uniform_(0.5, 2.0)
+    report = OptimizeReport()
+    opt = optimize_for_inference(net, channels_last=channels_last, report=report)
+    # conv_b (BatchNorm folded) computes a + b and the ReLU; conv_c's output is also read by
+    # "tap", so "keep" stays a separate Eltwise.
+    assert report.fused_sum == {"conv_b": "sum"}
+    assert report.fused_relu["conv_b"] == "relu_sum"
+    assert isinstance(opt.layer_module("conv_b"), onednn.InferenceConvolutionSum)
+    assert [layer.name for layer, _ in opt.run_order] == ["conv_a", "conv_b", "conv_c", "keep",
+                                                           "tap"]
+    x = torch.randn(2, 8, 6, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.profiler.profile() as prof, torch.no_grad():
+        got = opt.forward_blobs(x)
+    with torch.no_grad():  # the unoptimised net is tied to Caffe by the golden tests
+        want = net.forward_blobs(x)
+    for name in ("sum", "keep", "tap"):
+        assert_blob_close(name, got[name].numpy(), want[name].numpy())
+    counts = {e.key: e.count for e in prof.key_averages()}
+    assert counts.get("mkldnn::_convolution_pointwise") == 3  # conv_a, conv_b, conv_c
+    assert counts.get("aten::add") == 1  # only "keep": conv_b adds inside oneDNN
+    with torch.no_grad():  # traced graphs keep the plain ops
+        traced = torch.jit.trace(opt, (x,), check_trace=False, strict=False)
+    assert "mkldnn" not in str(traced.inlined_graph)
+    from modelport.backends.codegen import generate_source
+    from modelport.convert import state_dict_for_saving
+
+    namespace: dict = {}
+    exec(compile(generate_source(opt, "residual"), "model.py", "exec"), namespace)  # noqa: S102
+    generated = namespace["Net"]()
+    generated.load_state_dict(state_dict_for_saving(opt), strict=True)
+    with torch.no_grad():
+        assert_blob_close("keep", generated(x)["keep"].numpy(), want["keep"].numpy())
+
+
+def test_residual_sum_waits_for_the_later_branch(tmp_path) -> None:
+    from modelport.export import onednn
+
+    if not onednn.AVAILABLE:
+        pytest.skip("this torch build has no oneDNN kernels")
+    proto = tmp_path / "net.prototxt"
+    proto.write_text("""
+name: "order"
+layer { name: "data" type: "Input" top: "data" input_param {
+  shape { dim: 1 dim: 4 dim: 5 dim: 5 } } }
+layer { name: "first" type: "Convolution" bottom: "data" top: "p"
+  convolution_param { num_output: 4 kernel_size: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "second" type: "Convolution" bottom: "data" top: "q"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1
+  weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "sum" type: "Eltwise" bottom: "p" bottom: "q" top: "out" }
+""")
+    torch.manual_seed(6)
+    net = build_module(load_net(proto), allow_missing_weights=True)
+    report = OptimizeReport()
+    opt = optimize_for_inference(net, report=report)
+    assert report.fused_sum == {"second": "sum"}  # "first" runs before q exists
+    x = torch.randn(1, 4, 5, 5)
+    with torch.no_grad():
+        assert_blob_close("out", opt(x).numpy(), net(x).numpy())

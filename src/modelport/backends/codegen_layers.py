@@ -192,24 +192,62 @@ def _emit_inference_inner_product(layer: Layer, m: nn.Module) -> Emitted:
     return emit_module(m.as_plain(), layer)
 
 
+register_helper("Conv2dReLU", '''
+    class Conv2dReLU(nn.Conv2d):
+        """nn.Conv2d followed by Caffe's ReLU (negative_slope 0), applied in place."""
+
+        def forward(self, x):
+            return F.relu_(super().forward(x))
+''')
+
+
 def _emit_inference_convolution(layer: Layer, m: nn.Module) -> Emitted:
-    """The plain convolution, inside the optimiser's FusedReLU when it applies a ReLU."""
-    from modelport.backends.codegen import emit_module
+    """The plain nn.Conv2d, or Conv2dReLU when the ReLU is its post-op (same state dict)."""
     from modelport.export.onednn import InferenceConvolution
-    from modelport.export.optimize import FusedReLU
 
     assert isinstance(m, InferenceConvolution)
-    if m.relu:
-        return emit_module(FusedReLU(m.as_plain(), 0.0), layer)
-    return emit_convolution(layer, m.as_plain())
+    plain = emit_convolution(layer, m.as_plain())
+    if not m.relu:
+        return plain
+    assert plain.expr.startswith("nn.Conv2d(")  # axis 1, 2-D: InferenceConvolution.eligible
+    return Emitted("Conv2dReLU(" + plain.expr[len("nn.Conv2d("):],
+                   plain.helpers + ("Conv2dReLU",))
+
+
+register_helper("ConvolutionSum", '''
+    class ConvolutionSum(nn.Module):
+        """A convolution whose output is added to a second input (Caffe Eltwise SUM with
+        coefficients 1), then Caffe's ReLU when `relu`: relu?(conv(x) + other)."""
+
+        def __init__(self, conv, relu):
+            super().__init__()
+            self.conv, self.relu = conv, relu
+
+        def forward(self, x, other):
+            y = self.conv(x) + other
+            return F.relu_(y) if self.relu else y
+''')
+
+
+def _emit_inference_convolution_sum(layer: Layer, m: nn.Module) -> Emitted:
+    from modelport.export.onednn import InferenceConvolutionSum
+
+    assert isinstance(m, InferenceConvolutionSum)
+    conv = emit_convolution(layer, m.conv.as_plain())
+    return Emitted(f"ConvolutionSum({conv.expr}, {m.relu!r})", conv.helpers + ("ConvolutionSum",))
 
 
 def _register_optimized() -> None:
-    from modelport.export.onednn import InferenceConvolution, InferenceInnerProduct
+    from modelport.export.onednn import (
+        InferenceConvolution,
+        InferenceConvolutionSum,
+        InferenceInnerProduct,
+    )
     from modelport.export.winograd import WinogradConvolution
 
     register_emitter(InferenceInnerProduct)(_emit_inference_inner_product)
     register_emitter(InferenceConvolution, WinogradConvolution)(_emit_inference_convolution)
+    register_emitter(InferenceConvolutionSum)(_emit_inference_convolution_sum)
 
 
 _register_optimized()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modelport.layers.base import CaffeModule
 from modelport.layers.conv import CaffeConvolution
 from modelport.layers.inner_product import CaffeInnerProduct
 
@@ -96,19 +97,53 @@ class InferenceConvolution(CaffeConvolution):
     def _args(self) -> tuple[list[int], list[int], list[int], int]:
         return (list(self.pad), list(self.stride), list(self.dilation), self.group)
 
-    def direct(self, x: torch.Tensor) -> torch.Tensor:
-        """oneDNN's convolution (+ ReLU post-op) of an eager float32 CPU input."""
+    def packed_weight(self, x: torch.Tensor) -> torch.Tensor:
+        """The weights in oneDNN's layout for inputs shaped like `x` (made once per shape)."""
         key = tuple(int(d) for d in x.shape)
         packed = self._packed.get(key)
         if packed is None:
             packed = torch.ops.mkldnn._reorder_convolution_weight(
                 self.weight.detach(), *self._args(), list(key))
             self._packed[key] = packed
+        return packed
+
+    def direct(self, x: torch.Tensor) -> torch.Tensor:
+        """oneDNN's convolution (+ ReLU post-op) of an eager float32 CPU input."""
         return torch.ops.mkldnn._convolution_pointwise(
-            x, packed, self.bias, *self._args(), "relu" if self.relu else "none", [], "")
+            x, self.packed_weight(x), self.bias, *self._args(),
+            "relu" if self.relu else "none", [], "")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4 and eager_cpu_inference(x, self.weight):
             return self.direct(x)
         y = super().forward(x)
+        return F.relu_(y) if self.relu else y
+
+
+def _same_layout(x: torch.Tensor, other: torch.Tensor) -> bool:
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and \
+        not x.is_contiguous() else torch.contiguous_format
+    return type(other) is torch.Tensor and other.dtype == torch.float32 and \
+        other.is_contiguous(memory_format=fmt)
+
+
+class InferenceConvolutionSum(CaffeModule):
+    """A convolution whose output only feeds a Caffe Eltwise SUM (coefficients 1) with one other
+    bottom, optionally followed by Caffe's ReLU: relu?(conv(x) + other), the residual join of a
+    ResNet block. In eager CPU inference the addition and the ReLU are oneDNN post-ops of the
+    convolution (no separate passes over the sum)."""
+
+    def __init__(self, conv: InferenceConvolution, relu: bool) -> None:
+        super().__init__()
+        assert not conv.relu
+        self.conv = conv
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        if x.dim() == 4 and eager_cpu_inference(x, conv.weight) and _same_layout(x, other):
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, other, conv.packed_weight(x), conv.bias, *conv._args(), "add", None,
+                "relu" if self.relu else None, [], None)
+        y = conv(x) + other
         return F.relu_(y) if self.relu else y

@@ -84,17 +84,21 @@ class OptimizeReport:
     merged: dict[str, list[str]] = field(default_factory=dict)  # first affine -> merged ones
     fused_relu: dict[str, str] = field(default_factory=dict)  # conv/ip -> relu
     dropped: list[str] = field(default_factory=list)
+    fused_sum: dict[str, str] = field(default_factory=dict)  # conv -> Eltwise SUM (eager)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON data (conversion.json's "optimized" entry)."""
         return {"folded": dict(self.folded), "merged": dict(self.merged),
-                "fused_relu": dict(self.fused_relu), "dropped": list(self.dropped)}
+                "fused_relu": dict(self.fused_relu), "dropped": list(self.dropped),
+                "fused_sum": dict(self.fused_sum)}
 
     def summary(self) -> str:
         n_fold = sum(len(v) for v in self.folded.values())
         n_merge = sum(len(v) for v in self.merged.values())
+        sums = f", fused {len(self.fused_sum)} residual sum(s)" if self.fused_sum else ""
         return (f"folded {n_fold} layer(s) into convolutions, merged {n_merge} affine layer(s), "
-                f"fused {len(self.fused_relu)} ReLU(s), dropped {len(self.dropped)} layer(s)")
+                f"fused {len(self.fused_relu)} ReLU(s), dropped {len(self.dropped)} layer(s)"
+                f"{sums}")
 
 
 def _class(name: str, module: str) -> Any:
@@ -349,6 +353,75 @@ def _use_onednn_kernels(g: _Graph, winograd: str | None) -> None:
             g.net._modules[key] = fast
 
 
+def _fuse_residual_sums(g: _Graph, report: OptimizeReport) -> None:
+    """conv -> Eltwise SUM (coefficients 1, two bottoms) [-> ReLU]: when the convolution's
+    output feeds only that sum and the other bottom is ready before the convolution runs, the
+    convolution computes the sum (and the ReLU) itself (oneDNN post-ops)."""
+    from modelport.export.onednn import InferenceConvolutionSum
+    from modelport.formats.caffe import caffe_pb2
+    from modelport.layers.eltwise import CaffeEltwise
+
+    j = 0
+    while j < len(g.order):
+        layer, key = g.order[j]
+        sum_module = g.net._modules[key]
+        j += 1
+        if not (isinstance(sum_module, CaffeEltwise) and len(layer.bottoms) == 2
+                and sum_module.operation == caffe_pb2.EltwiseParameter.SUM
+                and all(c == 1.0 for c in sum_module.coeffs) and len(layer.tops) == 1):
+            continue
+        for blob, other in (layer.bottoms, layer.bottoms[::-1]):
+            i = _writer_before(g, j - 1, blob)
+            if i is None or not _fusable_into(g, i, j - 1, blob, other, layer.tops[0]):
+                continue
+            conv_layer, conv_key = g.order[i]
+            fused = InferenceConvolutionSum(g.module(i), relu=False)
+            g.order[i] = (replace(conv_layer, bottoms=(conv_layer.bottoms[0], other),
+                                  tops=layer.tops), conv_key)
+            g.net._modules[conv_key] = fused
+            del g.net._modules[key]
+            del g.order[j - 1]
+            report.fused_sum[conv_layer.name] = layer.name
+            r = g.exclusive_consumer(i, layer.tops[0])
+            if r is not None and _is(g.module(r), "CaffeReLU", "modelport.layers.activation") \
+                    and float(g.module(r).negative_slope) == 0.0:
+                fused.relu = True
+                report.fused_relu[conv_layer.name] = g.order[r][0].name
+                g.absorb(i, r)
+            j = i + 1
+            break
+
+
+def _writer_before(g: _Graph, j: int, blob: str) -> int | None:
+    """Position of the last layer before position j that writes `blob`."""
+    for i in range(j - 1, -1, -1):
+        if blob in g.order[i][0].tops:
+            return i
+    return None
+
+
+def _fusable_into(g: _Graph, i: int, j: int, blob: str, other: str, top: str) -> bool:
+    """Whether the sum at position j of `blob` (written by a plain oneDNN convolution at i) and
+    `other` into `top` can be computed by that convolution: nothing between them touches
+    `blob` or `top` or rewrites `other` (final before i), and nothing after the sum reads
+    `blob`."""
+    from modelport.export.onednn import InferenceConvolution
+
+    conv_layer = g.order[i][0]
+    conv = g.module(i)
+    if type(conv) is not InferenceConvolution or conv.relu or len(conv_layer.bottoms) != 1 or \
+            conv_layer.tops != (blob,) or blob == other or blob in g.outputs:
+        return False
+    for k in range(i + 1, j):
+        between = g.order[k][0]
+        touched = set(between.bottoms) | set(between.tops)
+        if blob in touched or top in touched or other in between.tops:
+            return False
+    if blob != top and g.read_after(j, blob):
+        return False
+    return _writer_before(g, i, other) is not None or other in g.net.input_names
+
+
 def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bool = False,
                            winograd: bool | str = False, report: OptimizeReport | None = None,
                            in_place: bool = False, eager_kernels: bool = True) -> Any:
@@ -379,6 +452,7 @@ def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bo
         _fold_chains(g, rep)
         if onednn.AVAILABLE and eager_kernels:
             _use_onednn_kernels(g, str(winograd) if winograd else None)
+            _fuse_residual_sums(g, rep)
     out.run_order = g.order
     for p in out.parameters():
         p.requires_grad_(False)
