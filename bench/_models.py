@@ -57,7 +57,8 @@ def prepare(name: str, folder: str) -> BenchNet:
         from bench.convert_large import write_vgg16
 
         proto, weights, _ = write_vgg16(folder)
-        return BenchNet(name, proto, weights, "data", (3, 224, 224), "prob")
+        # Random weights saturate the softmax (prob is one-hot to 1e-29): compare the logits.
+        return BenchNet(name, proto, weights, "data", (3, 224, 224), "fc8")
     if name == "nsfw":
         from modelport.zoo import fetch_nsfw
 

@@ -454,9 +454,10 @@ def write_markdown(results: dict, path: pathlib.Path) -> None:
         "library used fewer multiplies (Winograd-style 3x3 kernels) or the roofline was measured "
         "on a busier moment.",
         "",
-        "`max|diff|` columns: largest absolute difference of the output (softmax `prob`) from "
-        "modelport eager and from REAL Caffe's output on the same input (golden files; the "
-        "VGG-16-sized net has random weights and no Caffe run, so no Caffe column).",
+        "`max|diff|` columns: largest absolute difference of the output (softmax `prob`; the "
+        "logits `fc8` for the VGG-16-sized net, whose random weights saturate the softmax) "
+        "from modelport eager and from REAL Caffe's output on the same input (golden files; "
+        "the VGG-16-sized net has no Caffe run, so no Caffe column).",
         "",
     ]
     for net in results["nets"]:
