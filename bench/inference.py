@@ -187,7 +187,7 @@ def build_runners(net_info: Any, batch: int, folder: str, threads: int,
     sample = {net_info.input_name: np.zeros(shape, np.float32)}
     try:
         ts_path = os.path.join(folder, f"{net_info.name}_b{batch}.pt")
-        export_torchscript(opt, ts_path, inputs=_example(net_info, batch))
+        export_torchscript(opt, ts_path, inputs=_example(net_info, batch), outputs=[out_name])
         import warnings
 
         with warnings.catch_warnings():
@@ -199,7 +199,15 @@ def build_runners(net_info: Any, batch: int, folder: str, threads: int,
         notes["modelport torchscript"] = f"failed: {_one_line(exc)}"
     if with_compile:
         try:
-            compiled = torch.compile(opt)
+            class OutputBlob(torch.nn.Module):  # the compared blob, not the net's outputs
+                def __init__(self, net: Any) -> None:
+                    super().__init__()
+                    self.net = net
+
+                def forward(self, x: torch.Tensor) -> torch.Tensor:
+                    return self.net.forward_blobs(x)[out_name]
+
+            compiled = torch.compile(OutputBlob(opt))
             t0 = time.perf_counter()
             torch_runner(compiled, blobs=False)(sample[net_info.input_name])
             spent = time.perf_counter() - t0
