@@ -36,6 +36,23 @@ def check_surviving_blobs(net, case) -> None:
             assert_blob_close(name, value.numpy(), ref[name])
 
 
+def needs_onednn():
+    """modelport.export.onednn, or skip when this torch build lacks its kernels."""
+    from modelport.export import onednn
+
+    if not onednn.AVAILABLE:
+        pytest.skip("this torch build has no oneDNN kernels")
+    return onednn
+
+
+def random_net(tmp_path, prototxt: str, seed: int):
+    """The converted net of `prototxt` with filler-initialised weights (seeded)."""
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(prototxt)
+    torch.manual_seed(seed)
+    return build_module(load_net(proto), allow_missing_weights=True)
+
+
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_optimized_net_matches_caffe(case, channels_last) -> None:
@@ -60,8 +77,7 @@ def test_batchnorm_scale_folds_into_convolution(tmp_path) -> None:
     # conv -> BatchNorm (scale_factor 0.5, eps 1e-3) -> Scale(bias) -> ReLU, weights from a
     # golden case's BN/Scale blobs: the folded net equals the unfolded one (which the golden
     # tests tie to Caffe), and exports to ONNX without BatchNorm-related nodes.
-    proto = tmp_path / "net.prototxt"
-    proto.write_text("""
+    net = random_net(tmp_path, """
 name: "fold"
 layer { name: "data" type: "Input" top: "data" input_param {
   shape { dim: 2 dim: 3 dim: 7 dim: 9 } } }
@@ -76,9 +92,7 @@ layer { name: "relu" type: "ReLU" bottom: "bn" top: "bn" }
 layer { name: "ip" type: "InnerProduct" bottom: "bn" top: "ip"
   inner_product_param { num_output: 5 weight_filler { type: "gaussian" std: 0.1 } } }
 layer { name: "power" type: "Power" bottom: "ip" top: "out" power_param { scale: -2 shift: 0.5 } }
-""")
-    torch.manual_seed(0)
-    net = build_module(load_net(proto), allow_missing_weights=True)
+""", 0)
     bn = net.layer_module("bn")
     with torch.no_grad():  # Caffe's running sums with a non-trivial scale factor
         bn.mean.copy_(torch.randn(4) * 0.5)
@@ -103,8 +117,7 @@ layer { name: "power" type: "Power" bottom: "ip" top: "out" power_param { scale:
 
 
 def test_no_folding_when_the_intermediate_blob_is_needed(tmp_path) -> None:
-    proto = tmp_path / "net.prototxt"
-    proto.write_text("""
+    net = random_net(tmp_path, """
 name: "keep"
 layer { name: "data" type: "Input" top: "data" input_param {
   shape { dim: 2 dim: 3 dim: 5 dim: 6 } } }
@@ -116,9 +129,7 @@ layer { name: "sum" type: "Eltwise" bottom: "bn" bottom: "conv_relu" top: "sum" 
 layer { name: "conv2" type: "Convolution" bottom: "sum" top: "conv2"
   convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: "gaussian" std: 0.5 } } }
 layer { name: "scale2" type: "Scale" bottom: "conv2" top: "scaled" scale_param { bias_term: true } }
-""")
-    torch.manual_seed(1)
-    net = build_module(load_net(proto), allow_missing_weights=True)
+""", 1)
     with torch.no_grad():
         net.layer_module("bn").scale_factor.fill_(1.0)
         net.layer_module("bn").variance.fill_(2.0)
@@ -153,10 +164,7 @@ def test_optimized_nsfw_matches_caffe(winograd) -> None:
 
 def test_onednn_kernels_run_eagerly_but_trace_export_and_generate_plain_ops() -> None:
     from modelport.backends.codegen import generate_source
-    from modelport.export import onednn
-
-    if not onednn.AVAILABLE:
-        pytest.skip("this torch build has no oneDNN kernels")
+    onednn = needs_onednn()
     case = next(c for c in CASES if c.name == "caffenet")
     opt = optimize_for_inference(convert_or_skip(case))
     assert isinstance(opt.layer_module("fc8"), onednn.InferenceInnerProduct)
@@ -178,12 +186,8 @@ def test_onednn_kernels_run_eagerly_but_trace_export_and_generate_plain_ops() ->
 
 def test_leaky_relu_after_a_convolution_stays_a_wrapper_around_the_onednn_convolution(
         tmp_path) -> None:
-    from modelport.export import onednn
-
-    if not onednn.AVAILABLE:
-        pytest.skip("this torch build has no oneDNN kernels")
-    proto = tmp_path / "net.prototxt"
-    proto.write_text("""
+    onednn = needs_onednn()
+    net = random_net(tmp_path, """
 name: "leaky"
 layer { name: "data" type: "Input" top: "data" input_param {
   shape { dim: 2 dim: 3 dim: 9 dim: 8 } } }
@@ -194,9 +198,7 @@ layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" relu_param { negati
 layer { name: "conv2" type: "Convolution" bottom: "conv" top: "out"
   convolution_param { num_output: 4 kernel_size: 2 stride: 2 group: 1
   weight_filler { type: "gaussian" std: 0.5 } } }
-""")
-    torch.manual_seed(3)
-    net = build_module(load_net(proto), allow_missing_weights=True)
+""", 3)
     opt = optimize_for_inference(net, channels_last=True)
     wrapper = opt.layer_module("conv")
     assert isinstance(wrapper.inner, onednn.InferenceConvolution) and not wrapper.inner.relu
@@ -228,14 +230,8 @@ layer { name: "tap" type: "ReLU" bottom: "c" top: "tap" }
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
 def test_residual_sum_and_relu_become_convolution_post_ops(tmp_path, channels_last) -> None:
-    from modelport.export import onednn
-
-    if not onednn.AVAILABLE:
-        pytest.skip("this torch build has no oneDNN kernels")
-    proto = tmp_path / "net.prototxt"
-    proto.write_text(RESIDUAL)
-    torch.manual_seed(5)
-    net = build_module(load_net(proto), allow_missing_weights=True)
+    onednn = needs_onednn()
+    net = random_net(tmp_path, RESIDUAL, 5)
     with torch.no_grad():
         net.layer_module("bn_b").scale_factor.fill_(1.0)
         net.layer_module("bn_b").variance.uniform_(0.5, 2.0)
@@ -275,12 +271,8 @@ def test_residual_sum_and_relu_become_convolution_post_ops(tmp_path, channels_la
 
 
 def test_residual_sum_waits_for_the_later_branch(tmp_path) -> None:
-    from modelport.export import onednn
-
-    if not onednn.AVAILABLE:
-        pytest.skip("this torch build has no oneDNN kernels")
-    proto = tmp_path / "net.prototxt"
-    proto.write_text("""
+    needs_onednn()
+    net = random_net(tmp_path, """
 name: "order"
 layer { name: "data" type: "Input" top: "data" input_param {
   shape { dim: 1 dim: 4 dim: 5 dim: 5 } } }
@@ -290,9 +282,7 @@ layer { name: "second" type: "Convolution" bottom: "data" top: "q"
   convolution_param { num_output: 4 kernel_size: 3 pad: 1
   weight_filler { type: "gaussian" std: 0.5 } } }
 layer { name: "sum" type: "Eltwise" bottom: "p" bottom: "q" top: "out" }
-""")
-    torch.manual_seed(6)
-    net = build_module(load_net(proto), allow_missing_weights=True)
+""", 6)
     report = OptimizeReport()
     opt = optimize_for_inference(net, report=report)
     assert report.fused_sum == {"second": "sum"}  # "first" runs before q exists
