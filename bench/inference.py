@@ -47,9 +47,9 @@ ROOT = HERE.parent
 PEER_TIMEOUT = 900  # seconds for one peer conversion (caffe2onnx parses in pure Python)
 
 Runner = Callable[[np.ndarray], np.ndarray]
-# torch.compile is skipped where it does not finish in reasonable time on this machine (VGG-16
-# took over 15 min while Caffe's MAX pooling always padded its bottom; 19 s since it pads only
-# where Caffe's windows need it).
+# torch.compile is skipped where it does not finish in reasonable time on this machine (none
+# now: VGG-16 took over 15 min while Caffe's MAX pooling always padded its bottom; since it pads
+# only where Caffe's windows need it, 7 s to 5 min on 2 cores, varying from run to run).
 NO_COMPILE: dict[str, str] = {}
 
 
