@@ -289,3 +289,22 @@ layer { name: "sum" type: "Eltwise" bottom: "p" bottom: "q" top: "out" }
     x = torch.randn(1, 4, 5, 5)
     with torch.no_grad():
         assert_blob_close("out", opt(x).numpy(), net(x).numpy())
+
+
+def test_an_optimized_net_that_has_run_can_be_copied_and_saved() -> None:
+    # oneDNN's reordered weights are opaque tensors that can be neither copied nor pickled:
+    # copies start with an empty cache and rebuild it.
+    import copy
+    import io
+
+    needs_onednn()
+    case = next(c for c in CASES if c.name == "caffenet")
+    opt = optimize_for_inference(convert_or_skip(case), winograd="always")
+    x = torch.from_numpy(case.inputs()["data"])
+    with torch.no_grad():
+        opt(x)
+        again = copy.deepcopy(opt)(x)
+        twice = optimize_for_inference(opt)(x)
+    torch.save(opt, io.BytesIO())
+    assert_blob_close("prob", again.numpy(), case.blobs()["prob"])
+    assert_blob_close("prob", twice.numpy(), case.blobs()["prob"])

@@ -53,6 +53,17 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
+class KernelCache(dict):  # type: ignore[type-arg]
+    """Per-input-shape oneDNN data (opaque tensors): an empty cache when the module is copied
+    or pickled (opaque tensors can be neither); the next call rebuilds it."""
+
+    def __deepcopy__(self, memo: dict) -> KernelCache:
+        return KernelCache()
+
+    def __reduce__(self) -> tuple:
+        return (KernelCache, ())
+
+
 class InferenceInnerProduct(CaffeInnerProduct):
     """Caffe InnerProduct (axis 1, W kept N x K) whose eager CPU inference runs oneDNN's inner
     product: the same y = flatten(x) W^T + b, multi-threaded even for one sample (torch's BLAS
@@ -82,7 +93,7 @@ class InferenceConvolution(CaffeConvolution):
         super().__init__(conv.weight, conv.bias, conv.stride, conv.pad, conv.dilation,
                          conv.group, conv.axis, conv.transposed)
         self.relu = relu
-        self._packed: dict[tuple[int, ...], torch.Tensor] = {}
+        self._packed = KernelCache()  # input shape -> weights in oneDNN's layout
 
     @staticmethod
     def eligible(module: nn.Module) -> bool:

@@ -35,7 +35,11 @@ from torch import nn
 from modelport.backends.torch_module import CaffeNet
 from modelport.errors import ConfigError
 from modelport.export import onednn
-from modelport.export.onednn import InferenceConvolution, InferenceInnerProduct
+from modelport.export.onednn import (
+    InferenceConvolution,
+    InferenceConvolutionSum,
+    InferenceInnerProduct,
+)
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule
 from modelport.layers.conv import CaffeConvolution
@@ -155,7 +159,8 @@ def _compose(first: Affine, then: Affine, channels: int) -> Affine:
 def _fold_into(module: Any, affine: Affine) -> nn.Module | None:
     """A copy of a convolution / inner product with `affine` applied to its output channels."""
     a, b = affine
-    if isinstance(module, CaffeConvolution) and not module.transposed and module.axis == 1:
+    # Exactly a convolution: an optimised one may already apply a ReLU after its output.
+    if type(module) is CaffeConvolution and not module.transposed and module.axis == 1:
         out_channels = module.weight.shape[0]
         a, b = a.expand(out_channels), b.expand(out_channels)
         w = module.weight.detach().double() * a.reshape((-1,) + (1,) * (module.weight.dim() - 1))
@@ -338,6 +343,9 @@ def _use_onednn_kernels(g: _Graph, winograd: str | None) -> None:
         relu = isinstance(module, FusedReLU) and module.negative_slope == 0.0
         inner: Any = module.inner if isinstance(module, FusedReLU) else module
         fast: nn.Module | None = None
+        if isinstance(inner, (InferenceConvolution, InferenceInnerProduct,
+                              InferenceConvolutionSum)):
+            continue  # optimised before
         if InferenceInnerProduct.eligible(inner):
             fast = InferenceInnerProduct(inner.weight, inner.bias, 1, False)
         elif winograd and WinogradConvolution.eligible(inner):
