@@ -149,12 +149,28 @@ def test_resume_reuses_finished_chunks(tmp_path: Path, tiny_files: tuple[str, st
     parts = sorted(os.listdir(tmp_path / "f.npz.parts"))
     assert parts == ["chunk_00000.npz", "chunk_00001.npz", "manifest.json"]
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    # Mark the two finished chunks with values the net cannot produce (fc6 is after relu6, so
+    # >= 0): a resume that recomputes them instead of reusing them is seen.
+    for name in parts[:2]:
+        with np.load(tmp_path / "f.npz.parts" / name, allow_pickle=False) as data:
+            rows = data["fc6"].shape
+        with open(tmp_path / "f.npz.parts" / name, "wb") as fh:
+            np.savez(fh, fc6=np.full(rows, -1.0, np.float32))
     res = F.extract_from_files(*tiny_files, ["fc6"], images, str(out), {}, batch_size=1,
                                chunk_size=2)
     assert (res.reused_chunks, res.computed_chunks) == (2, 2)
+    resumed = F.load_features(out)["fc6"]
+    assert resumed.shape == (7, 6)
+    np.testing.assert_array_equal(resumed[:4], -1.0)  # chunks 0 and 1: reused as stored
     fresh = tmp_path / "fresh.npz"
     F.extract_from_files(*tiny_files, ["fc6"], images, str(fresh), {}, batch_size=3)
-    np.testing.assert_array_equal(F.load_features(out)["fc6"], F.load_features(fresh)["fc6"])
+    ref = F.load_features(fresh)["fc6"]
+    assert (ref >= 0).all() and ref.max() > 0
+    # Chunks 2 and 3 were recomputed at batch size 1, the reference at batch size 3: BLAS
+    # kernels group the sums differently per batch size (AVX-512/AMX CPUs differ in the last
+    # bits), so they agree to the project tolerance, not bit for bit.
+    allowed = 1e-4 * max(1.0, float(np.abs(ref).max()))
+    assert float(np.abs(resumed[4:] - ref[4:]).max()) <= allowed
     # Different settings: the old chunks are not reused.
     with pytest.raises(Interrupt):
         F.extract_from_files(*tiny_files, ["fc6"], images, str(out), {}, batch_size=1,
