@@ -239,11 +239,13 @@ def test_window_data_is_refused() -> None:
         make_batches(layer)
 
 
-def test_leveldb_is_refused_with_a_conversion_recipe(tmp_path: pathlib.Path) -> None:
+def test_default_backend_is_leveldb(tmp_path: pathlib.Path) -> None:
+    """Without `backend`, Caffe opens a LevelDB: an LMDB folder gets the one-line fix (the
+    LevelDB reader itself is tested in test_leveldb.py)."""
     layer = _one_layer('layer { name: "d" type: "Data" top: "data" '
                        'data_param { source: "db" batch_size: 2 } }')
     (tmp_path / "db").mkdir()
-    with pytest.raises(LayerError, match="LEVELDB is not supported.*convert_imageset"):
+    with pytest.raises(LayerError, match="LEVELDB source .* is not a LevelDB"):
         make_batches(layer, base_dir=tmp_path)
     env = lmdb.open(str(tmp_path / "db"))
     env.close()

@@ -45,8 +45,8 @@ def convert_dummy_data(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 @register_layer("Data", role="data")
 def convert_data(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Data (layers/data_layer.cpp): reads Datum records (raw uint8, float_data or encoded
-    images) from an LMDB in key order, wrapping around, through the DataTransformer (crop,
-    mirror, mean, scale); tops data and optional label. LEVELDB is refused with a fix."""
+    images) from a LevelDB (Caffe's default backend) or an LMDB in key order, wrapping around,
+    through the DataTransformer (crop, mirror, mean, scale); tops data and optional label."""
     return _fed_by_caller(layer, ctx)
 
 

@@ -4,8 +4,8 @@
     batches = make_batches(layer, phase="train", base_dir="path/caffe/ran/in", seed=0)
     blobs = next(batches)        # {"data": float32 tensor N x C x H x W, "label": N}
 
-Supported: ImageData (image list + OpenCV), Data (LMDB of Datum: raw, float_data, encoded),
-HDF5Data. WindowData and LEVELDB-backed Data raise a clear error. Paths in the prototxt and in
+Supported: ImageData (image list + OpenCV), Data (LevelDB or LMDB of Datum: raw, float_data,
+encoded), HDF5Data. WindowData raises a clear error. Paths in the prototxt and in
 list files are resolved against `base_dir`, standing in for the directory Caffe ran in.
 
 Every iterator is endless (Caffe's data layers wrap around). For image sources,

@@ -1,11 +1,12 @@
-"""Caffe's Data layer (src/caffe/layers/data_layer.cpp) over an LMDB of Datum records.
+"""Caffe's Data layer (src/caffe/layers/data_layer.cpp) over an LMDB or a LevelDB of Datums.
 
-Records are read in key order (LMDB's cursor order, which is what Caffe's cursor walks),
-wrapping to the first key at the end. Each value is a serialized `Datum`: raw uint8 pixels
-(C x H x W), `float_data`, or encoded image bytes (`encoded: true`, decoded by OpenCV; see
-DataTransformer for force_color / force_gray). The label top is `datum.label`.
+Records are read in key order (the database cursor's order, which is what Caffe's cursor walks:
+bytewise lexicographic for both backends), wrapping to the first key at the end. Each value is
+a serialized `Datum`: raw uint8 pixels (C x H x W), `float_data`, or encoded image bytes
+(`encoded: true`, decoded by OpenCV; see DataTransformer for force_color / force_gray). The
+label top is `datum.label`. `data_param.backend` picks the database, LEVELDB being Caffe's
+default (read through plyvel, see data_leveldb.py).
 Caffe 1.0's Data layer ignores `data_param.rand_skip` and `force_encoded_color`; so does this.
-LEVELDB sources are not supported (see `check_backend`).
 """
 
 from __future__ import annotations
@@ -54,13 +55,36 @@ def _shared_env(path: str) -> Any:
         return env
 
 
-LEVELDB_FIX = ("modelport reads LMDB only: convert the LevelDB once, e.g. rebuild it with "
-               "Caffe's `convert_imageset --backend=lmdb`, or copy each key/value pair in "
-               "Python (plyvel -> lmdb) keeping the key order, then set `backend: LMDB`")
+class LmdbRecords:
+    """Key/value access to one LMDB of Datum records (what DatumSource reads)."""
+
+    backend = "LMDB"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def keys(self) -> list[bytes]:
+        with _shared_env(self.path).begin(buffers=False) as txn:
+            return list(txn.cursor().iternext(keys=True, values=False))
+
+    def get(self, key: bytes) -> bytes | None:
+        with _shared_env(self.path).begin(buffers=False) as txn:
+            value = txn.get(key)
+        return None if value is None else bytes(value)
+
+    @staticmethod
+    def errors() -> tuple[type[BaseException], ...]:
+        import lmdb
+
+        return (lmdb.Error,)
 
 
-class LmdbDatumSource(ItemSource):
-    """Items of a Data layer reading an LMDB: (transformed datum, label)."""
+_FOLDER_FIX = ("source must be the database folder, relative to Caffe's working directory "
+               "(base_dir)")
+
+
+class DatumSource(ItemSource):
+    """Items of a Data layer reading an LMDB or a LevelDB: (transformed datum, label)."""
 
     def __init__(self, layer: Layer, transformer: DataTransformer,
                  base_dir: str | os.PathLike[str] | None, seed: int) -> None:
@@ -76,45 +100,46 @@ class LmdbDatumSource(ItemSource):
         self.path = resolve_path(p.source, base_dir)
         self.transformer = transformer
         self.seed = seed
-        check_backend(self, p)
-        with self._open().begin(buffers=False) as txn:
-            self.keys: list[bytes] = list(txn.cursor().iternext(keys=True, values=False))
+        self.records: LmdbRecords | Any = check_backend(self, p)
+        self.keys: list[bytes] = self._call(self.records.keys)
         if not self.keys:
-            raise self.error(f"LMDB '{self.path}' holds no records")
+            raise self.error(f"{self.records.backend} '{self.path}' holds no records")
 
-    def _open(self) -> Any:
-        """This process's environment for the LMDB (shared by every source reading it)."""
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """Run a database call; the binding's errors name the database and the layer."""
+        backend = self.records.backend
         try:
-            import lmdb
+            return fn(*args)
+        except ModelportError as exc:
+            raise self.error(str(exc).rstrip(".")) from None
         except ImportError:  # pragma: no cover - part of the data extra
-            raise self.error("reading LMDB needs the lmdb package",
-                             "pip install 'modelport[data]' (or lmdb)") from None
-        try:
-            return _shared_env(self.path)
-        except (lmdb.Error, OSError) as exc:
-            raise self.error(f"cannot open LMDB '{self.path}': {exc}",
-                             "source must be the LMDB directory (holding data.mdb), relative "
-                             "to Caffe's working directory (base_dir)") from None
+            package = "lmdb" if backend == "LMDB" else "plyvel"
+            raise self.error(f"reading {backend} needs the {package} package",
+                             f"pip install 'modelport[data]' (or {package})") from None
+        except Exception as exc:
+            if not isinstance(exc, (OSError, *self.records.errors())):
+                raise
+            raise self.error(f"cannot read {backend} '{self.path}': {exc}",
+                             _FOLDER_FIX) from None
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def describe(self, k: int) -> str:
         key = self.keys[k % len(self.keys)].decode("utf-8", "replace")
-        return f"record '{key}' of LMDB '{self.path}'"
+        return f"record '{key}' of {self.records.backend} '{self.path}'"
 
     def datum(self, k: int) -> caffe_pb2.Datum:
         key = self.keys[k % len(self.keys)]
-        with self._open().begin(buffers=False) as txn:
-            value = txn.get(key)
+        value = self._call(self.records.get, key)
         if value is None:
             raise self.error(f"{self.describe(k)} disappeared while reading")
         try:
             return caffe_pb2.Datum.FromString(value)
         except DecodeError:
             raise self.error(f"{self.describe(k)} is not a serialized Datum",
-                             "build the LMDB with Caffe's convert_imageset (or write Datum "
-                             "messages)") from None
+                             "build the database with Caffe's convert_imageset (or write "
+                             "Datum messages)") from None
 
     def item(self, k: int) -> tuple[np.ndarray, float]:
         datum = self.datum(k)
@@ -126,19 +151,43 @@ class LmdbDatumSource(ItemSource):
         return data, float(datum.label)
 
 
-def check_backend(source: ItemSource, p: caffe_pb2.DataParameter) -> None:
-    """Reject LEVELDB sources (Caffe's default backend) with a conversion recipe."""
+# The name this class had while it read LMDB only.
+LmdbDatumSource = DatumSource
+
+
+def check_backend(source: ItemSource, p: caffe_pb2.DataParameter) -> Any:
+    """The records of the layer's database (`backend`: LMDB, or LEVELDB, Caffe's default),
+    after checking that `source` is a database of that kind."""
     path = getattr(source, "path", p.source)
+    if not os.path.isdir(path):
+        raise source.error(f"{caffe_pb2.DataParameter.DB.Name(p.backend)} source '{path}' is "
+                           "not a directory", _FOLDER_FIX)
+    lmdb_here = os.path.isfile(os.path.join(path, "data.mdb"))
     if p.backend == caffe_pb2.DataParameter.LMDB:
-        if not os.path.isdir(path):
-            raise source.error(f"LMDB source '{path}' is not a directory",
-                               "source must be the LMDB directory (holding data.mdb), relative "
-                               "to Caffe's working directory (base_dir)")
-        return
-    hint = ""
-    if os.path.isfile(os.path.join(path, "data.mdb")):
-        hint = (f"; '{path}' holds an LMDB (data.mdb), but the layer does not say "
-                "`backend: LMDB` and Caffe's default backend is LEVELDB")
-        raise source.error(f"data_param.backend is LEVELDB{hint}", "add `backend: LMDB` to "
-                           "data_param")
-    raise source.error(f"data_param.backend LEVELDB is not supported{hint}", LEVELDB_FIX)
+        if not lmdb_here:
+            from modelport.train.data_leveldb import is_leveldb
+
+            hint = (" but a LevelDB; set `backend: LEVELDB` (or drop `backend`)"
+                    if is_leveldb(path) else "")
+            raise source.error(f"LMDB source '{path}' holds no data.mdb{hint}", _FOLDER_FIX)
+        return LmdbRecords(path)
+    from modelport.train.data_leveldb import (
+        LevelDbRecords,
+        LevelDbUnavailable,
+        is_leveldb,
+        require_plyvel,
+    )
+
+    if not is_leveldb(path):
+        if lmdb_here:
+            raise source.error(f"'{path}' holds an LMDB (data.mdb), but the layer does not say "
+                               "`backend: LMDB` and Caffe's default backend is LEVELDB",
+                               "add `backend: LMDB` to data_param")
+        raise source.error(f"LEVELDB source '{path}' is not a LevelDB (no CURRENT file)",
+                           _FOLDER_FIX)
+    try:
+        require_plyvel()
+    except LevelDbUnavailable as exc:
+        raise source.error(str(exc).split(". Fix: ")[0],
+                           "pip install 'modelport[data]' (or plyvel)") from None
+    return LevelDbRecords(path)
