@@ -120,10 +120,10 @@ def test_bilinear_exact_values() -> None:
     out = fill(FP(type="bilinear"), (2, 3, 4, 4)).numpy()
     row = np.array([0.25, 0.75, 0.75, 0.25], dtype=np.float32)
     assert np.array_equal(out[1, 2], np.outer(row, row).astype(np.float32))
-    # An odd size off Caffe's recipe keeps Caffe's arithmetic (f = 2, c = 0.75), not a
-    # symmetric kernel: rows are [0.25, 0.75, 0.75].
+    # An odd size off Caffe's recipe: the 2018 filler.hpp (f = 2, c = (K - 1) / (2f) = 0.5)
+    # gives a symmetric kernel, rows [0.5, 1, 0.5] (golden/rng fillers_all, K = 3).
     odd = fill(FP(type="bilinear"), (1, 1, 3, 3)).numpy()[0, 0]
-    row3 = np.array([0.25, 0.75, 0.75], dtype=np.float32)
+    row3 = np.array([0.5, 1.0, 0.5], dtype=np.float32)
     assert np.array_equal(odd, np.outer(row3, row3))
 
 
@@ -132,7 +132,7 @@ def test_bilinear_exact_values() -> None:
     (FP(type="bilinear"), (1, 1, 4, 3), "square"),
     (FP(type="xavier", sparse=3), (4, 5), "only supported by the gaussian"),
     (FP(type="Xavier"), (4, 5), "unknown filler type 'Xavier'"),
-    (FP(type="msra"), (2, 3, 4, 5, 6), "at most 4"),
+    (FP(type="positive_unitball"), (2, 3, 4, 5, 6), "at most 4"),
 ])
 def test_filler_errors(param: caffe_pb2.FillerParameter, shape: tuple[int, ...],
                        match: str) -> None:

@@ -3,8 +3,10 @@
 `fill(filler, shape)` returns a float32 tensor initialised the way Caffe's `GetFiller(param)`
 would initialise a blob of that shape: the same distribution with the same parameters, the same
 fan-in/fan-out arithmetic, and bit-identical values for the deterministic fillers (constant,
-bilinear). Random values come from a torch Generator (pass `generator=` for reproducible runs);
-they cannot equal Caffe's draws, which come from its own boost::mt19937 stream.
+bilinear). Random values come from a torch Generator (pass `generator=` for reproducible runs),
+or, with `rng=CaffeRNG(seed)`, from Caffe's own boost::mt19937 stream: then the blob equals
+Caffe's bit for bit and the stream advances by exactly the draws Caffe's filler takes, so one
+`CaffeRNG` passed to every filler in net-construction order replays `Net::Init`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from modelport.caffe_rng import CaffeRNG
 from modelport.errors import ConfigError
 from modelport.formats.caffe import caffe_pb2
 
@@ -23,8 +26,10 @@ FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier"
 
 
 def fill(filler: caffe_pb2.FillerParameter, shape: Sequence[int],
-         generator: torch.Generator | None = None) -> torch.Tensor:
-    """A float32 tensor of `shape` initialised as Caffe's filler `filler.type` would."""
+         generator: torch.Generator | None = None, *, rng: CaffeRNG | None = None,
+         ) -> torch.Tensor:
+    """A float32 tensor of `shape` initialised as Caffe's filler `filler.type` would; with
+    `rng`, drawn from Caffe's stream (`caffe_rng_*<float>`) exactly as filler.hpp does."""
     shape = tuple(int(d) for d in shape)
     kind = filler.type
     count = math.prod(shape)
@@ -40,33 +45,46 @@ def fill(filler: caffe_pb2.FillerParameter, shape: Sequence[int],
     if kind == "constant":
         return torch.full(shape, float(filler.value), dtype=torch.float32)
     if kind == "uniform":
-        return _uniform(shape, filler.min, filler.max, generator)
+        return _uniform(shape, filler.min, filler.max, generator, rng)
     if kind == "gaussian":
-        return _gaussian(filler, shape, generator)
+        return _gaussian(filler, shape, generator, rng)
     if kind == "positive_unitball":
-        return _positive_unitball(shape, generator)
+        return _positive_unitball(shape, generator, rng)
     if kind in ("xavier", "msra"):
-        return _variance_scaled(filler, shape, generator)
+        return _variance_scaled(filler, shape, generator, rng)
     return _bilinear(shape)
 
 
 def _uniform(shape: tuple[int, ...], low: float, high: float,
-             generator: torch.Generator | None) -> torch.Tensor:
+             generator: torch.Generator | None, rng: CaffeRNG | None = None) -> torch.Tensor:
     # caffe_rng_uniform: boost uniform_real on [low, nextafter(high)), i.e. [low, high].
     if high < low:
         raise ConfigError(f"uniform filler: max {high} is smaller than min {low}")
+    if rng is not None:
+        values = rng.uniform(np.float32(low), np.float32(high), math.prod(shape), np.float32)
+        return torch.from_numpy(values.reshape(shape))
     out = torch.empty(shape, dtype=torch.float32)
     return out.uniform_(float(low), float(high), generator=generator)
 
 
+def _normal(shape: tuple[int, ...], mean: float, std: float,
+            generator: torch.Generator | None, rng: CaffeRNG | None) -> torch.Tensor:
+    """caffe_rng_gaussian<float>(count, Dtype(mean), Dtype(std))."""
+    if rng is not None:
+        values = rng.gaussian(np.float32(mean), np.float32(std), math.prod(shape), np.float32)
+        return torch.from_numpy(values.reshape(shape))
+    return torch.empty(shape, dtype=torch.float32).normal_(float(mean), float(std),
+                                                           generator=generator)
+
+
 def _gaussian(filler: caffe_pb2.FillerParameter, shape: tuple[int, ...],
-              generator: torch.Generator | None) -> torch.Tensor:
+              generator: torch.Generator | None, rng: CaffeRNG | None = None) -> torch.Tensor:
     """GaussianFiller: N(mean, std); with `sparse` = s >= 0 every value is kept with
-    probability s / shape[0] (Caffe's rng_bernoulli mask), else zeroed."""
+    probability s / shape[0] (Caffe's rng_bernoulli mask, drawn after all the values), else
+    multiplied by 0 (a negative value becomes -0.0, as Caffe's `data[i] *= mask[i]`)."""
     if filler.std <= 0:
         raise ConfigError(f"gaussian filler: std must be positive, got {filler.std}")
-    out = torch.empty(shape, dtype=torch.float32).normal_(float(filler.mean), float(filler.std),
-                                                          generator=generator)
+    out = _normal(shape, filler.mean, filler.std, generator, rng)
     sparse = filler.sparse
     if sparse < -1:
         raise ConfigError(f"gaussian filler: sparse must be >= -1, got {sparse}")
@@ -79,7 +97,13 @@ def _gaussian(filler: caffe_pb2.FillerParameter, shape: tuple[int, ...],
         if p > 1:
             raise ConfigError(f"gaussian filler: sparse={sparse} exceeds the {num_outputs} "
                               "outputs (non-zero probability > 1)")
-        mask = torch.bernoulli(torch.full(shape, p, dtype=torch.float32), generator=generator)
+        if rng is not None:
+            bits = rng.bernoulli(np.float32(sparse) / np.float32(num_outputs), out.numel(),
+                                 np.float32)
+            mask = torch.from_numpy(bits.astype(np.float32).reshape(shape))
+        else:
+            mask = torch.bernoulli(torch.full(shape, p, dtype=torch.float32),
+                                   generator=generator)
         out *= mask
     return out
 
@@ -93,11 +117,15 @@ def _legacy_dim(shape: tuple[int, ...], axis: int, kind: str) -> int:
 
 
 def _fan(filler: caffe_pb2.FillerParameter, shape: tuple[int, ...]) -> np.float32:
-    """The n of XavierFiller / MSRAFiller: fan_in = count/num, fan_out = count/channels, or
-    their average, as a float32 like Caffe's `Dtype n`."""
+    """The n of XavierFiller / MSRAFiller: fan_in = count / shape(0), fan_out = count /
+    shape(1) (count for a 1-D blob), or their average, as a float32 like Caffe's `Dtype n`.
+    The stored shape is used at any number of axes (5-D convolution weights included)."""
     count = math.prod(shape)
-    fan_in = count // _legacy_dim(shape, 0, filler.type)
-    fan_out = count // _legacy_dim(shape, 1, filler.type)
+    if not shape:
+        raise ConfigError(f"filler '{filler.type}': a 0-axis blob has no fan-in (Caffe's "
+                          "shape(0) fails). Fix: use a constant or gaussian filler")
+    fan_in = count // shape[0]
+    fan_out = count // shape[1] if len(shape) > 1 else count
     norm = filler.variance_norm
     if norm == caffe_pb2.FillerParameter.AVERAGE:
         return np.float32(fan_in + fan_out) / np.float32(2)
@@ -107,40 +135,46 @@ def _fan(filler: caffe_pb2.FillerParameter, shape: tuple[int, ...]) -> np.float3
 
 
 def _variance_scaled(filler: caffe_pb2.FillerParameter, shape: tuple[int, ...],
-                     generator: torch.Generator | None) -> torch.Tensor:
-    """XavierFiller: U(-a, a), a = sqrt(3 / n). MSRAFiller: N(0, sqrt(2 / n)^2)."""
+                     generator: torch.Generator | None, rng: CaffeRNG | None = None,
+                     ) -> torch.Tensor:
+    """XavierFiller: U(-a, a), a = sqrt(3 / n). MSRAFiller: N(0, sqrt(2 / n)^2). In float."""
     n = _fan(filler, shape)
     if filler.type == "xavier":
         scale = float(np.sqrt(np.float32(3) / n))
-        return _uniform(shape, -scale, scale, generator)
+        return _uniform(shape, -scale, scale, generator, rng)
     std = float(np.sqrt(np.float32(2) / n))
-    return torch.empty(shape, dtype=torch.float32).normal_(0.0, std, generator=generator)
+    return _normal(shape, 0.0, std, generator, rng)
 
 
-def _positive_unitball(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
-    """PositiveUnitballFiller: U(0, 1) values, each of the num() rows divided by its sum."""
-    out = _uniform(shape, 0.0, 1.0, generator)
+def _positive_unitball(shape: tuple[int, ...], generator: torch.Generator | None,
+                       rng: CaffeRNG | None = None) -> torch.Tensor:
+    """PositiveUnitballFiller: U(0, 1) values, each of the num() rows divided by its float sum,
+    accumulated in order as Caffe's loop does."""
+    out = _uniform(shape, 0.0, 1.0, generator, rng)
     num = _legacy_dim(shape, 0, "positive_unitball") if shape else 1
-    rows = out.reshape(num, -1)
-    rows /= rows.sum(dim=1, keepdim=True)
+    rows = out.numpy().reshape(num, -1)
+    sums = np.cumsum(rows, axis=1, dtype=np.float32)[:, -1:]  # sequential, not pairwise
+    rows /= sums
     return out
 
 
 def _bilinear(shape: tuple[int, ...]) -> torch.Tensor:
     """BilinearFiller: every K x K kernel of a (num, channels, K, K) blob holds Caffe's bilinear
-    upsampling weights (1 - |x/f - c|) * (1 - |y/f - c|), f = ceil(K/2),
-    c = (2f - 1 - f % 2) / (2f); computed in float32 as Caffe does."""
+    upsampling weights (1 - |x/f - c|) * (1 - |y/f - c|), f = ceil(K/2) (an int),
+    c = float((K - 1) / (2. * f)) (this 2018 filler.hpp; older Caffe had
+    (2f - 1 - f % 2) / (2f), which differs for odd K). All float arithmetic (checked against
+    the goldens: double factors would be 1 ulp off for K = 5, 6)."""
     if len(shape) != 4:
         raise ConfigError(f"bilinear filler: blob must have 4 axes, got shape {shape}")
     height, width = shape[2], shape[3]
     if height != width:
         raise ConfigError(f"bilinear filler: filter must be square, got {height}x{width}")
     f = math.ceil(width / 2.0)
-    c = np.float32((2 * f - 1 - f % 2) / (2.0 * f))
+    c = np.float32((width - 1) / (2.0 * f))
     ff = np.float32(f)
     one = np.float32(1)
-    x = (np.arange(width, dtype=np.float32) / ff - c)
-    y = (np.arange(height, dtype=np.float32) / ff - c)
+    x = np.arange(width, dtype=np.float32) / ff - c
+    y = np.arange(height, dtype=np.float32) / ff - c
     kernel = (one - np.abs(y))[:, None] * (one - np.abs(x))[None, :]
     out = np.broadcast_to(kernel.astype(np.float32), shape).copy()
     return torch.from_numpy(out)
