@@ -193,7 +193,10 @@ def read_solverstate(path: str | os.PathLike[str]) -> SolverState:
             elif f.number == STATE_CURRENT_STEP and f.wire_type == WIRE_VARINT:
                 step = int(f.value)
             elif f.number == STATE_LEARNED_NET and f.wire_type == WIRE_LEN:
-                learned = bytes(buf[f.start:f.end]).decode("utf-8")
+                try:
+                    learned = bytes(buf[f.start:f.end]).decode("utf-8")
+                except UnicodeDecodeError:  # a proto2 string field: the file is corrupt
+                    raise FormatError("learned_net is not valid text") from None
             elif f.number == STATE_HISTORY and f.wire_type == WIRE_LEN:
                 blob = decode_blob(buf, f.start, f.end, f"{p}: history blob {len(history)}")
                 history.append(np.array(blob.data, dtype=np.float32))

@@ -23,6 +23,7 @@ from modelport.formats.caffe.wire import (
 )
 from modelport.ir import Blob
 
+MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes (blob.hpp)
 _RAW_DTYPES: dict[int, np.dtype] = {
     caffe_pb2.FLOAT: np.dtype("<f4"),
     caffe_pb2.DOUBLE: np.dtype("<f8"),
@@ -101,6 +102,9 @@ def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blo
         shape = [legacy[1], legacy[2], legacy[3], legacy[4]]
     elif shape is None:
         shape = []
+    if len(shape) > MAX_BLOB_AXES:  # Blob::Reshape: CHECK_LE(shape.size(), kMaxBlobAxes)
+        raise FormatError(f"{what}: blob shape has {len(shape)} axes, Caffe allows at most "
+                          f"{MAX_BLOB_AXES}; the file is corrupt")
     if any(d < 0 for d in shape):
         raise FormatError(f"{what}: negative dimension in blob shape {shape}")
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
