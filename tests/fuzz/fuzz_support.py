@@ -651,7 +651,8 @@ def run_one(target: Target, data: bytes, workdir: str | os.PathLike[str]) -> Out
     """Write `data` to a file, run the reader on it, classify the result.
 
     tracemalloc must be running (see `measuring`); its peak is reset for this input.
-    A ModelportError with a multi-line message counts as a crash: the CLI prints one line.
+    A ModelportError with an empty message counts as a crash (a multi-line one does not: the
+    CLI joins its lines).
     """
     target.warm(os.fspath(workdir))
     path = os.path.join(os.fspath(workdir), "input" + target.suffix)
@@ -667,9 +668,8 @@ def run_one(target: Target, data: bytes, workdir: str | os.PathLike[str]) -> Out
         target.run(path, data)
     except ModelportError as exc:
         kind = "error"
-        msg = str(exc)
-        if "\n" in msg or not msg.strip():
-            kind, detail = "crash", f"{type(exc).__name__} with a multi-line/empty message: {msg!r}"
+        if not str(exc).strip():
+            kind, detail = "crash", f"{type(exc).__name__} with an empty message"
     except (Exception, RecursionError) as exc:  # noqa: BLE001 - classifying is the point
         kind, detail = "crash", f"{type(exc).__name__}: {str(exc)[:300]}"
     seconds = time.perf_counter() - start
@@ -689,6 +689,22 @@ class measuring:
     def __exit__(self, *exc: object) -> None:
         if not self._was:
             tracemalloc.stop()
+
+
+# Crashes whose fix is another open item: still counted as crashes by tools/fuzz.py, tolerated
+# by the in-suite test until that item lands (then delete the entry).
+KNOWN_OPEN: dict[str, tuple[tuple[str, str], ...]] = {
+    "prototxt": (("RecursionError", "issue 15 item 6: prototxt nested 400+ levels"),),
+    "solver": (("RecursionError", "issue 15 item 6: prototxt nested 400+ levels"),),
+}
+
+
+def known_open(target: str, outcome: Outcome) -> str | None:
+    """The open item that owns this crash, if it is a known one."""
+    for prefix, item in KNOWN_OPEN.get(target, ()):
+        if outcome.kind == "crash" and outcome.detail.startswith(prefix):
+            return item
+    return None
 
 
 def crash_signature(outcome: Outcome) -> str:
