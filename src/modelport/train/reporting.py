@@ -1,18 +1,23 @@
 """What a training run tells its user: Caffe-style log lines, a progress bar, a metrics CSV and
 (when the `tensorboard` package is importable) TensorBoard scalars.
 
-Log lines use Caffe's wording (solver.cpp, sgd_solver.cpp) so tools that parse caffe.log
-(plot_training_log.py, parse_log.sh) keep working:
-`Iteration 20 (5.1 iter/s, 3.9s/20 iters), loss = 0.53`, `    Train net output #0: loss = 0.53
-(* 1 = 0.53 loss)`, `Iteration 20, lr = 0.01`, `Iteration 20, Testing net (#0)`,
-`    Test net output #0: accuracy = 0.9`.
+Log lines use Caffe's wording (solver.cpp, sgd_solver.cpp) and, through `GlogFormatter`,
+glog's prefix with the source location Caffe 1.0 logs them from, so the tools that parse
+caffe.log (tools/extra/parse_log.py, parse_log.sh, extract_seconds.py, plot_training_log.py)
+read a `modelport train` log as they read Caffe's:
+`I1202 02:04:41.123456 12345 solver.cpp:239] Iteration 20 (5.1 iter/s, 3.9s/20 iters), loss =
+0.53`, `... solver.cpp:258]     Train net output #0: loss = 0.53 (* 1 = 0.53 loss)`,
+`... sgd_solver.cpp:112] Iteration 20, lr = 0.01`, `... solver.cpp:347] Iteration 20, Testing
+net (#0)`, `... solver.cpp:414]     Test net output #0: accuracy = 0.9`.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
@@ -23,6 +28,75 @@ LOG = logging.getLogger("modelport.train")
 
 # Metrics CSV columns before the net's output blobs (total_loss: sum of loss_weight * top).
 _FIXED = ("iter", "phase", "total_loss", "smoothed_loss", "lr")
+
+
+# Where BVLC Caffe 1.0 (1.0.0+git20180821.99bd997, the build of the training goldens) logs each
+# line modelport writes with Caffe's wording: glog's `file:line` field. The line numbers are
+# those of its solver.cpp / sgd_solver.cpp / caffe.cpp (the goldens' caffe.log shows them).
+CAFFE_SOURCE: dict[str, str] = {
+    "Solving %s": "solver.cpp:289",
+    "Learning Rate Policy: %s": "solver.cpp:290",
+    "Restoring previous solver status from %s": "solver.cpp:296",
+    "Optimization stopped early.": "solver.cpp:311",
+    "Iteration %d, loss = %s": "solver.cpp:327",
+    "Optimization Done.": "solver.cpp:332",
+    "Snapshotting to binary proto file %s": "solver.cpp:464",
+    "Snapshotting to HDF5 file %s": "solver.cpp:474",
+    "Snapshotting solver state to binary proto file %s": "sgd_solver.cpp:284",
+    "Snapshotting solver state to HDF5 file %s": "sgd_solver.cpp:296",
+    "Gradient clipping: scaling down gradients (L2 norm %s > %s) by scale factor %s":
+        "sgd_solver.cpp:99",
+    "Use CPU.": "caffe.cpp:197",
+    "Using GPUs %s": "caffe.cpp:204",
+    "GPU %s: %s": "caffe.cpp:209",
+    "Resuming from %s": "caffe.cpp:235",
+    "Starting Optimization": "caffe.cpp:239",
+}
+# The lines Reporter writes itself.
+_ITER_LOSS = "solver.cpp:239"
+_TRAIN_OUTPUT = "solver.cpp:258"
+_LR = "sgd_solver.cpp:112"
+_TESTING = "solver.cpp:347"
+_TEST_LOSS = "solver.cpp:401"
+_TEST_OUTPUT = "solver.cpp:414"
+
+_SEVERITY = {logging.DEBUG: "I", logging.INFO: "I", logging.WARNING: "W", logging.ERROR: "E",
+             logging.CRITICAL: "F"}
+
+
+class GlogFormatter(logging.Formatter):
+    """glog's line format: `Lmmdd hh:mm:ss.uuuuuu threadid file:line] message`.
+
+    L is the severity (I, W, E, F), the time is local with microseconds, the thread id is the
+    OS thread id right-aligned in 5 columns (glog's setw(5)), and `file:line` is where Caffe
+    logs that line (the record's `caffe_src`, see CAFFE_SOURCE) or else the Python file and
+    line that logged it. A message of several lines gets the prefix on each line, so that
+    parse_log.py (which reads the date of every line after the first `Iteration`) never meets
+    a line without one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        when = datetime.datetime.fromtimestamp(record.created)
+        letter = _SEVERITY.get(record.levelno, "I" if record.levelno < logging.WARNING else "E")
+        source = getattr(record, "caffe_src", None) or f"{record.filename}:{record.lineno}"
+        tid = getattr(record, "native_tid", None) or threading.get_native_id()
+        prefix = (f"{letter}{when:%m%d %H:%M:%S}.{when.microsecond:06d} {tid:>5d} "
+                  f"{source}] ")
+        return "\n".join(prefix + line for line in text.split("\n"))
+
+
+def _log(source: str, text: str, *args: Any, level: int = logging.INFO) -> None:
+    LOG.log(level, text, *args, extra={"caffe_src": source})
+
+
+def caffe_output_order(outputs: Sequence[tuple[str, float, float]]
+                       ) -> list[tuple[str, float, float]]:
+    """Outputs in the order Caffe numbers them (`output #i`): its net outputs are the blobs
+    left in a std::set<string> (net.cpp), so by name in byte order; the elements of one blob
+    stay in order."""
+    return sorted(outputs, key=lambda o: o[0].encode("utf-8"))
 
 
 def g6(x: float) -> str:
@@ -87,11 +161,12 @@ class Reporter:
             speed = ""
             if rate is not None and lapse is not None:
                 speed = f" ({g6(rate)} iter/s, {g6(lapse)}s/{display_every} iters)"
-            LOG.info("Iteration %d%s, loss = %s", it, speed, g6(smoothed))
-            for i, (name, value, weight) in enumerate(outputs):
+            _log(_ITER_LOSS, "Iteration %d%s, loss = %s", it, speed, g6(smoothed))
+            for i, (name, value, weight) in enumerate(caffe_output_order(outputs)):
                 extra = f" (* {g6(weight)} = {g6(weight * value)} loss)" if weight else ""
-                LOG.info("    Train net output #%d: %s = %s%s", i, name, g6(value), extra)
-            LOG.info("Iteration %d, lr = %s", it, g6(lr))
+                _log(_TRAIN_OUTPUT, "    Train net output #%d: %s = %s%s", i, name, g6(value),
+                     extra)
+            _log(_LR, "Iteration %d, lr = %s", it, g6(lr))
         row = {"iter": it, "phase": "train", "total_loss": loss, "smoothed_loss": smoothed,
                "lr": lr}
         row.update({name: value for name, value, _ in outputs})
@@ -107,12 +182,12 @@ class Reporter:
 
     def test(self, it: int, net_id: int, outputs: Sequence[tuple[str, float, float]],
              loss: float | None) -> None:
-        LOG.info("Iteration %d, Testing net (#%d)", it, net_id)
+        _log(_TESTING, "Iteration %d, Testing net (#%d)", it, net_id)
         if loss is not None:
-            LOG.info("Test loss: %s", g6(loss))
-        for i, (name, value, weight) in enumerate(outputs):
+            _log(_TEST_LOSS, "Test loss: %s", g6(loss))
+        for i, (name, value, weight) in enumerate(caffe_output_order(outputs)):
             extra = f" (* {g6(weight)} = {g6(weight * value)} loss)" if weight else ""
-            LOG.info("    Test net output #%d: %s = %s%s", i, name, g6(value), extra)
+            _log(_TEST_OUTPUT, "    Test net output #%d: %s = %s%s", i, name, g6(value), extra)
         row: dict[str, Any] = {"iter": it, "phase": f"test{net_id}"}
         if loss is not None:
             row["total_loss"] = loss
@@ -122,8 +197,15 @@ class Reporter:
             for name, value, _ in outputs:
                 self._tb.add_scalar(f"test{net_id}/{name}", value, it)
 
-    def message(self, text: str, *args: Any) -> None:
-        LOG.info(text, *args)
+    def message(self, text: str, *args: Any, level: int = logging.INFO,
+                source: str | None = None) -> None:
+        """A log line; one with Caffe's wording (CAFFE_SOURCE) carries Caffe's source
+        location (or `source`), any other the location of the caller."""
+        source = source or CAFFE_SOURCE.get(text)
+        if source is not None:
+            _log(source, text, *args, level=level)
+        else:
+            LOG.log(level, text, *args, stacklevel=2)
 
     # -- metrics CSV ----------------------------------------------------------------------
     def open_csv(self, path: str) -> None:
