@@ -169,8 +169,35 @@ def unsupported_for_codegen(module: CaffeNet) -> list[tuple[str, str, str]]:
     return problems
 
 
+def doc_text(text: str) -> str:
+    """User text (a net, blob or file name) for a docstring or a `#` comment of generated
+    source: printable characters as they are, a backslash, a double quote and every
+    non-printable character (newline, carriage return, NUL, U+2028, ...) as a visible escape.
+    Such text can neither end a triple-quoted string nor a comment line, so it never runs;
+    literals are written with `repr` (`lit`), never with this."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1].replace("\\", "\\\\"))
+    return "".join(out)
+
+
 def _ident(key: str) -> bool:
-    return key.isidentifier() and not keyword.iskeyword(key)
+    """Whether `key` can be written as a plain name in the generated class body: an identifier,
+    not a keyword, and not `__private` (which Python would mangle to `_Net__private`)."""
+    mangled = key.startswith("__") and not key.endswith("__")
+    return key.isidentifier() and not keyword.iskeyword(key) and not mangled
+
+
+# Names the generated forward_blobs / forward read: an input blob named like one of these is
+# taken through *args / **kwargs instead of as a parameter (which would shadow it).
+_BODY_NAMES = frozenset({"self", "b", "torch", "nn", "F", "len", "getattr", "name"})
 
 
 def _self_ref(key: str) -> str:
@@ -223,12 +250,12 @@ def generate_source(module: CaffeNet, source_name: str = "the net",
         args = ", ".join(_blob(b) for b in layer.bottoms)
         tops = ", ".join(_blob(t) for t in layer.tops)
         assign = f"{tops} = " if tops else ""
-        lines.append(f"{assign}{_self_ref(key)}({args})  # {layer.type}")
+        lines.append(f"{assign}{_self_ref(key)}({args})  # {doc_text(layer.type)}")
 
     inputs = list(module.input_names)
     outputs = list(module.output_names)
     shapes = {n: list(module.blob_shapes[n]) for n in inputs}
-    plain = all(_ident(n) and n not in ("self", "b", "torch", "nn", "F") for n in inputs)
+    plain = all(_ident(n) and n not in _BODY_NAMES for n in inputs)
     if plain:
         signature = ", ".join(f"{n}: torch.Tensor" for n in inputs)
         bind = "b = {" + ", ".join(f"{n!r}: {n}" for n in inputs) + "}"
@@ -247,9 +274,10 @@ def generate_source(module: CaffeNet, source_name: str = "the net",
     ordered = _helpers_in_order(helper_names)
     needs = "torch and numpy" if any(
         _HELPERS[n][0].startswith("import numpy") for n in ordered) else "only torch"
-    out.append(f'"""{net.name or "net"}: PyTorch model converted from Caffe by modelport '
-               f'{version}.\n\n'
-               f"Source: {source_name}. Standalone: needs {needs}. `load()` builds `Net` and "
+    out.append(f'"""{doc_text(net.name or "net")}: PyTorch model converted from Caffe by '
+               f'modelport {doc_text(version)}.\n\n'
+               f"Source: {doc_text(source_name)}. Standalone: needs {needs}. `load()` builds "
+               "`Net` and "
                "reads\nmodel.safetensors beside this file. Caffe semantics PyTorch lacks are the "
                'helpers below.\n"""')
     out.append("")
@@ -259,11 +287,12 @@ def generate_source(module: CaffeNet, source_name: str = "the net",
         out.append("\n")
         out.append(_HELPERS[name][0])
     out.append("\n")
-    doc_in = ", ".join(f"{n} {tuple(shapes[n])}" for n in inputs) or "none"
-    doc_out = ", ".join(outputs)
+    doc_in = ", ".join(f"{doc_text(n)} {tuple(shapes[n])}" for n in inputs) or "none"
+    doc_out = ", ".join(doc_text(n) for n in outputs)
     body = [
         "class Net(nn.Module):",
-        f'    """Caffe net {net.name!r}. Inputs (Caffe order): {doc_in}. Outputs: {doc_out}.',
+        f'    """Caffe net {doc_text(repr(net.name))}. Inputs (Caffe order): {doc_in}. '
+        f"Outputs: {doc_out}.",
         "",
         "    Call with the inputs positionally or by blob name; returns the output blob, or a "
         "dict of",

@@ -7,6 +7,7 @@ other blob sources are fed by the caller.
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -106,13 +107,67 @@ def check_convertible(net: Net) -> None:
             raise FormatError(note[len("unknown-field: "):])
 
 
-def _module_key(name: str, taken: set[str], owner: nn.Module) -> str:
-    """A submodule name for a Caffe layer name: the same text where PyTorch allows it."""
-    key = name.replace(".", "_") or "_"
-    while key in taken or (hasattr(owner, key) and key not in owner._modules):
-        key += "_"
-    taken.add(key)
-    return key
+# Attributes of the generated model.py `Net` (class attributes and methods) and of CaffeNet
+# instances: a layer's submodule may not take these names (nn.Module's own come from dir()).
+GENERATED_NET_ATTRIBUTES = frozenset({"input_names", "output_names", "input_shapes", "forward",
+                                      "forward_blobs"})
+CAFFENET_ATTRIBUTES = frozenset({"net", "phase", "source_layers", "input_names", "layer_keys",
+                                 "module_keys", "run_order", "blob_shapes", "output_names",
+                                 "split_aliases"})
+
+
+def reserved_attribute_names(owner: nn.Module | None = None) -> frozenset[str]:
+    """Names a layer's submodule must never take: every attribute of nn.Module (and of `owner`,
+    e.g. a CaffeNet), and those of CaffeNet and of the generated Net."""
+    names = set(dir(owner if owner is not None else nn.Module()))
+    return frozenset(names) | CAFFENET_ATTRIBUTES | GENERATED_NET_ATTRIBUTES
+
+
+def module_keys(names: Sequence[str], reserved: frozenset[str] | None = None) -> list[str]:
+    """Submodule keys for layers named `names` (net order), all distinct.
+
+    A layer's key is its Caffe name wherever that name is a safe key (printable ASCII, not
+    empty, no `.`, quote or backslash, not an attribute in `reserved`) and no earlier layer has
+    it, so state-dict keys are `conv1.weight` or `inception_3a/1x1.weight` as in Caffe.
+    Otherwise `.`, quotes, backslashes and other characters become `_` (torch.fx pastes
+    submodule names between double quotes into the code it executes, and TorchScript's
+    printer mis-escapes non-ASCII ones), a reserved name or a Python keyword gets a trailing
+    `_` (`forward` -> `forward_`, `class` -> `class_`: torch.fx writes `self.class`), and a
+    name already taken (Caffe allows two layers with one name, e.g. the two `loss` layers of
+    BVLC's mnist_autoencoder) gets `_1`, `_2`, ... (`loss_1`), never taking a key another
+    layer's own name claims.
+    """
+    reserved = reserved_attribute_names() if reserved is None else reserved
+
+    def usable(key: str) -> bool:
+        return (bool(key) and key == _key_text(key) and key not in reserved
+                and not keyword.iskeyword(key))
+
+    keys: list[str | None] = [None] * len(names)
+    taken: set[str] = set()
+    for i, name in enumerate(names):  # names usable as they are claim themselves first
+        if usable(name) and name not in taken:
+            keys[i] = name
+            taken.add(name)
+    for i, name in enumerate(names):
+        if keys[i] is not None:
+            continue
+        base = _key_text(name) or "_"
+        if base in reserved or keyword.iskeyword(base):
+            base += "_"
+        key, n = base, 0
+        while key in taken or not usable(key):
+            n += 1
+            key = f"{base}_{n}"
+        keys[i] = key
+        taken.add(key)
+    return [k for k in keys if k is not None]
+
+
+def _key_text(name: str) -> str:
+    """`name` with `.` (PyTorch's path separator), quotes, backslashes and every character
+    that is not printable ASCII replaced by `_`."""
+    return "".join(ch if " " <= ch <= "~" and ch not in ".\"'\\" else "_" for ch in name)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -133,13 +188,20 @@ class CaffeNet(nn.Module):
         shapes = input_shapes_for(net, input_shapes)
         self.source_layers: list[Layer] = []
         self.input_names: list[str] = []
+        # Caffe name -> key of the FIRST layer with that name (the one a name selects, as
+        # Caffe's CopyTrainedLayersFrom fills the first); module_keys: one per net layer
+        # (None for input/data layers), so same-named layers never share a module.
         self.layer_keys: dict[str, str] = {}
+        self.module_keys: list[str | None] = []
         self.run_order: list[tuple[Layer, str]] = []
         self.blob_shapes: dict[str, Shape] = {}
-        taken: set[str] = set()
+        reserved = reserved_attribute_names(self)
+        keys = iter(module_keys([lay.name for lay in net.layers if not is_source(lay)],
+                                reserved))
         meta: dict[str, torch.Tensor] = {}
         for layer in net.layers:
             if is_source(layer):
+                self.module_keys.append(None)
                 self.source_layers.append(layer)
                 for top in layer.tops:
                     if top in self.input_names:
@@ -169,9 +231,10 @@ class CaffeNet(nn.Module):
             spec = lookup(layer.type)
             assert spec is not None  # check_convertible guarantees it
             module = spec.convert(layer, ctx)
-            key = _module_key(layer.name, taken, self)
+            key = next(keys)
             self.add_module(key, module)
-            self.layer_keys[layer.name] = key
+            self.layer_keys.setdefault(layer.name, key)
+            self.module_keys.append(key)
             self.run_order.append((layer, key))
             tops = self._infer(layer, module, [meta[b] for b in layer.bottoms], bottom_shapes)
             for top, t in zip(layer.tops, tops):
@@ -184,11 +247,31 @@ class CaffeNet(nn.Module):
                bottom_shapes: tuple[Shape, ...]) -> list[torch.Tensor]:
         return infer_tops(layer, module, bottoms, bottom_shapes)
 
-    def layer_module(self, layer_name: str) -> CaffeModule:
-        """The submodule converted from the Caffe layer `layer_name`."""
-        module = self._modules[self.layer_keys[layer_name]]
+    def layer_module(self, layer: str | Layer) -> CaffeModule:
+        """The submodule converted from a Caffe layer: by name (the first layer with that name,
+        when several share it), or by the Layer itself (from `run_order` or `net.layers`)."""
+        if isinstance(layer, Layer):
+            found = self.key_of(layer)
+            if found is None:
+                raise KeyError(layer.name)
+            key = found
+        else:
+            key = self.layer_keys[layer]
+        module = self._modules[key]
         assert isinstance(module, CaffeModule)
         return module
+
+    def key_of(self, layer: Layer) -> str | None:
+        """The submodule key of this Layer object (from `run_order` or `net.layers`), or None
+        for input/data layers and layers optimisation folded away."""
+        for lay, key in self.run_order:
+            if lay is layer:
+                return key
+        for lay, maybe in zip(self.net.layers, self.module_keys):
+            if lay is layer:
+                return maybe if maybe in self._modules else None
+        by_name = self.layer_keys.get(layer.name)
+        return by_name if by_name is not None and by_name in self._modules else None
 
     def _bind_inputs(self, args: tuple[torch.Tensor, ...],
                      kwargs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -12,6 +12,11 @@ Extraction is batched and resumable: every `chunk_size` images are written to
 with the same inputs reuses the finished chunks. The result is one `.npz` holding one float32
 array per requested blob (rows in image order), `paths` (fixed-width unicode, so
 `np.load(..., allow_pickle=False)` works) and `labels` (int64) when the list gives them.
+
+Each array is the zip member `<blob>.npy`, so `np.load(path)["fc7"]` (or `["pool5/7x7_s1"]`)
+works. A blob name that is no safe member name (empty, NUL or other control characters, a
+backslash, a leading `/`, a `.`/`..`/empty path segment) is stored as `__blob_<i>.npy`, and
+`__blob_names__.npy` (UTF-8 JSON as uint8) maps those keys back; `load_features` undoes it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import os
 import shutil
 import sys
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -32,7 +38,9 @@ from modelport.errors import ConfigError, FormatError
 from modelport.ir import Net
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-RESERVED_KEYS = ("paths", "labels")
+# Members of the .npz beside the blobs; NAME_INDEX maps renamed members back to blob names.
+NAME_INDEX = "__blob_names__"
+RESERVED_KEYS = ("paths", "labels", NAME_INDEX)
 SPATIAL_MODES = ("flatten", "avg", "max")
 
 
@@ -205,20 +213,69 @@ def _file_id(path: str | None) -> object:
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
+def _safe_member(name: str) -> bool:
+    """Whether `name` + ".npy" is a zip member name every unzip tool keeps inside its folder:
+    printable, no backslash, not absolute, no empty, `.` or `..` path segment."""
+    if not name or name.startswith("/") or "\\" in name:
+        return False
+    if not all(ch.isprintable() for ch in name):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
+
+
+def _member_keys(names: Sequence[str]) -> dict[str, str]:
+    """Blob name -> npz key: the name itself when safe, else `__blob_<i>` (unused by others)."""
+    keys: dict[str, str] = {}
+    used = {n for n in names if _safe_member(n)}
+    i = 0
+    for name in names:
+        if _safe_member(name):
+            keys[name] = name
+            continue
+        while f"__blob_{i}" in used:
+            i += 1
+        keys[name] = f"__blob_{i}"
+        used.add(keys[name])
+    return keys
+
+
 def _save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """An .npz written member by member (as np.savez does: stored, zip64, no pickles). Not
+    `np.savez(f, **arrays)`: blob names such as `file` or `allow_pickle` are its keywords."""
+    keys = _member_keys(list(arrays))
+    renamed = {key: name for name, key in keys.items() if key != name}
+
+    def member(zf: zipfile.ZipFile, key: str, arr: np.ndarray) -> None:
+        with zf.open(key + ".npy", "w", force_zip64=True) as fh:
+            np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:  # a file object: np.savez then adds no .npz suffix
-            # mypy matches **arrays against savez's allow_pickle keyword; all are arrays
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                member(zf, keys[name], arr)
+            if renamed:
+                index = np.frombuffer(json.dumps(renamed).encode("utf-8"), dtype=np.uint8)
+                member(zf, NAME_INDEX, index)
 
     write_with(path, write)
 
 
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz by blob name (renamed members mapped back); never unpickles."""
+    with np.load(path, allow_pickle=False) as data:
+        out = {k: data[k] for k in data.files if k != NAME_INDEX}
+        index = (json.loads(data[NAME_INDEX].tobytes().decode("utf-8"))
+                 if NAME_INDEX in data.files else {})
+    if not isinstance(index, dict):
+        raise ValueError(f"{NAME_INDEX} is not a name map")
+    return {index.get(k, k): v for k, v in out.items()}
+
+
 def _load_chunk(path: str, blobs: Sequence[str], rows: int) -> dict[str, np.ndarray] | None:
     try:
-        with np.load(path, allow_pickle=False) as data:
-            out = {b: data[b] for b in blobs}
-    except (OSError, KeyError, ValueError):
+        stored = _read_npz(path)
+        out = {b: stored[b] for b in blobs}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
     if any(a.shape[0] != rows for a in out.values()):
         return None
@@ -354,9 +411,8 @@ def load_features(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """A features `.npz` as a dict of arrays (never unpickles)."""
     p = os.fspath(path)
     try:
-        with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
+        return _read_npz(p)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise FormatError(f"{p}: not a features .npz file ({exc})") from None
 
 

@@ -40,6 +40,16 @@ def _floor(values: list[float]) -> float:
     return 10.0 ** (math.floor(math.log10(min(positive))) - 1) if positive else 1e-12
 
 
+def _label(name: str) -> str:
+    """A layer or blob name for the plot: control characters (newline, NUL) shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in name)
+
+
+def _text(value: object) -> str:
+    """User text for the page: HTML-escaped, control characters (NUL, ...) shown escaped."""
+    return html.escape(_label(str(value)))
+
+
 def plot_png(report: ParityReport) -> bytes | None:
     """PNG bytes of max|diff| and allowed per compared blob (log y), or None without matplotlib."""
     try:
@@ -74,17 +84,19 @@ def plot_png(report: ParityReport) -> bytes | None:
         first = next((i for i, r in enumerate(rows) if r.blob == d.blob and not r.passed), None)
         if first is not None:
             ax.axvline(first, color="#cf222e", linestyle="--", linewidth=1)
-            ax.annotate(f"first divergent: {d.layer}", (first, shown[first]),
-                        textcoords="offset points", xytext=(6, 8), color="#cf222e", fontsize=9)
+            ax.annotate(f"first divergent: {_label(d.layer)}", (first, shown[first]),
+                        textcoords="offset points", xytext=(6, 8), color="#cf222e", fontsize=9,
+                        parse_math=False)
     ax.set_yscale("log")
     ax.set_ylim(floor / 3, top * 3)
     ax.set_xlim(-0.5, n - 0.5)
     ax.set_xticks(xs)
     step = max(1, math.ceil(n / 60))
     # Layer names are unique per row (blob names repeat along an in-place chain).
-    labels = [r.blob if r.kind == "split" else r.layer for r in rows]
+    labels = [_label(r.blob if r.kind == "split" else r.layer) for r in rows]
+    # Names are plain text: no mathtext (`$...$` in a layer name would be parsed, or fail).
     ax.set_xticklabels([lab if i % step == 0 else "" for i, lab in enumerate(labels)],
-                       rotation=90, fontsize=7)
+                       rotation=90, fontsize=7, parse_math=False)
     ax.set_xlabel("layer output, in network order")
     ax.set_ylabel("max |ours - reference|")
     ax.set_title(f"Error per blob in network order ({report.tolerance.describe()}; "
@@ -100,7 +112,7 @@ def plot_png(report: ParityReport) -> bytes | None:
 def _row_html(i: int, row: BlobResult, first_blob: str | None) -> str:
     cls = "skip" if not row.compared else ("first" if row.blob == first_blob and not row.passed
                                            else ("" if row.passed else "bad"))
-    e = html.escape
+    e = _text
     if not row.compared:
         cells = ["-"] * 7 + ["skipped", e(row.skip_reason)]
     else:
@@ -129,7 +141,7 @@ def _row_html(i: int, row: BlobResult, first_blob: str | None) -> str:
 
 def render_html(report: ParityReport) -> str:
     """The whole page as a string (write it with modelport.atomic.write_text)."""
-    e = html.escape
+    e = _text
     passed = report.passed
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>modelport verify: {e(report.net)}</title>",
