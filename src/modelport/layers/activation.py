@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.registry import register_layer
+
+if TYPE_CHECKING:
+    from modelport.caffe_rng import CaffeRNG
 
 
 def _f32(value: float) -> float:
@@ -369,13 +373,24 @@ def convert_swish(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 
 
 class CaffeDropout(CaffeModule):
-    """Identity in eval mode; in training, inverted dropout (keep with 1 - ratio, scale up)."""
+    """Identity in eval mode; in training, inverted dropout (keep with 1 - ratio, scale up).
+
+    With `caffe_rng` set (a modelport.caffe_rng.CaffeRNG, by Solver(rng="caffe")), the mask is
+    Caffe's: `caffe_rng_bernoulli<double>(count, 1. - threshold_)`, one draw per element and
+    forward (also at ratio 0), and `top = bottom * mask * scale_` with
+    `scale_ = float(1. / (1. - threshold_))`."""
 
     def __init__(self, ratio: float) -> None:
         super().__init__()
         self.ratio = _f32(ratio)
+        self.caffe_rng: CaffeRNG | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.caffe_rng is not None:
+            keep = 1.0 - self.ratio  # threshold_ is the float ratio, 1. - it a double
+            mask = self.caffe_rng.bernoulli(keep, x.numel(), np.float64)
+            m = torch.from_numpy(mask.astype(np.float32).reshape(x.shape)).to(x.device)
+            return (x * m) * _f32(1.0 / keep)
         if self.training and self.ratio > 0.0:
             return F.dropout(x, self.ratio, training=True)
         return x

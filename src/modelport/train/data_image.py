@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,6 @@ from modelport.ir import Layer
 from modelport.train.data_source import (
     STREAM_SHUFFLE,
     STREAM_SKIP,
-    STREAM_TRANSFORM,
     ItemSource,
     read_list_lines,
     stream_rng,
@@ -86,6 +86,13 @@ class ImageDataSource(ItemSource):
                                  f"{len(self.lines)} images", "lower rand_skip")
         self._order_epoch = -1
         self._order = np.arange(len(self.lines))
+        self._caffe_order: Any = None
+
+    def use_caffe_order(self, order: Any) -> None:
+        """Take the line order of every pass from Caffe's `prefetch_rng_` shuffles
+        (modelport.train.caffe_replay.CaffeOrder), as Solver(rng="caffe") does."""
+        self._caffe_order = order
+        self._order_epoch = -1
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -96,7 +103,11 @@ class ImageDataSource(ItemSource):
         if not self.shuffle:
             return i
         if epoch != self._order_epoch:
-            self._order = stream_rng(self.seed, STREAM_SHUFFLE, epoch).permutation(len(self.lines))
+            if self._caffe_order is not None:
+                self._order = self._caffe_order.order(epoch)
+            else:
+                self._order = stream_rng(self.seed, STREAM_SHUFFLE,
+                                         epoch).permutation(len(self.lines))
             self._order_epoch = epoch
         return int(self._order[i])
 
@@ -109,8 +120,7 @@ class ImageDataSource(ItemSource):
         path = resolve_path(self.root_folder + rel, self.base_dir)
         try:
             img = read_image(path, self.is_color, self.new_height, self.new_width)
-            rng = (stream_rng(self.seed, STREAM_TRANSFORM, k) if self.transformer.needs_rand
-                   else None)
+            rng = self.transform_rng(k, self.seed, self.transformer.needs_rand)
             data = self.transformer.transform_image(img, rng)
         except ModelportError as exc:
             # keep the reader's own fix when it gave one (one "Fix:" per message)

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from modelport.errors import ModelportError
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
-from modelport.train.data_source import STREAM_TRANSFORM, ItemSource, stream_rng
+from modelport.train.data_source import ItemSource
 from modelport.train.transform import DataTransformer, resolve_path
 
 # py-lmdb refuses to open one environment twice in a process (LMDB's locks are per process), so
@@ -143,7 +143,7 @@ class DatumSource(ItemSource):
 
     def item(self, k: int) -> tuple[np.ndarray, float]:
         datum = self.datum(k)
-        rng = stream_rng(self.seed, STREAM_TRANSFORM, k) if self.transformer.needs_rand else None
+        rng = self.transform_rng(k, self.seed, self.transformer.needs_rand)
         try:
             data = self.transformer.transform_datum(datum, rng)
         except ModelportError as exc:

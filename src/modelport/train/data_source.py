@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,9 +44,20 @@ class ItemSource:
     layer_type: str
     tops: tuple[str, ...]
     batch_size: int
+    # Caffe's DataTransformer stream (modelport.train.caffe_replay) under Solver(rng="caffe").
+    caffe_transform_rand: Any = None
 
     def __len__(self) -> int:
         raise NotImplementedError
+
+    def transform_rng(self, k: int, seed: int, needs_rand: bool) -> Any:
+        """What item k's random crop/mirror draws from: None when the transform draws nothing,
+        Caffe's transformer stream at item k under rng="caffe", else a generator of its own."""
+        if not needs_rand:
+            return None
+        if self.caffe_transform_rand is not None:
+            return self.caffe_transform_rand.for_item(k)
+        return stream_rng(seed, STREAM_TRANSFORM, k)
 
     def item(self, k: int) -> tuple[np.ndarray, float]:
         """(C x H x W float32 data, label) of stream item k."""

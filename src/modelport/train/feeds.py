@@ -198,13 +198,15 @@ class DummyFeed:
         self._fill = fill
         self._fixed = {t: fill(f, self._shapes[t]) for t, f in self._fillers.items()
                        if f.type == "constant"}
+        self.caffe_rng: Any = None  # Caffe's global stream under Solver(rng="caffe")
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return dict(self._shapes)
 
     def next_batch(self) -> dict[str, torch.Tensor]:
         return {t: self._fixed[t] if t in self._fixed
-                else self._fill(self._fillers[t], self._shapes[t]) for t in self.tops}
+                else self._fill(self._fillers[t], self._shapes[t], rng=self.caffe_rng)
+                for t in self.tops}
 
     def state(self) -> dict[str, Any]:
         return {}

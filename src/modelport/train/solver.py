@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from modelport.backends.torch_module import CaffeNet, build_module
+from modelport.caffe_rng import CaffeRNG
 from modelport.errors import ConfigError, FormatError, ModelportError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.caffemodel import read_caffemodel
@@ -107,6 +108,9 @@ def solver_type(param: caffe_pb2.SolverParameter) -> str:
 
 def check_solver(param: caffe_pb2.SolverParameter, kind: str) -> None:
     """The checks Caffe's solver constructors make (abort there, ConfigError here)."""
+    from modelport.formats.caffe.prototxt import check_solver_paths
+
+    check_solver_paths(param)  # a NUL in snapshot_prefix would fail only at the first write
     lr_policy.check_policy(param)
     if param.iter_size < 1:
         raise ConfigError("solver: iter_size must be at least 1")
@@ -300,6 +304,10 @@ class Solver:
         feeds: {data layer name: Feed} to feed data layers yourself (train net).
         reporter: receives log lines / metrics (default: log only).
         keep_records: how many IterationRecords (`records`) to keep in memory.
+        rng: "torch" (default: Dropout, crops, mirrors, shuffles and fillers from torch/numpy
+            seeded by random_seed) or "caffe": every random draw replays Caffe's own streams
+            in Caffe's order (modelport.train.caffe_replay), so a Caffe CPU run with the same
+            random_seed is reproduced step for step.
     """
 
     def __init__(self, solver: str | os.PathLike[str] | caffe_pb2.SolverParameter, *,
@@ -308,7 +316,7 @@ class Solver:
                  max_iter: int | None = None, feeds: Mapping[str, Feed] | None = None,
                  test_feeds: Mapping[str, Feed] | None = None,
                  reporter: Reporter | None = None, rank: int = 0, world: int = 1,
-                 keep_records: int = 10000) -> None:
+                 keep_records: int = 10000, rng: str = "torch") -> None:
         if isinstance(solver, caffe_pb2.SolverParameter):
             self.param = caffe_pb2.SolverParameter()
             self.param.CopyFrom(solver)
@@ -335,6 +343,15 @@ class Solver:
         if seed >= 0:
             torch.manual_seed(seed)
         self.seed = seed if seed >= 0 else None
+        if rng not in ("torch", "caffe"):
+            raise ConfigError(f"rng must be 'torch' or 'caffe', got {rng!r}. Fix: pass "
+                              "rng=\"caffe\" to replay Caffe's random streams")
+        self.caffe_rng: CaffeRNG | None = None
+        if rng == "caffe":
+            from modelport.train.caffe_replay import check_replayable
+
+            # Solver::Init: Caffe::set_random_seed(random_seed + solver_rank)
+            self.caffe_rng = check_replayable(seed + rank, world)
 
         self._weights_cache: dict[str, Any] = {}  # each weights file read once for all nets
         (train_param, train_state), test_params = self._net_params()
@@ -454,7 +471,12 @@ class Solver:
         if given:
             raise ConfigError(f"feeds given for {', '.join(sorted(given))}, which are not data "
                               "layers of the net")
-        return PhaseNet(ir, layer_feeds, self.device)
+        net = PhaseNet(ir, layer_feeds, self.device)
+        if self.caffe_rng is not None:
+            from modelport.train.caffe_replay import init_net
+
+            init_net(net, self.caffe_rng, state.phase)
+        return net
 
     def _user_path(self, path: str) -> str:
         """A path given by the user (--weights, --resume): as given if it exists, else
