@@ -75,7 +75,7 @@ class GlogFormatter(logging.Formatter):
     a line without one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
+        text = record.getMessage().rstrip("\n")
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         when = datetime.datetime.fromtimestamp(record.created)
