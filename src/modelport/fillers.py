@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from modelport import limits
 from modelport.caffe_rng import CaffeRNG
 from modelport.errors import ConfigError
 from modelport.formats.caffe import caffe_pb2
@@ -42,6 +43,9 @@ def fill(filler: caffe_pb2.FillerParameter, shape: Sequence[int],
         # Every Caffe filler but gaussian CHECKs sparse == -1.
         raise ConfigError(f"filler '{kind}': sparse={filler.sparse} is only supported by the "
                           "gaussian filler. Fix: remove 'sparse' or use type: \"gaussian\"")
+    if limits.shape_only_active():  # inspect: the shape is all that is needed
+        return torch.empty(shape, dtype=torch.float32, device="meta")
+    limits.reserve_weights(shape)  # refused before allocating when over the memory limit
     if kind == "constant":
         return torch.full(shape, float(filler.value), dtype=torch.float32)
     if kind == "uniform":

@@ -8,7 +8,14 @@ weight elements). Other layers count 0 (their cost is linear in the blob size).
 
 Unlike `convert`, nothing here is an error per layer: a layer without a converter, or one that
 cannot be applied to its bottoms, is flagged with the reason and the layers after it that depend
-on it get unknown shapes ("?").
+on it get unknown shapes ("?"). An input shape no tensor can have (a negative dim, more than
+2^63 bytes) is an error.
+
+No weights are allocated: each layer is converted in shape-only mode (`limits.shape_only`:
+fillers return meta tensors), so a `num_output: 2000000000` layer is counted, not filled. Layers
+identical but for their names and blob names (the blocks of a ResNet) are converted once per
+distinct (parameters, bottom shapes, stored blob shapes) and the result reused, so inspecting
+thousands of layers costs one conversion per distinct layer plus a linear walk.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from modelport import limits
 from modelport.backends.torch_module import infer_tops, input_shapes_for, is_source
-from modelport.errors import ModelportError
+from modelport.errors import ModelportError, ShapeError
+from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.net_loader import load_net
 from modelport.ir import Layer, Net
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
@@ -103,6 +112,7 @@ def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = Non
     """Walk `net` in Caffe's order, converting each layer on its own to learn shapes/params."""
     declared = input_shapes_for(net, input_shapes)
     shapes: dict[str, Shape | None] = {}
+    done: dict[bytes, tuple[list[Shape], int, int]] = {}  # conversions of identical layers
     info = NetInfo(net.name, has_weights=any(layer.blobs for layer in net.layers))
     for layer in net.layers:
         row = LayerInfo(layer.name, layer.type, layer.bottoms, layer.tops, [],
@@ -111,6 +121,11 @@ def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = Non
         if is_source(layer):
             for top in layer.tops:
                 given: Shape | None = declared.get(top) or None
+                if given is not None:
+                    problem = limits.shape_problem(given)
+                    if problem is not None:
+                        raise ShapeError(layer.name, layer.type, f"input blob '{top}' {problem}",
+                                         f"give a valid shape (--input-shape {top}=N,C,H,W)")
                 shapes[top] = given
                 row.top_shapes.append(given)
             if any(s is None for s in row.top_shapes):
@@ -125,7 +140,8 @@ def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = Non
         tops: list[Shape | None] = [None] * len(layer.tops)
         if row.problem is None and all(s is not None for s in bottoms):
             try:
-                tops = list(_convert_one(layer, [s for s in bottoms if s is not None], net, row))
+                tops = list(_convert_cached(layer, [s for s in bottoms if s is not None], net,
+                                            row, done))
             except ModelportError as exc:
                 row.problem = str(exc).split("): ", 1)[-1] if "): " in str(exc) else str(exc)
         for top, top_shape in zip(layer.tops, tops):
@@ -134,11 +150,36 @@ def inspect_net(net: Net, input_shapes: Mapping[str, Sequence[int]] | None = Non
     return info
 
 
+def _layer_key(layer: Layer, bottoms: list[Shape], phase: int) -> bytes:
+    """What a conversion depends on: the layer's parameters without its own name and blob
+    names, the bottom shapes, the stored blobs' shapes and the phase."""
+    param = caffe_pb2.LayerParameter()
+    param.CopyFrom(layer.param)
+    for name in ("name", "bottom", "top"):
+        param.ClearField(name)
+    extra = repr((len(layer.bottoms), len(layer.tops), bottoms, phase,
+                  [(tuple(b.data.shape), b.legacy_4d) for b in layer.blobs]))
+    return param.SerializeToString(deterministic=True) + extra.encode()
+
+
+def _convert_cached(layer: Layer, bottoms: list[Shape], net: Net, row: LayerInfo,
+                    done: dict[bytes, tuple[list[Shape], int, int]]) -> list[Shape]:
+    """`_convert_one`, or the result of an identical earlier layer (only successes are kept,
+    so every error still names its own layer)."""
+    key = _layer_key(layer, bottoms, net.phase)
+    if key in done:
+        tops, row.params, row.macs = done[key]
+        return list(tops)
+    tops = _convert_one(layer, bottoms, net, row)
+    done[key] = (tops, row.params, row.macs)
+    return list(tops)
+
+
 def _convert_one(layer: Layer, bottoms: list[Shape], net: Net, row: LayerInfo) -> list[Shape]:
     spec = lookup(layer.type)
     assert spec is not None
     ctx = ConvertContext(layer, tuple(bottoms), net.phase, allow_missing_weights=True)
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), limits.shape_only():
         module = spec.convert(layer, ctx)
     row.params = sum(int(t.numel()) for t in module.caffe_blobs() if t is not None)
     meta = [torch.empty(s, device="meta") for s in bottoms]

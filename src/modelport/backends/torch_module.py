@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from modelport import limits
 from modelport.errors import (
     ConfigError,
     LayerError,
@@ -199,6 +200,7 @@ class CaffeNet(nn.Module):
         keys = iter(module_keys([lay.name for lay in net.layers if not is_source(lay)],
                                 reserved))
         meta: dict[str, torch.Tensor] = {}
+        budget = limits.WeightBudget()  # weights are refused before they exceed the limit
         for layer in net.layers:
             if is_source(layer):
                 self.module_keys.append(None)
@@ -217,6 +219,7 @@ class CaffeNet(nn.Module):
                         raise ShapeError(layer.name, layer.type,
                                          f"input blob '{top}' has shape {shape}; every "
                                          "dimension must be positive")
+                    limits.check_blob_shape(layer, top, shape)
                     self.blob_shapes[top] = shape
                     meta[top] = torch.empty(shape, device="meta")
                 continue
@@ -230,7 +233,8 @@ class CaffeNet(nn.Module):
             ctx = ConvertContext(layer, bottom_shapes, self.phase, allow_missing_weights)
             spec = lookup(layer.type)
             assert spec is not None  # check_convertible guarantees it
-            module = spec.convert(layer, ctx)
+            with budget.layer(layer):
+                module = spec.convert(layer, ctx)
             key = next(keys)
             self.add_module(key, module)
             self.layer_keys.setdefault(layer.name, key)

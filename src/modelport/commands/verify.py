@@ -9,16 +9,34 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from modelport.errors import ConfigError
+
+if TYPE_CHECKING:
+    from modelport.backends.torch_module import CaffeNet
 
 
 def _input_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
     from modelport.commands.convert import parse_input_shapes
 
     return parse_input_shapes(specs)
+
+
+def _check_memory(net: CaffeNet) -> None:
+    """Refuse before running when every blob, ours and the reference's (each top is kept for
+    the comparison), plus the weights, would exceed the memory limit (`modelport.limits`)."""
+    from modelport import limits
+
+    tops = [(layer, top, net.blob_shapes[top]) for layer in net.source_layers
+            for top in layer.tops]
+    tops += [(layer, top, net.blob_shapes[top]) for layer, _ in net.run_order
+             for top in layer.tops]
+    weights = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    limits.check_blob_memory(tops, copies=2, command="verify",
+                             why="ours and the reference's", held=weights)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value in (inputs or {}).items():
         shapes[name] = tuple(int(d) for d in value.shape)
     net = build_module(net_ir, shapes)
+    _check_memory(net)
     report = verify(net, reference, inputs, tolerance=tolerance, seed=args.seed,
                     input_sources=sources)
     if args.json:

@@ -70,6 +70,8 @@ def npy_inputs(specs: Sequence[str], input_names: Sequence[str]) -> dict[str, np
 
 
 def _load_mean_array(mean: str | np.ndarray) -> np.ndarray:
+    """The mean as float32: a .npy (numbers only, never unpickled) or .binaryproto file read
+    here, so both pipelines get a checked array and a one-line error for a bad file."""
     if isinstance(mean, np.ndarray):
         return mean
     if mean.endswith(".npy"):
@@ -96,6 +98,8 @@ def image_batch(paths: Sequence[str], shape: Sequence[int], *, style: str = "caf
         raise ConfigError(f"--resize {tuple(size)} must be two positive sizes HEIGHT,WIDTH")
     from modelport.train import transform
 
+    if mean is not None:
+        mean = _load_mean_array(mean)
     out = []
     if style == "caffe":
         if raw_scale is not None:

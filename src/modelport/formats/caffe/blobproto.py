@@ -7,6 +7,7 @@ files written before 2015 the legacy `num`/`channels`/`height`/`width` quadruple
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -107,7 +108,7 @@ def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blo
                           f"{MAX_BLOB_AXES}; the file is corrupt")
     if any(d < 0 for d in shape):
         raise FormatError(f"{what}: negative dimension in blob shape {shape}")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)  # Python ints: an int64 product wraps ([2^32, 2^32] -> 0)
 
     if raw is not None:
         dtype = _RAW_DTYPES.get(raw_type)
