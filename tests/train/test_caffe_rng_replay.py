@@ -205,3 +205,36 @@ def test_caffe_rng_refuses_what_cannot_be_replayed(tmp_path: Path) -> None:
         Solver(param, workdir=TRAIN_CASE, rng="caffe", rank=0, world=2)
     with pytest.raises(ModelportError, match="Fix:"):
         Solver(param, workdir=TRAIN_CASE, rng="numpy")
+
+
+@pytest.mark.slow
+def test_cli_caffe_rng_writes_caffes_final_weights(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # `modelport train solver.prototxt --caffe-rng` in a copy of the case (it snapshots).
+    pytest.importorskip("lmdb")
+    import re
+    import shutil
+
+    from modelport.cli import main
+    from modelport.formats.caffe.caffemodel import read_caffemodel
+
+    for name in ("solver.prototxt", "train.prototxt", "lmdb_train", "lmdb_test"):
+        src = TRAIN_CASE / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name)
+        else:
+            shutil.copy(src, tmp_path / name)
+    code = main(["train", str(tmp_path / "solver.prototxt"), "--caffe-rng", "--workdir",
+                 str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err[-2000:]
+    losses = [float(m) for m in re.findall(r"Iteration \d+ \(.*?\), loss = ([-0-9.e+]+)", err)]
+    trace = json.loads((TRAIN_CASE / "trace.json").read_text())["loss"]
+    assert len(losses) == len(trace)
+    assert losses == pytest.approx(trace, rel=1e-5)  # printed with 6 digits
+    layers = {lay.name: lay for lay in read_caffemodel(str(tmp_path / "snap_iter_20.caffemodel"))}
+    for layer in ("conv1", "ip1", "ip2"):
+        for i, blob in enumerate(layers[layer].blobs):
+            ref = np.load(TRAIN_CASE / "final" / f"{layer}__{i}.npy")
+            got = np.asarray(blob.data).reshape(ref.shape)
+            assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))

@@ -177,9 +177,13 @@ def run(args: argparse.Namespace) -> int:
             reporter.message("-iterations %d is ignored, as caffe train ignores it (only caffe "
                              "test and time use it); max_iter comes from the solver or "
                              "--max-iter", args.iterations, level=logging.WARNING)
+        if args.caffe_rng and str(args.device).startswith("cuda"):
+            reporter.message("--caffe-rng replays Caffe's CPU-mode random streams; a Caffe "
+                             "run in GPU mode drew its Dropout masks from cuRAND, which is not "
+                             "replayed", level=logging.WARNING)
         solver = Solver(args.solver, workdir=args.workdir, weights=args.weights,
                         device=args.device, max_iter=args.max_iter, reporter=reporter,
-                        rank=rank, world=world)
+                        rank=rank, world=world, rng="caffe" if args.caffe_rng else "torch")
         if args.metrics is None and rank == 0:
             reporter.open_csv(solver.snapshot_prefix() + "_metrics.csv")
         make_distributed(solver)
@@ -235,6 +239,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="metrics CSV (default: <snapshot_prefix>_metrics.csv)")
     p.add_argument("--tensorboard", metavar="DIR",
                    help="also write TensorBoard scalars (needs the tensorboard package)")
+    p.add_argument("--caffe-rng", action="store_true",
+                   help="draw every random number (fillers, Dropout masks, crops, mirrors, "
+                        "shuffles) from Caffe's own streams in Caffe's order, replaying a "
+                        "Caffe CPU run with the same random_seed step for step")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="only warnings and errors")
     p.set_defaults(func=run)
