@@ -7,6 +7,8 @@
    [104, 117, 123]) and print each photo's SFW/NSFW probabilities;
 4. run OpenCV's own Caffe importer (cv2.dnn) on the same input and print the agreement, and,
    when the repository's golden files are present, the agreement with real Caffe's output.
+
+Without `-o DIR` the converted model goes to a temporary folder that is removed at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pathlib
 import sys
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +30,7 @@ GOLDEN_PROB = (pathlib.Path(__file__).resolve().parents[2] / "tests" / "golden" 
 
 def caffe_preprocess(rgb: np.ndarray, mean_bgr: tuple[float, float, float]) -> np.ndarray:
     """open_nsfw's Caffe preprocessing of one RGB uint8 photo -> 3 x 224 x 224 float32 (BGR)."""
-    import cv2
+    cv2 = _cv2()
 
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     resized = cv2.resize(bgr, (256, 256), interpolation=cv2.INTER_LINEAR)
@@ -36,9 +39,17 @@ def caffe_preprocess(rgb: np.ndarray, mean_bgr: tuple[float, float, float]) -> n
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def load_photos() -> dict[str, np.ndarray]:
-    from skimage import data
+def _cv2() -> Any:
+    from modelport.optional import require
 
+    return require("cv2", "images", "the demo (preprocessing, cv2.dnn)")
+
+
+def load_photos() -> dict[str, np.ndarray]:
+    """scikit-image's bundled sample photos (RGB uint8)."""
+    from modelport.optional import require
+
+    data = require("skimage.data", "data", "the demo's sample photos")
     return {name: getattr(data, name)() for name in PHOTOS}
 
 
@@ -48,7 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", help="folder for the converted model (default: a "
                         "new temporary folder)")
     args = parser.parse_args(argv)
+    if args.output:
+        return run(args.output)
+    with tempfile.TemporaryDirectory(prefix="modelport-demo-") as tmp:
+        code = run(tmp)
+        print(f"(removed the temporary folder {tmp}; pass -o DIR to keep the converted model)")
+    return code
 
+
+def run(out: str) -> int:
+    """The demo, converting into `out/nsfw`; the exit status (0: verdicts agree with cv2.dnn,
+    1: they do not, 2: a modelport error)."""
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -63,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
             prototxt, caffemodel = fetch_nsfw()
         console.print(f"[bold]model[/]    {caffemodel} "
                       f"({os.path.getsize(caffemodel) / 1e6:.1f} MB)", highlight=False)
-        out = args.output or tempfile.mkdtemp(prefix="modelport-demo-")
         photos = load_photos()
         batch = np.stack([caffe_preprocess(img, NSFW_MEAN_BGR) for img in photos.values()])
         start = time.perf_counter()
@@ -73,15 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]converted[/] in {time.perf_counter() - start:.1f} s -> "
                       f"{os.path.join(out, 'nsfw')} (model.py, model.safetensors, "
                       "conversion.json)", highlight=False)
+        cv2 = _cv2()
     except ModelportError as exc:
-        console.print(f"[red]modelport: error:[/] {exc}")
+        from rich.markup import escape
+
+        console.print(f"[red]modelport: error:[/] {escape(str(exc))}", highlight=False)
         return 2
 
     net = load_generated(os.path.join(out, "nsfw", "model.py")).load()
     with torch.no_grad():
         prob = net(torch.from_numpy(batch)).numpy()
-
-    import cv2
 
     cv_net = cv2.dnn.readNetFromCaffe(prototxt, caffemodel)
     cv_net.setInput(batch)

@@ -83,6 +83,7 @@ def read_inputs(specs: list[str] | None) -> dict[str, np.ndarray] | None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from modelport.commands.convert import parse_input_shapes
 
@@ -97,30 +98,48 @@ def run(args: argparse.Namespace) -> int:
     inputs = read_inputs(args.input)
     outputs = [o for o in (args.outputs or "").split(",") if o] or None
     console = Console(soft_wrap=True)
-    reports = []
-    if args.onnx:
-        from modelport.export.onnx import export_onnx
-
-        _, report = export_onnx(module, args.onnx, inputs=inputs, opset=args.opset,
-                                dynamic_batch=args.dynamic_batch, outputs=outputs,
-                                rel=args.tolerance)
-        reports.append(report)
-    if args.torchscript:
-        from modelport.export.torchscript import export_torchscript
-
-        _, report = export_torchscript(module, args.torchscript, inputs=inputs, outputs=outputs,
-                                       rel=args.tolerance)
-        reports.append(report)
-    if args.exported_program:
-        from modelport.export.torchscript import export_program
-
-        _, report = export_program(module, args.exported_program, inputs=inputs,
-                                   outputs=outputs, dynamic_batch=args.dynamic_batch,
-                                   rel=args.tolerance)
-        reports.append(report)
+    reports = export_all(module, args, inputs, outputs)
     for report in reports:
-        console.print(f"[bold green]exported[/] {report.summary()}", highlight=False)
+        console.print(f"[bold green]exported[/] {escape(report.summary())}", highlight=False)
     return 0
+
+
+def export_all(module: Any, args: argparse.Namespace, inputs: dict[str, np.ndarray] | None,
+               outputs: list[str] | None) -> list[Any]:
+    """Build and check every requested file, then write them all: each destination gets a
+    temporary file before any work starts, and the files are renamed into place only when
+    every export has passed its check (a failure in the last one leaves none written)."""
+    from modelport.export.common import staged_files
+
+    targets = [(fmt, path) for fmt, path in (("onnx", args.onnx),
+                                              ("torchscript", args.torchscript),
+                                              ("program", args.exported_program)) if path]
+    reports = []
+    with staged_files([path for _, path in targets]) as temps:
+        for (fmt, path), tmp in zip(targets, temps):
+            if fmt == "onnx":
+                from modelport.export.onnx import export_onnx
+
+                model, report = export_onnx(module, None, inputs=inputs, opset=args.opset,
+                                            dynamic_batch=args.dynamic_batch, outputs=outputs,
+                                            rel=args.tolerance)
+                data = model.SerializeToString()
+            elif fmt == "torchscript":
+                from modelport.export.torchscript import export_torchscript
+
+                data, report = export_torchscript(module, None, inputs=inputs, outputs=outputs,
+                                                  rel=args.tolerance)
+            else:
+                from modelport.export.torchscript import build_program
+
+                _, report, data = build_program(module, inputs=inputs, outputs=outputs,
+                                                dynamic_batch=args.dynamic_batch,
+                                                rel=args.tolerance)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            report.path = path
+            reports.append(report)
+    return reports
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -191,6 +192,25 @@ def compare_outputs(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]
                 "something else than the converted module)")
         diffs[name] = worst
     return diffs
+
+
+@contextlib.contextmanager
+def staged_files(paths: Sequence[str]) -> Iterator[list[str]]:
+    """One temporary file beside each of `paths` for the block to fill, created up front (an
+    unwritable destination fails before any work is done). When the block succeeds every file
+    is renamed into place; when anything fails, none is: a multi-file export is all or
+    nothing."""
+    from modelport.atomic import atomic_path
+
+    seen: dict[str, str] = {}
+    for p in paths:
+        key = os.path.realpath(p)
+        if key in seen:
+            raise ConfigError(f"'{seen[key]}' and '{p}' are the same file. Fix: give each "
+                              "export its own output path")
+        seen[key] = p
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(p)) for p in paths]
 
 
 @contextlib.contextmanager

@@ -409,10 +409,11 @@ class _ScriptOps(GraphOps):
     """onnxscript ops (torch.export-based exporter's translation functions)."""
 
     def __init__(self) -> None:
-        from onnxscript import opset18
+        from modelport.optional import require
 
         self.opset = 18
-        self._ops = opset18
+        self._ops = require("onnxscript", "export", "ONNX export of DetectionOutput at opset "
+                            ">= 18").opset18
 
     def op(self, name: str, *inputs: Any, outputs: int = 1, **attrs: Any) -> Any:
         if "value" in attrs and isinstance(attrs["value"], np.ndarray):

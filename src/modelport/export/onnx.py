@@ -39,6 +39,7 @@ from modelport.export.common import (
     quiet_exporters,
     reference_outputs,
 )
+from modelport.optional import require
 
 if TYPE_CHECKING:
     import onnx
@@ -72,6 +73,7 @@ def export_onnx(net: CaffeNet, path: str | os.PathLike[str] | None, *,
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old; use {MIN_OPSET} or newer "
                           f"(default {DEFAULT_OPSET})")
+    require_onnx_packages(opset)
     view = BlobOutputs(net, outputs)
     feed = example_inputs(net, inputs)
     args = tuple(torch.from_numpy(feed[n]) for n in view.input_names)
@@ -100,10 +102,22 @@ def export_onnx(net: CaffeNet, path: str | os.PathLike[str] | None, *,
     return model, report
 
 
+def require_onnx_packages(opset: int) -> None:
+    """The export extra's packages this export needs, checked before anything is traced: onnx,
+    onnxruntime (the check), and onnxscript for torch's torch.export-based exporter
+    (opset >= 18), which torch imports only once it is exporting."""
+    require("onnx", "export", "ONNX export")
+    require("onnxruntime", "export", "checking the ONNX export with ONNX Runtime")
+    if opset >= 18:
+        require("onnxscript", "export", f"ONNX export at opset {opset} (torch's "
+                "torch.export-based exporter)")
+
+
 def _build(view: BlobOutputs, feed: Mapping[str, np.ndarray], opset: int,
            dynamic_batch: bool, plan: detection_onnx.ExportPlan) -> onnx.ModelProto:
     """Export the view, DetectionOutput modules as `plan` says (the row axis of their tops
     is declared symbolic)."""
+    require("onnx", "export", "ONNX export")
     import onnx
 
     args = tuple(torch.from_numpy(feed[n]) for n in view.input_names)
@@ -257,7 +271,7 @@ def check_standard_domains(model: onnx.ModelProto) -> None:
 
 
 def _session(data: bytes) -> Any:
-    import onnxruntime as ort
+    ort = require("onnxruntime", "export", "checking the ONNX export with ONNX Runtime")
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -85,6 +85,32 @@ def export_torchscript(net: CaffeNet, path: str | os.PathLike[str] | None, *,
     return data, report
 
 
+def _program_error(net: CaffeNet, view: BlobOutputs, feed: Mapping[str, np.ndarray],
+                   args: tuple[torch.Tensor, ...], dynamic_batch: bool,
+                   exc: BaseException) -> ExportError:
+    """The error for a failed torch.export: with a symbolic batch, whether the net captures
+    at a fixed batch (then the net fixes its batch size, e.g. a Reshape with a literal batch
+    dim); otherwise the first layer that cannot be captured on its own."""
+    if dynamic_batch:
+        try:
+            with quiet_exporters(), torch.no_grad():
+                torch.export.export(view, args, strict=False)
+        except Exception:  # noqa: BLE001  (fails at a fixed batch too: blame a layer below)
+            pass
+        else:
+            return ExportError(f"torch.export cannot make the batch axis symbolic "
+                               f"({first_line(exc)}): the net computes with a fixed batch "
+                               "size (e.g. a Reshape or Flatten whose shape spells out the "
+                               "batch). Fix: export without --dynamic-batch (the program then "
+                               "takes the declared batch size)")
+    from modelport.export.onnx import blame_layer
+
+    blame = blame_layer(net, feed)
+    where = f"{blame}: " if blame else ""
+    return ExportError(f"{where}torch.export failed ({first_line(exc)}). Fix: export "
+                       "TorchScript instead")
+
+
 def export_program(net: CaffeNet, path: str | os.PathLike[str] | None, *,
                    inputs: Mapping[str, np.ndarray] | None = None,
                    outputs: Sequence[str] | None = None, dynamic_batch: bool = False,
@@ -92,25 +118,40 @@ def export_program(net: CaffeNet, path: str | os.PathLike[str] | None, *,
     """Capture `net` with torch.export and save the ExportedProgram (`.pt2`) at `path`.
 
     Load it with `torch.export.load(path).module()`; with `dynamic_batch` the batch axis is
-    symbolic (checked at two batch sizes before writing).
+    symbolic (checked at two batch sizes before writing; a net declared at batch 1 is traced
+    at batch 2, since torch.export fixes size-1 axes).
     """
+    loaded, report, data = build_program(net, inputs=inputs, outputs=outputs,
+                                         dynamic_batch=dynamic_batch, rel=rel)
+    if path is not None:
+        report.path = os.fspath(path)
+        write_bytes(path, data)
+    return loaded, report
+
+
+def build_program(net: CaffeNet, *, inputs: Mapping[str, np.ndarray] | None = None,
+                  outputs: Sequence[str] | None = None, dynamic_batch: bool = False,
+                  rel: float = DEFAULT_REL) -> tuple[Any, ExportReport, bytes]:
+    """`export_program` without writing: the loaded-back program, the report and the checked
+    `.pt2` bytes."""
     view = BlobOutputs(net, outputs)
     feed = example_inputs(net, inputs)
-    args = tuple(torch.from_numpy(feed[n]) for n in view.input_names)
+    trace_feed = feed
     dynamic: Any = None
     if dynamic_batch:
         batch = torch.export.Dim("batch")
         dynamic = (tuple({0: batch} for _ in view.input_names),)
+        if feed and min(int(a.shape[0]) if a.ndim else 0 for a in feed.values()) == 1:
+            # torch.export specialises every size-1 dimension to the constant 1 ("Constraints
+            # violated (batch)" for a net declared at batch 1, as open_nsfw is): trace with a
+            # second row; batch 1 is still checked below.
+            trace_feed = other_batch(feed)
+    args = tuple(torch.from_numpy(trace_feed[n]) for n in view.input_names)
     try:
         with quiet_exporters(), torch.no_grad():
             program = torch.export.export(view, args, dynamic_shapes=dynamic, strict=False)
     except Exception as exc:  # torch.export fails with many exception types
-        from modelport.export.onnx import blame_layer
-
-        blame = blame_layer(net, feed)
-        where = f"{blame}: " if blame else ""
-        raise ExportError(f"{where}torch.export failed ({first_line(exc)}). Fix: export "
-                          "TorchScript instead") from None
+        raise _program_error(net, view, feed, args, dynamic_batch, exc) from None
     # torch.export.save writes to a path; use a private temporary file, then move the checked
     # bytes into place atomically.
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,8 +162,8 @@ def export_program(net: CaffeNet, path: str | os.PathLike[str] | None, *,
         with open(tmp_path, "rb") as fh:
             data = fh.read()
     module = loaded.module()
-    report = ExportReport(path=os.fspath(path) if path is not None else "<memory>",
-                          format="torch.export program", outputs=list(view.output_names))
+    report = ExportReport(path="<memory>", format="torch.export program",
+                          outputs=list(view.output_names))
     for arrays in [feed, other_data(feed)] + ([other_batch(feed)] if dynamic_batch else []):
         ref = reference_outputs(view, arrays)
         got = _run(module, view.input_names, view.output_names, arrays)
@@ -132,6 +173,4 @@ def export_program(net: CaffeNet, path: str | os.PathLike[str] | None, *,
             report.max_diff[name] = max(report.max_diff.get(name, 0.0), d)
         if size not in report.checked_batches:
             report.checked_batches.append(size)
-    if path is not None:
-        write_bytes(path, data)
-    return loaded, report
+    return loaded, report, data

@@ -91,12 +91,9 @@ def write_solverstate(path: str | os.PathLike[str], state: SolverState) -> None:
 
 
 def _h5py() -> Any:
-    try:
-        import h5py
-    except ImportError:
-        raise FormatError("HDF5 snapshots need h5py. Fix: pip install 'modelport[data]'") \
-            from None
-    return h5py
+    from modelport.optional import require
+
+    return require("h5py", "data", "HDF5 snapshots")
 
 
 def write_solverstate_h5(path: str | os.PathLike[str], state: SolverState) -> None:

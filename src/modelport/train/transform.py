@@ -72,20 +72,15 @@ def resolve_path(path: str, base_dir: str | os.PathLike[str] | None) -> str:
 # --------------------------------------------------------------------------------------------
 
 def _cv2():  # type: ignore[no-untyped-def]  # cv2 ships without usable stubs
-    try:
-        import cv2
-    except ImportError:  # pragma: no cover - part of the data extra
-        raise ConfigError("reading images needs OpenCV. Fix: pip install "
-                          "'modelport[data]' (or opencv-python-headless)") from None
-    return cv2
+    from modelport.optional import require
+
+    return require("cv2", "data", "reading images")
 
 
 def _need_skimage() -> None:
-    try:
-        import skimage  # noqa: F401
-    except ImportError:  # pragma: no cover - part of the data extra
-        raise ConfigError("pycaffe-style preprocessing needs scikit-image. Fix: pip install "
-                          "'modelport[data]' (or scikit-image)") from None
+    from modelport.optional import require
+
+    require("skimage", "data", "pycaffe-style preprocessing")
 
 
 def read_image(path: str, is_color: bool = True, new_height: int = 0, new_width: int = 0,
@@ -443,7 +438,9 @@ def resize_image(im: np.ndarray, new_dims: Sequence[int], interp_order: int = 1)
             ret.fill(im_min)
             return ret
     else:
-        from scipy.ndimage import zoom
+        from modelport.optional import require
+
+        zoom = require("scipy.ndimage", "data", "pycaffe-style resizing").zoom
 
         scale = tuple(np.array((new_h, new_w), dtype=float) / np.array(im.shape[:2]))
         resized_im = zoom(im, scale + (1,), order=interp_order)

@@ -140,9 +140,10 @@ def _pick(labels: np.ndarray, per_class: int, rng: np.random.RandomState) -> np.
 
 def _write_split(dest: str, split: str, images: np.ndarray, labels: np.ndarray,
                  classes: Sequence[str], idx: np.ndarray) -> None:
-    import cv2
-
     from modelport.atomic import write_bytes
+    from modelport.optional import require
+
+    cv2 = require("cv2", "transfer", "writing the dataset's PNG files")
 
     for i in idx:
         folder = os.path.join(dest, split, classes[int(labels[i])])
@@ -174,11 +175,9 @@ def fashion_mnist_folder(dest: str, train: int = 200, test: int = 100, seed: int
 
 def digits_folder(dest: str, train: int = 200, test: int = 100, seed: int = 0) -> Dataset:
     """scikit-learn's bundled 8x8 digits (values 0-16 scaled to 0-255) as an image folder."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise ConfigError("the digits dataset needs scikit-learn. Fix: pip install "
-                          "'modelport[transfer]'") from None
+    from modelport.optional import require
+
+    load_digits = require("sklearn.datasets", "transfer", "the digits dataset").load_digits
     digits = load_digits()
     images = np.clip(digits.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)
     labels = digits.target.astype(np.int64)

@@ -211,11 +211,9 @@ class SVMHead(Head):
     model: object | None = None
 
     def fit(self, features: Features, labels: np.ndarray) -> SVMHead:
-        try:
-            from sklearn.svm import LinearSVC
-        except ImportError:
-            raise ConfigError("the SVM head needs scikit-learn. Fix: pip install "
-                              "'modelport[transfer]'") from None
+        from modelport.optional import require
+
+        LinearSVC = require("sklearn.svm", "transfer", "the SVM head").LinearSVC
         _check(features, [self.layer], self.name or "SVMHead")
         self.num_classes = _num_classes(labels, self.num_classes)
         self.model = LinearSVC(C=self.C, random_state=self.seed, max_iter=20000)

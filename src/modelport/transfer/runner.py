@@ -104,8 +104,9 @@ def _save_png(fig: Any, path: str) -> None:
 def plot_gates(gates: np.ndarray, names: Sequence[str], labels: np.ndarray,
                classes: Sequence[str], out_dir: str) -> list[str]:
     """Heat maps of the normalised gates (N images x d dims per layer); returns the files."""
-    import matplotlib
+    from modelport.optional import require
 
+    matplotlib = require("matplotlib", "transfer", "the gate heat maps")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

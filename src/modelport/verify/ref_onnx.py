@@ -19,6 +19,7 @@ import numpy as np
 
 from modelport.errors import ConfigError, FormatError, ModelportError
 from modelport.ir import Net
+from modelport.optional import require
 from modelport.verify.references import Reference, ReferenceOutput
 
 if TYPE_CHECKING:
@@ -83,12 +84,9 @@ class OnnxRuntimeReference(Reference):
         return self
 
     def run(self, net: Net, inputs: Mapping[str, np.ndarray]) -> ReferenceOutput:
-        try:
-            import onnx
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise ConfigError(f"the ONNX Runtime reference needs onnx and onnxruntime ({exc}). "
-                              "Fix: pip install 'modelport[export]'") from None
+        purpose = "the ONNX Runtime reference (--reference onnxruntime|FILE.onnx)"
+        onnx = require("onnx", "export", purpose)
+        ort = require("onnxruntime", "export", purpose)
         if self.onnx_path is not None:
             model = onnx.load(self.onnx_path)
         else:

@@ -25,6 +25,7 @@ from google.protobuf import text_format
 from modelport.errors import ConfigError, FormatError, ModelportError
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import INPUT_LAYER_TYPES, Layer, Net
+from modelport.optional import require
 from modelport.verify.references import Reference, ReferenceOutput
 
 __all__ = ["OPENCV_GAPS", "OpenCVReference", "opencv_gap"]
@@ -89,11 +90,7 @@ def opencv_gap(layer: Layer) -> str | None:
 
 
 def _import_cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as exc:
-        raise ConfigError(f"the OpenCV reference needs opencv ({exc}). Fix: pip install "
-                          "'modelport[images]' (opencv-python-headless<5)") from None
+    cv2 = require("cv2", "images", "the OpenCV reference (--reference opencv)")
     if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):
         raise ConfigError(f"OpenCV {cv2.__version__} has no Caffe importer "
                           "(cv2.dnn.readNetFromCaffe was removed in OpenCV 5). Fix: pip install "
