@@ -5,8 +5,8 @@ read with atoi); image `root_folder + path` is read with OpenCV (`is_color` -> I
 IMREAD_GRAYSCALE), resized to new_height x new_width (INTER_LINEAR) when both are set, and
 transformed by the layer's DataTransformer. Lines are used in order from `rand_skip`'s random
 start (uniform in [0, rand_skip)), wrapping around at the end; with `shuffle` the order is
-reshuffled at setup and after every pass. Shuffles and skips use the caller's seed (Caffe's own
-RNG streams cannot be reproduced).
+reshuffled at setup and after every pass. Shuffles and skips use the caller's seed, or Caffe's
+own streams under Solver(rng="caffe") (modelport.train.caffe_replay).
 """
 
 from __future__ import annotations

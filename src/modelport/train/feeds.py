@@ -166,7 +166,8 @@ class DummyFeed:
     """Caffe DummyData (layers/dummy_data_layer.cpp): each top has a declared shape (`shape`,
     or legacy num/channels/height/width; one for all tops or one per top) and a filler (none:
     constant 0; one for all tops or one per top). Constant tops are filled once; the others
-    are refilled on every forward pass (from torch's generator, not Caffe's RNG)."""
+    are refilled on every forward pass (from torch's generator; from Caffe's global stream when
+    `caffe_rng` is set by Solver(rng="caffe"))."""
 
     def __init__(self, layer: Layer) -> None:
         p = layer.param.dummy_data_param
