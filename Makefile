@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXTRAS := dev,images,data,export,report,transfer
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-fast lint bench proto clean
+.PHONY: install demo test test-fast lint bench proto clean fuzz
 
 install: $(STAMP)
 
@@ -39,6 +39,14 @@ BENCH_PEERS := caffe2onnx==2.0.1 onnx2torch==1.5.15
 bench: $(STAMP)
 	$(PY) -m pip install -q --no-deps $(BENCH_PEERS)
 	$(PY) -m bench
+
+# Fuzz every Caffe reader (tools/fuzz.py: >= 100k inputs, counts per reader, crashers kept in
+# build/fuzz/). atheris (coverage-guided) when its wheel installs, else the built-in mutator.
+FUZZ_ARGS ?=
+
+fuzz: $(STAMP)
+	$(PY) -m pip install -q atheris==3.0.0 || echo "atheris did not install: using the built-in mutation fuzzer"
+	nice $(PY) tools/fuzz.py $(FUZZ_ARGS)
 
 proto: $(STAMP)
 	$(PY) tools/gen_proto.py

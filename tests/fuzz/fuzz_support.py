@@ -22,6 +22,7 @@ import random
 import re
 import struct
 import time
+import traceback
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -671,7 +672,9 @@ def run_one(target: Target, data: bytes, workdir: str | os.PathLike[str]) -> Out
         if not str(exc).strip():
             kind, detail = "crash", f"{type(exc).__name__} with an empty message"
     except (Exception, RecursionError) as exc:  # noqa: BLE001 - classifying is the point
-        kind, detail = "crash", f"{type(exc).__name__}: {str(exc)[:300]}"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        kind, detail = "crash", (f"{type(exc).__name__}: {str(exc)[:300]} (at "
+                                 f"{os.path.basename(where.filename)}:{where.name})")
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1] - base if tracing else 0
     return Outcome(kind, seconds, max(0, peak), len(data), detail)
