@@ -1,9 +1,10 @@
 """`modelport train` writes a log that Caffe's log tools read as they read Caffe's own log.
 
-The rules of BVLC Caffe's tools/extra/parse_log.py (its regular expressions, its row logic and
-extract_seconds.py's date parsing) and of parse_log.sh (grep/sed/awk fields) are written out
-below as facts; both logs of the same run -- the golden one Caffe wrote (golden/solver/
-test_accuracy/caffe.log) and ours -- must give the same tables. Also: caffe train's flags,
+The rules of BVLC Caffe 1.0's tools/extra/parse_log.py (its regular expressions, its row logic
+and extract_seconds.py's date parsing) and of parse_log.sh (its sed range, grep patterns and awk
+fields) are written out below as facts; both logs of the same run -- the golden one Caffe wrote
+(golden/solver/test_accuracy/caffe.log) and ours -- must give the same tables. (Run by hand,
+the tools themselves print exactly the tables these functions compute from our log.) Also: caffe train's flags,
 GPU requests without CUDA, and a net prototxt given where a solver is expected.
 """
 
@@ -111,6 +112,7 @@ def parse_log_py(lines: list[str], year: int, with_seconds: bool = True
 
 
 # ------------------------------------------------------------------ parse_log.sh's rules
+# (Caffe 1.0's version: a sed range from 'Testing net' for the test table, awk -F = for losses)
 
 def _awk(line: str, n: int) -> str:
     fields = line.split()
@@ -123,21 +125,25 @@ def _sed_iteration(line: str) -> str:
     return match.group(1) if match else line
 
 
-def _grep_before(lines: list[str], word: str) -> list[str]:
-    """grep -B 1 WORD: each matching line and the one before it ('--' between groups)."""
-    keep = sorted({j for i, ln in enumerate(lines) if word in ln for j in (i - 1, i) if j >= 0})
+def _sed_range(lines: list[str], first: str, last: str) -> list[str]:
+    """sed -n '/first/,/last/p': from a line matching `first` through the next line (after
+    it) matching `last`, or to the end; then again from the next `first`."""
     out: list[str] = []
-    for a, b in zip([None, *keep], keep):
-        if a is not None and b != a + 1:
-            out.append("--")
-        out.append(lines[b])
+    inside = False
+    for line in lines:
+        if inside:
+            out.append(line)
+            inside = not re.search(last, line)
+        elif re.search(first, line):
+            out.append(line)
+            inside = True
     return out
 
 
 def parse_log_sh(lines: list[str], year: int | None) -> tuple[list[list[str]], list[list[str]]]:
-    """parse_log.sh's columns: train (iters, seconds, $9 of ', loss = ' lines, $9 of ', lr = '
-    lines) and test (iters, seconds, $8 of 'Test score #0' / '#1' lines); seconds by
-    extract_seconds.py from the '] Solving ' line (None: not computed)."""
+    """parse_log.sh's columns: train (iters, seconds, awk -F = $2 of ', loss = ' lines, $9 of
+    ', lr = ' lines) and test (iters, seconds, $11 of 'Test net output #0' / '#1' lines);
+    seconds by extract_seconds.py from the '] Solving ' line (year None: not computed)."""
     def seconds(aux: list[str]) -> list[str]:
         if year is None:
             return []
@@ -147,15 +153,18 @@ def parse_log_sh(lines: list[str], year: int | None) -> tuple[list[list[str]], l
         return [f"{(line_datetime(ln, year) - t0).total_seconds():f}" for ln in aux
                 if "Iteration" in ln]
 
-    aux = _grep_before(lines, "Test ")
+    aux = _sed_range(lines, r"Iteration .* Testing net", r"Iteration *. loss")
+    for dropped in (r"Waiting for data", r"prefetch queue empty", r"Iteration .* loss",
+                    r"Iteration .* lr", r"Train net"):
+        aux = [ln for ln in aux if not re.search(dropped, ln)]
     test_cols = [[_sed_iteration(ln) for ln in aux if "Iteration " in ln],
                  seconds([ln for ln in lines if "] Solving " in ln]
                          + [ln for ln in lines if "Testing net" in ln]),
-                 [_awk(ln, 8) for ln in aux if "Test score #0" in ln],
-                 [_awk(ln, 8) for ln in aux if "Test score #1" in ln]]
+                 [_awk(ln, 11) for ln in aux if "Test net output #0" in ln],
+                 [_awk(ln, 11) for ln in aux if "Test net output #1" in ln]]
     aux = [ln for ln in lines if "] Solving " in ln] + [ln for ln in lines if ", loss = " in ln]
     train_cols = [[_sed_iteration(ln) for ln in aux if "Iteration " in ln], seconds(aux),
-                  [_awk(ln, 9) for ln in lines if ", loss = " in ln],
+                  [ln.split("=")[1].strip() for ln in lines if ", loss = " in ln],
                   [_awk(ln, 9) for ln in lines if ", lr = " in ln]]
     return train_cols, test_cols
 
@@ -219,23 +228,23 @@ def test_parse_log_reads_our_log_as_caffes(tmp_path: pathlib.Path,
     assert all(s >= 0 for s in secs)
     assert [r["Seconds"] for r in train] == sorted(r["Seconds"] for r in train)
 
-    # parse_log.sh: the same columns as from Caffe's log (its loss column is awk's $9, which
-    # in Caffe 1.0's 'Iteration N (x iter/s, ys/1 iters), loss = z' is the 'ys/1' field).
-    (iters, seconds, losses, lrs), test_cols = parse_log_sh(lines, year)
-    (ref_iters, _, ref_losses, ref_lrs), ref_test_cols = parse_log_sh(CAFFE_LOG, None)
+    # parse_log.sh: the same columns as from Caffe's log.
+    (iters, seconds, losses, lrs), (t_iters, t_seconds, t_out0, t_out1) = parse_log_sh(lines,
+                                                                                       year)
+    (ref_iters, _, ref_losses, ref_lrs), (rt_iters, _, rt_out0, rt_out1) = parse_log_sh(
+        CAFFE_LOG, None)
     assert iters[:10] == ref_iters == [str(k) for k in range(10)]
-    assert iters[10:] == ["10"]  # Solve()'s last 'Iteration 10, loss = ...'
+    assert iters[10:] == ["10"]  # Solve()'s last 'Iteration 10, loss = ...' (a forward pass)
+    assert all(_close(float(a), float(b)) for a, b in zip(losses, ref_losses, strict=False))
+    assert len(losses) == 11 and len(ref_losses) == 10
     assert lrs == ref_lrs == ["0.1"] * 10
-    lapse = re.compile(r"^-?[\d.e+-]+s/1$")
-    assert all(lapse.match(v) for v in ref_losses) and all(lapse.match(v) for v in losses[:10])
-    assert float(losses[10]) == pytest.approx(TRACE["loss"][-1], rel=0.2)  # a forward pass
     assert len(seconds) == len(iters) and all(float(s) >= 0 for s in seconds)
-    # Its test table keys on the 'Test score #k' lines of older Caffes: empty for both logs.
-    assert test_cols[2:] == ref_test_cols[2:] == [[], []]
-    assert test_cols[0] == ["0", "5", "10"]
-    # (Caffe's own log has net.cpp's "Ignoring source layer accuracy" between 'Testing net' and
-    # the first output, so grep -B 1 finds no iteration there at all.)
-    assert ref_test_cols[0] == []
+    assert t_iters == ["0", "5", "10"] and rt_iters == ["0", "5"]
+    assert len(t_seconds) == 3
+    for ours, ref in ((t_out0, rt_out0), (t_out1, rt_out1)):  # accuracy_top1, accuracy_top2
+        assert len(ours) == 3 and len(ref) == 2
+        assert all(_close(float(a), float(b)) for a, b in zip(ours, ref, strict=False))
+    assert _close(float(t_out0[2]), TRACE["test"]["outputs"]["accuracy_top1"][2])
 
 
 def test_a_line_without_the_prefix_stops_parse_log() -> None:
