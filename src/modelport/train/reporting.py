@@ -46,6 +46,9 @@ CAFFE_SOURCE: dict[str, str] = {
     "Snapshotting solver state to HDF5 file %s": "sgd_solver.cpp:296",
     "Gradient clipping: scaling down gradients (L2 norm %s > %s) by scale factor %s":
         "sgd_solver.cpp:99",
+    "MultiStep Status: Iteration %d, step = %d": "sgd_solver.cpp:50",
+    "Test interrupted.": "solver.cpp:396",
+    "SGDSolver: restoring history": "sgd_solver.cpp:336",
     "Use CPU.": "caffe.cpp:197",
     "Using GPUs %s": "caffe.cpp:204",
     "GPU %s: %s": "caffe.cpp:209",
