@@ -97,8 +97,11 @@ def conversion_report(module: CaffeNet, sources: Mapping[str, dict], phase: str,
     for name, p in module.named_parameters():
         params_by_key[name.split(".", 1)[0]] = params_by_key.get(name.split(".", 1)[0], 0) + \
             p.numel()
-    for layer in net.layers:
-        key = keys.get(layer.name)
+    repeated: dict[str, list[str]] = {}  # a name several layers share -> their module keys
+    for layer, own in zip(net.layers, module.module_keys):
+        key = own if own in running else None  # per layer: same-named layers differ
+        if key is not None and key != keys.get(layer.name, key):
+            repeated.setdefault(layer.name, [keys[layer.name]]).append(key)
         layers.append({
             "name": layer.name,
             "type": layer.type,
@@ -119,6 +122,7 @@ def conversion_report(module: CaffeNet, sources: Mapping[str, dict], phase: str,
                     for n in module.output_names],
         "layers": layers,
         "modules": dict(keys),
+        **({"repeated_layer_names": repeated} if repeated else {}),
         "files": {"model": MODEL_FILE, "weights": WEIGHTS_FILE},
     }
 

@@ -56,7 +56,7 @@ def learnable_params(net: CaffeNet) -> list[LearnableParam]:
     params: list[LearnableParam] = []
     owners: dict[str, LearnableParam] = {}
     for layer, _key in net.run_order:
-        module = net.layer_module(layer.name)
+        module = net.layer_module(layer)  # this layer's own module (names may repeat)
         names = module.caffe_blob_names
         specs = layer.param.param
         is_bn = layer.type == "BatchNorm"
@@ -106,10 +106,10 @@ def share_weights(source: CaffeNet, target: CaffeNet) -> list[str]:
     name in `source` uses the source's blobs (same tensors). Returns the shared layer names."""
     shared = []
     for layer, _key in target.run_order:
-        if layer.name not in source.layer_keys:
-            continue
+        if layer.name not in source.layer_keys or layer.name in shared:
+            continue  # Caffe shares a name's blobs into the first layer of that name only
         src = source.layer_module(layer.name)
-        dst = target.layer_module(layer.name)
+        dst = target.layer_module(layer)
         src_blobs = [getattr(src, a) for a in src.caffe_blob_names]
         if len(src_blobs) != len(dst.caffe_blob_names):
             raise LayerError(layer.name, layer.type,

@@ -169,8 +169,8 @@ class PhaseNet:
         self.module: CaffeNet = build_module(module_net, allow_missing_weights=True)
         self.module.to(device)
         for layer in ir.layers:
-            if layer.name in self.module.layer_keys and len(layer.param.propagate_down):
-                _stop_gradients(layer, self.module.layer_module(layer.name))
+            if self.module.key_of(layer) is not None and len(layer.param.propagate_down):
+                _stop_gradients(layer, self.module.layer_module(layer))
         self.device = device
         self.loss_weights: list[tuple[str, float]] = []
         self.top_weight: dict[str, float] = {}
@@ -748,7 +748,7 @@ class Solver:
         out: dict[str, list[np.ndarray]] = {}
         module = self.net.module
         for layer, _key in module.run_order:
-            mod = module.layer_module(layer.name)
+            mod = module.layer_module(layer)
             arrays = [getattr(mod, a).detach().to("cpu").float().numpy().copy()
                       for a in mod.caffe_blob_names if getattr(mod, a) is not None]
             if arrays:
@@ -843,11 +843,13 @@ class Solver:
         test nets share its blobs)."""
         stored = {s.name: s for s in _read_weights(os.fspath(caffemodel))}
         module = self.net.module
+        loaded: set[str] = set()  # Caffe fills the first layer of a name only
         for layer, _key in module.run_order:
             s = stored.get(layer.name)
-            if s is None or not s.blobs:
+            if s is None or not s.blobs or layer.name in loaded:
                 continue
-            mod = module.layer_module(layer.name)
+            loaded.add(layer.name)
+            mod = module.layer_module(layer)
             targets = [getattr(mod, a) for a in mod.caffe_blob_names]
             if len(targets) != len(s.blobs):
                 raise ModelportError(f"layer '{layer.name}' (type {layer.type}): the weights "

@@ -316,8 +316,8 @@ def sync_weights(net: Net, module: torch.nn.Module) -> Net:
         raise ConfigError("sync_weights needs a modelport CaffeNet (from modelport.caffe.load)")
     layers = []
     for layer in net.layers:
-        if layer.name in module.layer_keys:
-            tensors = module.layer_module(layer.name).caffe_blobs()
+        if module.key_of(layer) is not None:  # the layer's own module (names may repeat)
+            tensors = module.layer_module(layer).caffe_blobs()
             if tensors:
                 layer = layer.with_blobs(tuple(
                     Blob(t.detach().cpu().numpy().astype(np.float32, copy=True))
@@ -339,7 +339,7 @@ def param_groups(module: torch.nn.Module, base_lr: float, weight_decay: float = 
         raise ConfigError("param_groups needs a modelport CaffeNet (from modelport.caffe.load)")
     groups: dict[tuple[float, float], list[torch.Tensor]] = {}
     for layer, _key in module.run_order:
-        sub = module.layer_module(layer.name)
+        sub = module.layer_module(layer)
         mults = param_mults(layer)
         for i, attr in enumerate(sub.caffe_blob_names):
             tensor = getattr(sub, attr)

@@ -1,8 +1,15 @@
 """Load a Caffe net (prototxt + optional caffemodel) into modelport's IR.
 
 Steps, each as Caffe does them: parse text -> upgrade V1/legacy inputs -> FilterNet for the
-requested NetState -> copy weights by layer name (CopyTrainedLayersFrom: source layers that are
-not in the net are ignored; a layer found in both must have the same number of blobs).
+requested NetState -> check the tops (Net::AppendTop) -> copy weights by layer name
+(CopyTrainedLayersFrom: source layers that are not in the net are ignored; a layer found in both
+must have the same number of blobs).
+
+Layer names need not be unique (Caffe's net.cpp only indexes them; BVLC's mnist_autoencoder has
+two layers named `loss`). CopyTrainedLayersFrom copies each stored layer into the FIRST net
+layer of its name, so later layers of that name get no weights (they keep their fillers), and
+when the weights file itself repeats a name, its last such layer is what the first net layer
+ends up holding.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from modelport.errors import FormatError, WeightError
+from modelport.errors import FormatError, LayerError, WeightError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.caffemodel import StoredLayer, read_caffemodel
 from modelport.formats.caffe.prototxt import parse_text, read_net_text
@@ -43,22 +50,38 @@ def _net_from_param(param: caffe_pb2.NetParameter, source: str, phase: str | int
     state = make_state(phase, level, stages)
     filtered = filter_net(upgraded, state)
     layers = []
-    seen: set[str] = set()
     for lp in filtered.layer:
         if not lp.type:
             raise FormatError(f"{source}: layer '{lp.name}' has no type")
-        if lp.name in seen:
-            raise FormatError(
-                f"{source}: two layers are named '{lp.name}'. Fix: layer names must be unique "
-                "(Caffe matches weights by name)"
-            )
-        seen.add(lp.name)
         stripped = caffe_pb2.LayerParameter()
         stripped.CopyFrom(lp)
         del stripped.blobs[:]
         layers.append(Layer(lp.name, lp.type, tuple(lp.bottom), tuple(lp.top), stripped))
     notes = (f"unknown-field: {unknown_field_error}",) if unknown_field_error else ()
-    return Net(filtered.name, tuple(layers), source=source, phase=state.phase, notes=notes)
+    net = Net(filtered.name, tuple(layers), source=source, phase=state.phase, notes=notes)
+    check_tops(net)
+    return net
+
+
+def check_tops(net: Net) -> None:
+    """Caffe's Net::AppendTop: top i of a layer may reuse a blob only in place, i.e. when it is
+    the layer's bottom i; any other top naming an existing blob is refused ("Top blob 't'
+    produced by multiple sources"). LayerError naming both layers."""
+    producer: dict[str, Layer] = {}
+    for layer in net.layers:
+        for i, top in enumerate(layer.tops):
+            if i < len(layer.bottoms) and layer.bottoms[i] == top:
+                continue  # in place
+            first = producer.get(top)
+            if first is not None:
+                raise LayerError(
+                    layer.name, layer.type,
+                    f"top blob '{top}' is already produced by layer '{first.name}' (type "
+                    f"{first.type}); Caffe refuses this (\"Top blob '{top}' produced by multiple "
+                    "sources\"): only a layer computing in place (top i named like its bottom "
+                    "i) may write an existing blob",
+                    "give one of the two tops another name")
+            producer[top] = layer
 
 
 def parse_net(text: str, source: str = "<prototxt>", phase: str | int = "test", level: int = 0,
@@ -82,16 +105,22 @@ def read_net(prototxt: str | os.PathLike[str], phase: str | int = "test", level:
 
 
 def attach_weights(net: Net, stored: list[StoredLayer]) -> Net:
-    """Give each net layer the blobs of the stored layer with the same name."""
+    """Give net layers the blobs of the stored layers with their names, as Caffe's
+    CopyTrainedLayersFrom does: each stored layer is copied into the first net layer of that
+    name (so a name repeated in the net gives weights to its first layer only, and a name
+    repeated in the file leaves the last stored blobs there)."""
     by_name: dict[str, StoredLayer] = {}
     for s in stored:
-        by_name.setdefault(s.name, s)
+        if s.blobs or s.name not in by_name:
+            by_name[s.name] = s
     layers = []
+    filled: set[str] = set()
     for layer in net.layers:
         found = by_name.get(layer.name)
-        if found is None or not found.blobs:
+        if found is None or not found.blobs or layer.name in filled:
             layers.append(layer)
             continue
+        filled.add(layer.name)
         layers.append(layer.with_blobs(found.blobs))
     return Net(net.name, tuple(layers), net.source, net.phase, net.notes)
 

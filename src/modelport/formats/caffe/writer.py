@@ -65,10 +65,10 @@ def layer_blob_arrays(source: Net | CaffeNet) -> dict[str, list[np.ndarray]]:
                 result[layer.name] = [np.asarray(b.data, dtype=np.float32) for b in layer.blobs]
         return result
     for layer in net.layers:
-        key = source.layer_keys.get(layer.name)
-        if key is None:
+        key = source.key_of(layer)  # the layer's own module (names may repeat)
+        if key is None or layer.name in result:  # blobs by name: the first layer's
             continue
-        tensors = source.layer_module(layer.name).caffe_blobs()
+        tensors = source.layer_module(layer).caffe_blobs()
         arrays = []
         for i, t in enumerate(tensors):
             arr = t.detach().to("cpu").float().contiguous().numpy()
