@@ -40,7 +40,7 @@ def _is_net_prototxt(path: str) -> int:
 
     try:
         msg = read_net_text(path).message
-    except ModelportError:
+    except (ModelportError, RecursionError, ValueError):  # only a hint: the solver error stands
         return 0
     assert isinstance(msg, caffe_pb2.NetParameter)
     return len(msg.layer) + len(msg.layers)
