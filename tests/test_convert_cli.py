@@ -25,7 +25,7 @@ def test_cli_writes_the_four_files(tmp_path, capsys) -> None:
                "--mean", str(mean)])
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "conversion.json", "mean.npy", "model.py", "model.safetensors"]
+        ".modelport", "conversion.json", "mean.npy", "model.py", "model.safetensors"]
     assert "converted" in capsys.readouterr().out
     # mean.npy: Caffe's blobproto_to_array(...)[0], loadable without pickle
     expected = np.load(GOLDEN / "caffe" / "mean_binaryproto" / "expected.npy")

@@ -1,13 +1,17 @@
 """Write files atomically: to a temporary name in the same folder, then rename into place.
 
 An interrupted or failed write never leaves a partial file at the destination, and never
-damages the file that was there before.
+damages the file that was there before. `exclusive_lock` serialises writers of one output
+(an flock on a lock file, released by the kernel when its holder dies, kill -9 included).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 
@@ -59,6 +63,107 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def umask() -> int:
+    """The process umask (read without changing it for longer than the call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_unique_dir(parent: str, prefix: str) -> str:
+    """A new uniquely named folder in `parent` with the permissions `mkdir` would give (the
+    umask applies; tempfile.mkdtemp's 0700 does not last)."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.chmod(path, 0o777 & ~umask())
+    return path
+
+
+def fsync_dir(folder: str) -> None:
+    """Make the renames in `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """Give `dst` the content of `src` atomically: a hard link when the filesystem allows it,
+    else a copy (written to a temporary name, then renamed)."""
+    folder = os.path.dirname(os.path.abspath(dst))
+    tmp = os.path.join(folder, f".{os.path.basename(dst)}.{os.urandom(4).hex()}.tmp")
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def symlink_atomic(target: str, path: str) -> None:
+    """Make `path` a symbolic link to `target`, replacing what was there in one rename."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.urandom(4).hex()}.link")
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike[str], what: str, wait: bool = False,
+                   ) -> Iterator[None]:
+    """Hold an exclusive `flock` on the lock file `path` (created when missing; it records the
+    holder's pid) for the duration of the block. Without `wait`, a lock another process holds
+    is a ConfigError naming `what` and that process; with it, the call blocks until the
+    holder finishes. The kernel drops the lock of a process that dies, so a killed run never
+    leaves a stale lock behind."""
+    p = os.fspath(path)
+    while True:
+        try:
+            fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the lock file '{p}' for {what}: "
+                              f"{exc.strerror or exc}. Fix: give a writable location") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as exc:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                holder = f" (pid {int(os.pread(fd, 32, 0).split()[0])})"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                raise ConfigError(f"{what} is being written by another modelport process"
+                                  f"{holder}. Fix: wait for it to finish (or pass --wait), or "
+                                  "write somewhere else") from None
+            raise ConfigError(f"cannot lock '{p}' for {what}: {exc.strerror or exc}. Fix: "
+                              "use a local filesystem that supports file locks") from None
+        try:  # the file may have been removed (and recreated) between open and flock
+            same = os.path.samestat(os.fstat(fd), os.stat(p))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -1,28 +1,36 @@
 """`modelport.convert.convert(...)`: a Caffe model -> a folder PyTorch can use without modelport.
 
-Output folder (every file written whole or not at all):
+Output folder:
 
     model.safetensors   the state dict; keys are Caffe layer names (`conv1.weight`, buffers too)
-    model.py            readable standalone PyTorch source (needs only torch; see codegen.py)
+    model.py            readable standalone PyTorch source (needs only torch; see codegen.py);
+                        its `load()` checks that model.safetensors is the file it was written with
     conversion.json     layers (type, bottoms, tops, output shapes), inputs, outputs, sha256 of
-                        the source files, modelport version, layer name -> module key map, and
-                        with `optimize=True` what was folded, fused or dropped
+                        the source files and of the files written, modelport version, layer
+                        name -> module key map, and with `optimize=True` what was folded, fused or
+                        dropped
     mean.npy            the mean file as a C x H x W float32 array (only with `mean=`)
 
-The files are first written into a hidden staging folder beside `out_dir`; only when all of them
-are complete are they moved into place (the whole folder is renamed when `out_dir` did not exist,
-otherwise each file is replaced atomically). On any error the staging folder is removed, so a
-failed conversion leaves `out_dir` as it was.
+Publishing is one atomic step. Each conversion is written whole into its own hidden folder
+`out/.modelport/conv-XXXXXXXX/`; the names above in `out/` are symbolic links to
+`.modelport/current/<name>`, and `.modelport/current` is a link to the conversion's folder.
+Switching that one link (a rename) replaces all the files at once, so `out/` shows the old
+conversion or the new one at every instant, a kill -9 included, never a mix. Other files in
+`out/` are never touched. While a conversion runs it holds an flock on `out/.modelport/lock`:
+a second conversion into the same folder fails with a ConfigError (or waits, `wait=True`).
+Folders of killed runs are removed by the next conversion, and a failed conversion leaves the
+folder as it was. A folder written by an earlier modelport (plain files) is taken over
+without ever showing a mix: its files are linked into a generation first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,18 +38,36 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from modelport.atomic import write_text, write_with
-from modelport.backends.codegen import generate_source
+from modelport.atomic import (
+    exclusive_lock,
+    fsync_dir,
+    link_or_copy,
+    make_unique_dir,
+    symlink_atomic,
+    write_text,
+    write_with,
+)
+from modelport.backends.codegen import (
+    CodegenUnsupportedError,
+    generate_source,
+    unsupported_for_codegen,
+)
 from modelport.backends.torch_module import CaffeNet, build_module
 from modelport.errors import ConfigError, FormatError
 from modelport.formats.caffe.blobproto import read_mean
 from modelport.formats.caffe.files import check_file
 from modelport.formats.caffe.net_loader import load_net
+from modelport.weights_file import write_safetensors
 
 MODEL_FILE = "model.py"
 WEIGHTS_FILE = "model.safetensors"
 REPORT_FILE = "conversion.json"
 MEAN_FILE = "mean.npy"
+OUTPUT_FILES = (MODEL_FILE, WEIGHTS_FILE, REPORT_FILE, MEAN_FILE)
+META_DIR = ".modelport"       # inside the output folder: the conversions and the lock
+CURRENT_LINK = "current"      # META_DIR/current -> the published conversion's folder
+LOCK_FILE = "lock"
+GENERATION_PREFIX = "conv-"
 
 
 @dataclass
@@ -69,18 +95,9 @@ def _source_entry(path: str | os.PathLike[str]) -> dict:
 
 def state_dict_for_saving(module: CaffeNet) -> dict[str, torch.Tensor]:
     """The module's state dict (parameters and persistent buffers, e.g. BatchNorm's statistics)
-    as contiguous CPU tensors; a tensor sharing storage with an earlier one is copied
-    (safetensors refuses aliases), the others are not (a VGG-16 is 550 MB per copy)."""
-    state: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for k, v in module.state_dict().items():
-        t = v.detach().to("cpu").contiguous()
-        ptr = t.untyped_storage().data_ptr()
-        if ptr in seen and t.numel():
-            t = t.clone()
-        seen.add(t.untyped_storage().data_ptr())
-        state[k] = t
-    return state
+    as contiguous CPU tensors, for model.safetensors. Tensors sharing memory (shared Caffe
+    params) are each written by value, so the generated model.py loads every key."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
 
 
 def conversion_report(module: CaffeNet, sources: Mapping[str, dict], phase: str,
@@ -178,13 +195,176 @@ def _prepare_out_dir(out_dir: str) -> str:
     return out
 
 
-def _publish(staging: str, out: str, names: Sequence[str]) -> None:
-    if not os.path.exists(out):
-        os.rename(staging, out)
-        return
-    for name in names:
-        os.replace(os.path.join(staging, name), os.path.join(out, name))
-    shutil.rmtree(staging, ignore_errors=True)
+class OutputFolder:
+    """The output folder of `convert` while a conversion runs (see the module docstring):
+    holds its lock, stages a new conversion and publishes it in one rename. On an error
+    inside the `with` block everything this conversion created is removed again."""
+
+    def __init__(self, out: str, shown: str, wait: bool = False) -> None:
+        self.out = out
+        self.shown = shown
+        self.meta = os.path.join(out, META_DIR)
+        self.wait = wait
+        self.stage: str | None = None
+        self._lock: contextlib.AbstractContextManager[None] | None = None
+        self._created_out = False
+        self._created_meta = False
+
+    # -- lock and cleanup -------------------------------------------------------------------
+    def __enter__(self) -> OutputFolder:
+        for name in OUTPUT_FILES:
+            p = os.path.join(self.out, name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                raise ConfigError(f"'{p}' is a folder, where convert writes its {name}. Fix: "
+                                  "remove or rename it, or give another -o folder")
+        for _attempt in range(10):  # the folders may vanish under a failing concurrent run
+            self._created_out = self._created_out or not os.path.isdir(self.out)
+            self._created_meta = self._created_meta or not os.path.isdir(self.meta)
+            try:
+                os.makedirs(self.meta, exist_ok=True)
+            except FileExistsError:
+                raise ConfigError(f"'{self.meta}' exists and is not a folder. Fix: remove it "
+                                  "(modelport keeps its conversions there)") from None
+            except OSError as exc:
+                raise ConfigError(f"cannot create the output folder '{self.shown}': "
+                                  f"{exc.strerror or exc}. Fix: give a writable -o folder"
+                                  ) from None
+            lock = exclusive_lock(os.path.join(self.meta, LOCK_FILE),
+                                  f"output folder '{self.shown}'", wait=self.wait)
+            try:
+                lock.__enter__()
+            except ConfigError:
+                if not os.path.isdir(self.meta):
+                    continue
+                raise
+            self._lock = lock
+            break
+        else:
+            raise ConfigError(f"cannot lock the output folder '{self.shown}'. Fix: retry")
+        try:
+            self._remove_stale()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is not None:
+                if self.stage is not None:
+                    shutil.rmtree(self.stage, ignore_errors=True)
+                if self._created_meta:
+                    shutil.rmtree(self.meta, ignore_errors=True)
+                if self._created_out:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(self.out)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+    def current(self) -> str | None:
+        """The folder name (in META_DIR) of the published conversion, if any."""
+        link = os.path.join(self.meta, CURRENT_LINK)
+        if not os.path.islink(link):
+            return None
+        target = os.readlink(link)
+        ok = os.path.dirname(target) == "" and target.startswith(GENERATION_PREFIX)
+        return target if ok and os.path.isdir(os.path.join(self.meta, target)) else None
+
+    def _remove_stale(self) -> None:
+        """Remove what killed runs left (we hold the lock, so nobody else is writing here):
+        unpublished conversion folders, temporary links, and the `.partial` staging folders
+        beside `out` that modelport versions before the lock used."""
+        current = self.current()
+        for name in os.listdir(self.meta):
+            p = os.path.join(self.meta, name)
+            if name.startswith(GENERATION_PREFIX) and name != current and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            elif name.startswith(f".{CURRENT_LINK}.") and name.endswith(".link"):
+                os.unlink(p)
+        for name in os.listdir(self.out):
+            if name.endswith((".link", ".tmp")) and any(name.startswith(f".{n}.")
+                                                         for n in OUTPUT_FILES):
+                os.unlink(os.path.join(self.out, name))
+        parent = os.path.dirname(self.out)
+        legacy = f".{os.path.basename(self.out)}."
+        for name in os.listdir(parent):
+            p = os.path.join(parent, name)
+            if name.startswith(legacy) and name.endswith(".partial") and os.path.isdir(p) \
+                    and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+
+    # -- staging and publishing -------------------------------------------------------------
+    def new_stage(self) -> str:
+        """An empty folder for the files of the new conversion."""
+        self.stage = make_unique_dir(self.meta, GENERATION_PREFIX)
+        return self.stage
+
+    def _link_target(self, name: str) -> str:
+        return f"{META_DIR}/{CURRENT_LINK}/{name}"
+
+    def _is_ours(self, name: str) -> bool:
+        p = os.path.join(self.out, name)
+        return os.path.islink(p) and os.readlink(p) == self._link_target(name)
+
+    def publish(self, names: Sequence[str]) -> None:
+        """Make the staged conversion (files `names`) the folder's content in one step."""
+        assert self.stage is not None
+        stage = self.stage
+        current = self.current()
+        old = os.path.join(self.meta, current) if current else None
+        if old is None:  # first conversion here, or a folder of plain files (older modelport)
+            old = make_unique_dir(self.meta, GENERATION_PREFIX)
+            try:
+                symlink_atomic(os.path.basename(old), os.path.join(self.meta, CURRENT_LINK))
+            except OSError:  # a filesystem without symbolic links
+                shutil.rmtree(old, ignore_errors=True)
+                self._publish_plain(names)
+                return
+        managed = set(names) | {n for n in OUTPUT_FILES if self._is_ours(n)}
+        if MEAN_FILE not in managed and os.path.isfile(os.path.join(self.out, MEAN_FILE)) \
+                and self._listed_mean():  # a plain mean.npy an earlier conversion wrote
+            managed.add(MEAN_FILE)
+        for name in sorted(managed):
+            if self._is_ours(name):
+                continue
+            p = os.path.join(self.out, name)
+            if os.path.exists(p):  # keep showing it while the name becomes a link
+                link_or_copy(p, os.path.join(old, name))
+            symlink_atomic(self._link_target(name), p)
+        fsync_dir(old)
+        fsync_dir(self.out)
+        # The switch: one rename replaces every file at once.
+        symlink_atomic(os.path.basename(stage), os.path.join(self.meta, CURRENT_LINK))
+        fsync_dir(self.meta)
+        self.stage = None
+        for name in sorted(managed - set(names)):  # links the new conversion has no file for
+            if self._is_ours(name):
+                os.unlink(os.path.join(self.out, name))
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _listed_mean(self) -> bool:
+        """Whether the folder's (plain) conversion.json says it wrote mean.npy."""
+        try:
+            with open(os.path.join(self.out, REPORT_FILE), encoding="utf-8") as fh:
+                report = json.load(fh)
+        except (OSError, ValueError):
+            return False
+        files = report.get("files") if isinstance(report, dict) else None
+        return isinstance(files, dict) and files.get("mean") == MEAN_FILE
+
+    def _publish_plain(self, names: Sequence[str]) -> None:
+        """Where symbolic links are impossible: replace the files one by one (each atomic,
+        the set not)."""
+        assert self.stage is not None
+        for name in names:
+            os.replace(os.path.join(self.stage, name), os.path.join(self.out, name))
+        shutil.rmtree(self.stage, ignore_errors=True)
+        self.stage = None
 
 
 def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str] | None,
@@ -192,14 +372,16 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
             input_shapes: Mapping[str, Sequence[int]] | None = None, phase: str = "test",
             mean: str | os.PathLike[str] | None = None, allow_missing_weights: bool = False,
             optimize: bool = False,
-            progress: Callable[[int, int], None] | None = None) -> ConversionResult:
+            progress: Callable[[int, int], None] | None = None,
+            wait: bool = False) -> ConversionResult:
     """Convert a Caffe model into `out_dir` (model.safetensors, model.py, conversion.json[,
     mean.npy]).
 
     Args:
         prototxt: the net definition (deploy or train_val, V1 or V2).
         caffemodel: the weights (None only with allow_missing_weights).
-        out_dir: the output folder (created; existing files of the same names are replaced).
+        out_dir: the output folder (created; the files of an earlier conversion in it are
+            replaced all at once, other files are kept).
         input_shapes: override or supply input shapes, e.g. {"data": (1, 3, 227, 227)}.
         phase: "test" or "train" (Caffe's include/exclude rules).
         mean: a .binaryproto mean file, saved as mean.npy.
@@ -208,10 +390,13 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
             Scale, Bias, Power folded into convolutions, ReLU fused, Dropout dropped); the
             folded layers' own blobs no longer exist in the generated model.
         progress: called with (bytes read, total bytes) while reading the caffemodel.
+        wait: when another conversion is writing into `out_dir`, wait for it instead of
+            failing.
 
     Raises:
         ModelportError: unreadable input, unsupported layers (all listed at once), impossible
-            shapes, weights that do not fit, or a layer type model.py cannot express.
+            shapes, weights that do not fit, a layer type model.py cannot express, or another
+            conversion writing into `out_dir` (without `wait`).
     """
     if caffemodel is None and not allow_missing_weights:
         raise ConfigError("no weights file given. Fix: pass the .caffemodel, or "
@@ -221,59 +406,68 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
     mean_path = check_file(mean, "mean file") if mean is not None else None
     out = _prepare_out_dir(os.fspath(out_dir))
 
-    net = load_net(proto_path, weights_path, phase, progress=progress)
-    module = build_module(net, input_shapes, allow_missing_weights)
-    optimized = None
-    if optimize:
-        from modelport.export.optimize import OptimizeReport, optimize_for_inference
+    with OutputFolder(out, os.fspath(out_dir), wait=wait) as folder:
+        net = load_net(proto_path, weights_path, phase, progress=progress)
+        module = build_module(net, input_shapes, allow_missing_weights)
+        optimized = None
+        if optimize:
+            from modelport.export.optimize import OptimizeReport, optimize_for_inference
 
-        optimized = OptimizeReport()
-        module = optimize_for_inference(module, report=optimized, in_place=True,
-                                        eager_kernels=False)
-    mean_array = read_mean(mean_path) if mean_path else None
-    source = generate_source(module, os.path.basename(proto_path))
-    state = state_dict_for_saving(module)
+            optimized = OptimizeReport()
+            module = optimize_for_inference(module, report=optimized, in_place=True,
+                                            eager_kernels=False)
+        mean_array = read_mean(mean_path) if mean_path else None
+        problems = unsupported_for_codegen(module)
+        if problems:  # before writing anything
+            raise CodegenUnsupportedError(problems, os.path.basename(proto_path))
+        state = state_dict_for_saving(module)
 
-    sources = {"prototxt": _source_entry(proto_path)}
-    if weights_path:
-        sources["caffemodel"] = _source_entry(weights_path)
-    if mean_path:
-        sources["mean"] = _source_entry(mean_path)
-    report = conversion_report(module, sources, phase, input_shapes)
-    if optimized is not None:
-        report["optimized"] = optimized.as_dict()
-    if mean_array is not None:
-        report["files"]["mean"] = MEAN_FILE
-        report["mean_shape"] = list(mean_array.shape)
-
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".partial",
-                               dir=os.path.dirname(out))
-    try:
-        _check_generated(source, state, staging)
-        from safetensors.torch import save_file
-
-        metadata = {"format": "pt", "source": "modelport", "net": net.name or ""}
-        write_with(os.path.join(staging, WEIGHTS_FILE),
-                   lambda tmp: save_file(state, tmp, metadata=metadata))
-        write_text(os.path.join(staging, MODEL_FILE), source)
-        names = [WEIGHTS_FILE, MODEL_FILE]
+        sources = {"prototxt": _source_entry(proto_path)}
+        if weights_path:
+            sources["caffemodel"] = _source_entry(weights_path)
+        if mean_path:
+            sources["mean"] = _source_entry(mean_path)
+        report = conversion_report(module, sources, phase, input_shapes)
+        if optimized is not None:
+            report["optimized"] = optimized.as_dict()
         if mean_array is not None:
-            def save_mean(tmp: str) -> None:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, np.ascontiguousarray(mean_array, dtype=np.float32),
-                            allow_pickle=False)
-
-            write_with(os.path.join(staging, MEAN_FILE), save_mean)
-            names.append(MEAN_FILE)
-        write_text(os.path.join(staging, REPORT_FILE), dump_json(report))
-        names.append(REPORT_FILE)
-        _publish(staging, out, names)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise FormatError(f"cannot write the output folder '{out_dir}': "
-                          f"{exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            report["files"]["mean"] = MEAN_FILE
+            report["mean_shape"] = list(mean_array.shape)
+        try:
+            names = _write_conversion(folder.new_stage(), net.name or "", module, state,
+                                      os.path.basename(proto_path), mean_array, report)
+            folder.publish(names)
+        except OSError as exc:
+            raise FormatError(f"cannot write the output folder '{out_dir}': "
+                              f"{exc.strerror or exc}") from None
     files = {n: os.path.join(out, n) for n in names}
     return ConversionResult(out, files, module, report)
+
+
+def _write_conversion(stage: str, net_name: str, module: CaffeNet,
+                      state: Mapping[str, torch.Tensor], source_name: str,
+                      mean_array: np.ndarray | None, report: dict) -> list[str]:
+    """Write the files of one conversion into `stage`; conversion.json (with the sha256 of
+    the others) last. Returns the file names."""
+    weights = os.path.join(stage, WEIGHTS_FILE)
+    metadata = {"format": "pt", "source": "modelport", "net": net_name}
+    write_safetensors(weights, state, metadata)
+    digests = {WEIGHTS_FILE: sha256_file(weights)}
+    source = generate_source(module, source_name, weights_sha256=digests[WEIGHTS_FILE])
+    _check_generated(source, state, stage)
+    write_text(os.path.join(stage, MODEL_FILE), source)
+    names = [WEIGHTS_FILE, MODEL_FILE]
+    digests[MODEL_FILE] = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    if mean_array is not None:
+        def save_mean(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(mean_array, dtype=np.float32),
+                        allow_pickle=False)
+
+        write_with(os.path.join(stage, MEAN_FILE), save_mean)
+        names.append(MEAN_FILE)
+        digests[MEAN_FILE] = sha256_file(os.path.join(stage, MEAN_FILE))
+    report["sha256"] = digests
+    write_text(os.path.join(stage, REPORT_FILE), dump_json(report))
+    names.append(REPORT_FILE)
+    return names

@@ -226,8 +226,11 @@ def _helpers_in_order(names: Sequence[str]) -> list[str]:
 
 
 def generate_source(module: CaffeNet, source_name: str = "the net",
-                    version: str | None = None) -> str:
-    """The text of `model.py` for the converted `module` (see the module docstring)."""
+                    version: str | None = None, weights_sha256: str | None = None) -> str:
+    """The text of `model.py` for the converted `module` (see the module docstring). With
+    `weights_sha256` (the sha256 of the model.safetensors written beside it), `load()` refuses
+    a model.safetensors, or a conversion.json recording one, that is not that file: a folder
+    mixing two conversions, or an incomplete file."""
     from modelport import __version__
 
     _ensure_emitters()
@@ -268,6 +271,8 @@ def generate_source(module: CaffeNet, source_name: str = "the net",
         fwd_call = "*args, **kwargs"
         helper_names.append("_bind_inputs")
     helper_names.append("_read_safetensors")
+    if weights_sha256 is not None:
+        helper_names.append("_check_folder")
 
     out: list[str] = []
     version = version or __version__
@@ -327,6 +332,11 @@ def generate_source(module: CaffeNet, source_name: str = "the net",
         "    path = weights or os.path.join(os.path.dirname(os.path.abspath(__file__)),",
         '                                   "model.safetensors")',
         "    net = Net()",
+    ]
+    if weights_sha256 is not None:
+        body += ["    if weights is None:",
+                 f"        _check_folder(path, {lit(weights_sha256)})"]
+    body += [
         "    net.load_state_dict(_read_safetensors(path), strict=True)",
         f"    return net.train({lit(module.training)})",
     ]
@@ -548,6 +558,34 @@ register_helper("_read_safetensors", '''
                     else torch.empty(0, dtype=dtype))
             tensors[name] = flat.reshape(info["shape"])
         return tensors
+''')
+
+register_helper("_check_folder", '''
+    def _check_folder(weights: str, expected: str) -> None:
+        """The folder must hold one whole conversion: model.safetensors (sha256) is the file
+        written with this model.py, and conversion.json, when present, records that file."""
+        import hashlib
+
+        folder = os.path.dirname(weights) or "."
+        digest = hashlib.sha256()
+        with open(weights, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(chunk)
+        problem = None
+        if digest.hexdigest() != expected:
+            problem = "model.safetensors is not the file written with this model.py"
+        else:
+            try:
+                with open(os.path.join(folder, "conversion.json"), encoding="utf-8") as fh:
+                    recorded = json.load(fh).get("sha256", {}).get("model.safetensors")
+            except (OSError, ValueError, AttributeError):
+                recorded = None
+            if recorded not in (None, expected):
+                problem = "conversion.json belongs to another conversion"
+        if problem:
+            raise RuntimeError(f"{folder}: {problem} (a folder mixing two conversions, or an "
+                               "incomplete file). Fix: convert into this folder again, or pass "
+                               "the weights explicitly: load(path)")
 ''')
 
 register_helper("_bind_inputs", '''

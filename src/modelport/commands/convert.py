@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         result = convert(args.prototxt, args.caffemodel, args.output, input_shapes=shapes,
                          phase=args.phase, mean=args.mean,
                          allow_missing_weights=args.allow_missing_weights,
-                         optimize=args.optimize, progress=progress)
+                         optimize=args.optimize, progress=progress, wait=args.wait)
     console = Console()
     report = result.report
     inputs = ", ".join(f"{i['name']} {tuple(i['shape'])}" for i in report["inputs"])
@@ -85,7 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "convert", help="convert a Caffe model to a PyTorch folder (model.py + safetensors)",
         description="Convert deploy.prototxt + weights.caffemodel into OUT/: model.safetensors, "
                     "model.py (standalone PyTorch source), conversion.json and, with --mean, "
-                    "mean.npy. Nothing is written unless the whole conversion succeeds.")
+                    "mean.npy. Nothing is written unless the whole conversion succeeds, and the "
+                    "files of an earlier conversion in OUT are replaced all at once.")
     p.add_argument("prototxt", help="net definition (.prototxt, V1 or V2)")
     p.add_argument("caffemodel", nargs="?", help="weights (.caffemodel)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
@@ -97,4 +98,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="for inference: fold BatchNorm/Scale/Bias/Power into the preceding "
                         "convolution or inner product, fuse ReLU, drop Dropout/Silence (the "
                         "folded layers' blobs disappear)")
+    p.add_argument("--wait", action="store_true",
+                   help="when another convert is writing into OUT, wait for it to finish "
+                        "instead of failing")
     p.set_defaults(func=run)
