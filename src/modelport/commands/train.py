@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
                         tensorboard_dir=args.tensorboard if rank == 0 else None,
                         console=console)
     try:
-        for line in device_lines:
+        for line in device_lines if rank == 0 else []:  # said once, by rank 0
             if line.startswith("W:"):
                 reporter.message(line[2:], level=logging.WARNING)
             else:
