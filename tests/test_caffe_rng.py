@@ -216,3 +216,19 @@ def test_five_axis_xavier_uses_the_stored_shape() -> None:
     assert out.shape == (4, 2, 3, 3, 3) and np.abs(out).max() <= bound
     with pytest.raises(ConfigError, match="4 axes"):
         fill(caffe_pb2.FillerParameter(type="bilinear"), (1, 1, 2, 4, 4))
+
+
+@pytest.mark.parametrize("op", ["uniform", "gaussian"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_boundaries_do_not_change_the_stream(op: str, dtype: type,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Values are decided a block of raw words at a time; a block ending mid-rejection or
+    # mid-pair must continue exactly where Boost would.
+    import modelport.caffe_rng as caffe_rng
+
+    big = CaffeRNG(3)
+    ref = getattr(big, op)(-1.0 if op == "uniform" else 0.0, 1.0, 50_000, dtype)
+    monkeypatch.setattr(caffe_rng, "_BLOCK", 97)
+    small = CaffeRNG(3)
+    got = getattr(small, op)(-1.0 if op == "uniform" else 0.0, 1.0, 50_000, dtype)
+    assert _bits(got) == _bits(ref) and small.consumed == big.consumed

@@ -42,6 +42,7 @@ __all__ = ["CaffeRNG", "caffe_shuffle"]
 T = TypeVar("T")
 Real = float | np.floating[Any]
 _TWO32 = 4294967296.0
+_BLOCK = 1 << 20  # values decided per block of raw words (bounds the temporaries' memory)
 _MASK29 = (1 << 29) - 1
 
 
@@ -157,16 +158,17 @@ class CaffeRNG:
         filled = 0
         self._compact()
         while filled < count:
-            need = count - filled
+            need = min(count - filled, _BLOCK)
             words = self._peek(need + need // 8 + 16)
             vals = (words.astype(ft) / ft(_TWO32)) * span + lo
             ok = vals < hi_open
             idx = np.flatnonzero(ok)
             if idx.size >= need:
                 last = int(idx[need - 1])
-                out[filled:] = vals[idx[:need]]
+                out[filled:filled + need] = vals[idx[:need]]
                 self._pos += last + 1
-                filled = count
+                filled += need
+                self._compact()
             else:
                 out[filled:filled + idx.size] = vals[idx]
                 filled += idx.size
@@ -343,50 +345,128 @@ class CaffeRNG:
         path (x inside box i), or, for boxes i > 0, the box's uniform_01 from the next word
         accepting or rejecting on the tangent/chord bounds alone; the tail, the full exp check
         and a uniform_01 that rounds to 1 run `_unit_normal` from that word."""
+        if ft is np.float32:
+            return self._unit_normal_chain_f32(count)
+        return self._unit_normal_walk(ft, count)
+
+    @staticmethod
+    def _classify(words: npt.NDArray[np.uint32], ft: type[np.floating[Any]], stride: int,
+                  ) -> tuple[npt.NDArray[Any], npt.NDArray[np.int8]]:
+        """For every draw start q < len(words) - stride: the value x * sign it returns if it
+        returns at once, and its kind (_FAST, _ACCEPT / _REJECT after one uniform_01, _HARD)."""
+        span = words.size - stride
+        w0 = words[:span]
+        bucket = (w0 & 0xFF).astype(np.intp)
+        box = bucket >> 1
+        if stride == 1:
+            x = (w0 >> 8).astype(np.float32) * np.float32(2.0 ** -24) * _NORMAL_X_F32[box]
+        else:
+            r64 = ((w0 >> 8).astype(np.float64) * 2.0 ** -24
+                   + (words[1:span + 1] & _MASK29).astype(np.float64)) * 2.0 ** -29
+            x = r64 * _NORMAL_X_F64[box]
+        fast = x.astype(np.float64) < _NORMAL_X_F64[box + 1]
+        vals = np.where((bucket & 1) == 0, -x, x)
+        slow = np.flatnonzero(~fast)
+        kind = np.full(slow.size, _HARD, dtype=np.int8)
+        sb = box[slow]
+        boxed = sb > 0
+        sl, sbb = slow[boxed], sb[boxed]
+        xs = x[sl]
+        y01 = words[sl + stride].astype(ft) * ft(2.0 ** -32)
+        tx, ty = _NORMAL_TABLES[ft]
+        dty, dtx = _NORMAL_DIFFS[ft]
+        y = ty[sbb] + y01 * dty[sbb]
+        chord = dtx[sbb] * y01 - (tx[sbb] - xs)
+        tangent = y - (ty[sbb] + (tx[sbb] - xs) * ty[sbb] * tx[sbb])
+        convex = _NORMAL_X_F64[sbb] >= 1
+        ubound = np.where(convex, chord, tangent)
+        lbound = np.where(convex, tangent, chord)
+        k2 = np.full(sl.size, _HARD, dtype=np.int8)
+        k2[(ubound < 0) & (lbound < 0)] = _ACCEPT
+        k2[ubound >= 0] = _REJECT
+        k2[y01 >= 1] = _HARD
+        kind[boxed] = k2
+        kinds = np.full(span, _FAST, dtype=np.int8)
+        kinds[slow] = kind
+        return vals, kinds
+
+    def _unit_normal_chain_f32(self, count: int) -> npt.NDArray[np.float32]:
+        """Float unit normals with the draw chain found vectorised. A fast start takes 1 word,
+        an accept/reject 2, so start q is on the chain iff the run of 2-word starts just
+        before it (since the last 1-word start, or the chain's restart r) has even length:
+        on(q) = (q - max(s(q), r)) % 2 == 0, s(q) = 1 + the last 1-word start before q. Only
+        the hard starts on the chain run the scalar code (about 1 in 2500 draws)."""
+        parts: list[npt.NDArray[Any]] = []
+        filled = 0
+        self._compact()
+        while filled < count:
+            need = min(count - filled, _BLOCK)
+            start = self._pos
+            words = self._peek(need + need // 16 + 64)
+            vals, kinds = self._classify(words, np.float32, 1)
+            span = kinds.size
+            two = (kinds == _ACCEPT) | (kinds == _REJECT)
+            emit = (kinds == _FAST) | (kinds == _ACCEPT)
+            idx = np.arange(span)
+            last_one = np.maximum.accumulate(np.where(two, -1, idx))
+            s_of = np.empty(span, dtype=np.intp)
+            s_of[0] = 0
+            s_of[1:] = last_one[:-1] + 1
+            hard = np.flatnonzero(kinds == _HARD).tolist()
+            hi = 0
+            r = 0
+            while filled < count and r < span:
+                h = span
+                while hi < len(hard):
+                    c = hard[hi]
+                    if c >= r and (c - max(int(s_of[c]), r)) % 2 == 0:
+                        h = c
+                        break
+                    hi += 1
+                q = idx[r:h]
+                on = (q - np.maximum(s_of[r:h], r)) % 2 == 0
+                sel = on & emit[r:h]
+                got = vals[r:h][sel]
+                if filled + got.size >= count:
+                    take = count - filled
+                    parts.append(got[:take])
+                    filled = count
+                    if take:
+                        last = int(q[sel][take - 1])
+                        r = last + (2 if two[last] else 1)
+                    break
+                parts.append(got)
+                filled += got.size
+                if h == span:
+                    chain = q[on]
+                    if chain.size:
+                        last = int(chain[-1])
+                        r = last + (2 if two[last] else 1)
+                    break
+                self._pos = start + h
+                parts.append(np.array([self._unit_normal(np.float32)], dtype=np.float32))
+                filled += 1
+                r = self._pos - start
+                hi += 1
+            self._pos = start + r
+            self._compact()
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+    def _unit_normal_walk(self, ft: type[np.floating[Any]], count: int,
+                          ) -> npt.NDArray[np.floating[Any]]:
+        """Unit normals by walking the classified starts event by event (double: a start
+        takes 2 words, 3 with a uniform_01, so the chain's parity changes)."""
         stride = 1 if ft is np.float32 else 2
         out = np.empty(count, dtype=ft)
         filled = 0
         self._compact()
         while filled < count:
-            need = count - filled
+            need = min(count - filled, _BLOCK)
             start = self._pos
             words = self._peek(need * stride + need // 16 + 16)
-            span = words.size - stride  # the last draw start whose y01 word is in the block
-            w0 = words[:span]
-            bucket = (w0 & 0xFF).astype(np.intp)
-            box = bucket >> 1
-            if stride == 1:
-                x = (w0 >> 8).astype(np.float32) * np.float32(2.0 ** -24) * _NORMAL_X_F32[box]
-            else:
-                r64 = ((w0 >> 8).astype(np.float64) * 2.0 ** -24
-                       + (words[1:span + 1] & _MASK29).astype(np.float64)) * 2.0 ** -29
-                x = r64 * _NORMAL_X_F64[box]
-            fast = x.astype(np.float64) < _NORMAL_X_F64[box + 1]
-            negative = (bucket & 1) == 0
-            vals = np.where(negative, -x, x)
-            slow = np.flatnonzero(~fast)
-            # The second stage, for the slow starts only.
-            kind = np.full(slow.size, _HARD, dtype=np.int8)
-            sb = box[slow]
-            boxed = sb > 0
-            sl, sbb = slow[boxed], sb[boxed]
-            xs = x[sl]
-            y01 = words[sl + stride].astype(ft) * ft(2.0 ** -32)
-            tx, ty = _NORMAL_TABLES[ft]
-            dty, dtx = _NORMAL_DIFFS[ft]
-            y = ty[sbb] + y01 * dty[sbb]
-            chord = dtx[sbb] * y01 - (tx[sbb] - xs)
-            tangent = y - (ty[sbb] + (tx[sbb] - xs) * ty[sbb] * tx[sbb])
-            convex = _NORMAL_X_F64[sbb] >= 1
-            ubound = np.where(convex, chord, tangent)
-            lbound = np.where(convex, tangent, chord)
-            k2 = np.full(sl.size, _HARD, dtype=np.int8)
-            k2[(ubound < 0) & (lbound < 0)] = _ACCEPT
-            k2[ubound >= 0] = _REJECT
-            k2[y01 >= 1] = _HARD
-            kind[boxed] = k2
-            kinds = np.full(span, _FAST, dtype=np.int8)
-            kinds[slow] = kind
+            vals, kinds = self._classify(words, ft, stride)
+            span = kinds.size
+            slow = np.flatnonzero(kinds != _FAST)
             by_parity = [slow] if stride == 1 else [slow[slow % 2 == 0], slow[slow % 2 == 1]]
             lists = [c.tolist() for c in by_parity]
             pos = [0] * len(lists)
@@ -407,7 +487,7 @@ class CaffeRNG:
                     break
                 what = kinds[rel]
                 if what == _ACCEPT:
-                    out[filled] = -x[rel] if negative[rel] else x[rel]
+                    out[filled] = vals[rel]
                     filled += 1
                     rel += stride + 1
                 elif what == _REJECT:
