@@ -252,3 +252,61 @@ def test_module_keys_keep_plain_names_and_make_the_rest_safe() -> None:
     assert keys[4] not in ("loss", "loss_1") and keys[4].startswith("loss_")
     assert keys[6] == "forward_" and keys[7] == "class_" and keys[8] == "q_x"
     assert keys[9] == "_" and len(set(keys)) == len(keys)
+
+
+AUTOENCODER_SOLVER = """net: "{net}"
+test_state: {{ stage: 'test-on-train' }}
+test_iter: 1
+test_state: {{ stage: 'test-on-test' }}
+test_iter: 1
+test_interval: 2
+test_compute_loss: true
+base_lr: 0.01
+lr_policy: "step"
+gamma: 0.1
+stepsize: 10000
+display: 1
+max_iter: 3
+weight_decay: 0.0005
+snapshot: 10000
+snapshot_prefix: "{prefix}"
+momentum: 0.9
+solver_mode: GPU
+"""
+
+
+def _mnist_like_lmdb(path, count: int = 100, seed: int = 0) -> None:
+    import lmdb
+
+    from modelport.formats.caffe import caffe_pb2
+
+    rs = np.random.RandomState(seed)
+    env = lmdb.open(str(path), map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        for i in range(count):
+            datum = caffe_pb2.Datum(channels=1, height=28, width=28, label=i % 10,
+                                    data=rs.randint(0, 256, 784).astype(np.uint8).tobytes())
+            txn.put(f"{i:08d}".encode(), datum.SerializeToString())
+    env.close()
+
+
+@pytest.mark.slow
+def test_mnist_autoencoder_trains_with_its_two_loss_layers(tmp_path) -> None:
+    """BVLC's net and solver, paths and iteration counts edited only."""
+    from modelport.train.solver import Solver
+
+    for name in ("mnist_train_lmdb", "mnist_test_lmdb"):
+        _mnist_like_lmdb(tmp_path / name, seed=len(name))
+    net_text = MNIST_AUTOENCODER.replace("examples/mnist/", f"{tmp_path}/")
+    (tmp_path / "mnist_autoencoder.prototxt").write_text(net_text)
+    (tmp_path / "solver.prototxt").write_text(AUTOENCODER_SOLVER.format(
+        net=tmp_path / "mnist_autoencoder.prototxt", prefix=tmp_path / "mnist_autoencoder"))
+    torch.manual_seed(0)
+    solver = Solver(tmp_path / "solver.prototxt", workdir=tmp_path)
+    assert len(solver.params) == 16
+    before = solver.net.module.layer_module("encode1").weight.detach().clone()
+    solver.solve()
+    assert solver.iter == 3
+    assert not torch.equal(before, solver.net.module.layer_module("encode1").weight)
+    keys = [k for lay, k in solver.net.module.run_order if lay.name == "loss"]
+    assert keys == ["loss", "loss_1"]
