@@ -68,10 +68,20 @@ def test_opencv_skips_exactly_the_known_gaps(tmp_path) -> None:
         assert all(r.skip_reason.startswith("cv2.dnn") for r in report.skipped)
 
 
-def test_no_comparable_layer_is_a_clear_error(tmp_path) -> None:
+def test_no_comparable_layer_is_listed_as_skipped(tmp_path) -> None:
     case = golden_case("embed")  # cv2.dnn has no Embed layer: nothing left to compare
+    report = verify(convert_or_skip(case), opencv_for(case, tmp_path), case.inputs())
+    assert {r.layer for r in report.skipped} == {"embed", "embed_nobias"}
+    assert [r.kind for r in report.compared] == ["input"]
+    assert report.summary().startswith("nothing but the inputs could be compared")
+    assert any(n.startswith("nothing comparable") for n in report.notes)
+
+
+def test_a_reference_without_the_nets_blobs_is_a_clear_error(tmp_path) -> None:
+    case = golden_case("conv_basic")  # a dump holding only the input: the wrong dump
+    np.save(tmp_path / "data.npy", case.inputs()["data"])
     with pytest.raises(ConfigError, match="none of the net's layer outputs"):
-        verify(convert_or_skip(case), opencv_for(case, tmp_path), case.inputs())
+        verify(convert_or_skip(case), str(tmp_path))
 
 
 def _last_writers(net) -> dict[tuple[str, int], str]:

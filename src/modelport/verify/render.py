@@ -86,5 +86,7 @@ def render_table(report: ParityReport, console: Console | None = None) -> None:
     for note in report.notes:
         console.print(f"note: {note}", markup=False, style="dim")
     verdict = "PASSED" if report.passed else "FAILED"
+    if report.passed and all(r.kind == "input" for r in report.compared):
+        verdict = "NOTHING COMPARED"  # every layer skipped by the reference (exit status 0)
     console.print(Text(f"{verdict}: {report.summary()}",
                        style="bold green" if report.passed else "bold red"))

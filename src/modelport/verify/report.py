@@ -176,6 +176,9 @@ class ParityReport:
         """One line: the verdict, with the first divergent layer when there is one."""
         compared = self.compared
         failed = [r for r in compared if not r.passed]
+        if not failed and compared and all(r.kind == "input" for r in compared):
+            return (f"nothing but the inputs could be compared: {self.reference} runs none "
+                    f"of the {len(self.skipped)} skipped layer output(s)")
         if not failed:
             return (f"all {len(compared)} compared blobs match {self.reference} "
                     f"({self.tolerance.describe()})")
