@@ -29,7 +29,8 @@ class _ConsoleHandler(logging.Handler):
         self.console = console
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.console.print(self.format(record), markup=False, highlight=False)
+        # soft_wrap: no newlines inserted into long lines (each stays one glog line)
+        self.console.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
 
 
 def _is_net_prototxt(path: str) -> int:
