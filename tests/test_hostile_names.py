@@ -304,3 +304,18 @@ def test_refused_names_are_modelport_errors(tmp_path) -> None:
     exec(compile(src, "model.py", "exec"), ns)
     x = torch.randn(1, 3, 2, 2)
     assert torch.equal(ns["Net"]()(x), module(x))
+
+
+def test_a_torchscript_archive_that_does_not_load_back_is_an_export_error(monkeypatch) -> None:
+    from modelport.export.common import ExportError
+    from modelport.export.torchscript import export_torchscript
+
+    net = parse_net(hostile_net(["conv"], "ts"), "ts.prototxt")
+    module = build_module(net, allow_missing_weights=True)
+
+    def refuse(*args, **kwargs):  # what torch.jit.load raised for non-ASCII submodule names
+        raise RuntimeError("\n ill formed octal specifier:\n  File \"code/__torch__.py\"")
+
+    monkeypatch.setattr(torch.jit, "load", refuse)
+    with pytest.raises(ExportError, match="does not load back"):
+        export_torchscript(module, None)

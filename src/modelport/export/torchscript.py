@@ -67,8 +67,13 @@ def export_torchscript(net: CaffeNet, path: str | os.PathLike[str] | None, *,
         raise ExportError(f"TorchScript tracing failed ({first_line(exc)}). Fix: export ONNX or "
                           "an exported program (--exported-program) instead") from None
     data = buf.getvalue()
-    with quiet_exporters():
-        loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    try:
+        with quiet_exporters():
+            loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    except Exception as exc:  # TorchScript's own printer can write code its parser refuses
+        raise ExportError(f"the traced TorchScript archive does not load back "
+                          f"({first_line(exc)}); nothing was written. Fix: export ONNX or "
+                          "an exported program (--exported-program) instead") from None
     report = ExportReport(path=os.fspath(path) if path is not None else "<memory>",
                           format="TorchScript", outputs=list(view.output_names))
     # A trace records one path through Python control flow: it is also run on other data, so
