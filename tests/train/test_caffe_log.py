@@ -4,8 +4,8 @@ The rules of BVLC Caffe 1.0's tools/extra/parse_log.py (its regular expressions,
 and extract_seconds.py's date parsing) and of parse_log.sh (its sed range, grep patterns and awk
 fields) are written out below as facts; both logs of the same run -- the golden one Caffe wrote
 (golden/solver/test_accuracy/caffe.log) and ours -- must give the same tables. (Run by hand,
-the tools themselves print exactly the tables these functions compute from our log.) Also: caffe train's flags,
-GPU requests without CUDA, and a net prototxt given where a solver is expected.
+the tools themselves print exactly the tables these functions compute from our log.) Also:
+caffe train's flags, GPU requests without CUDA, and a net prototxt where a solver belongs.
 """
 
 from __future__ import annotations
