@@ -238,3 +238,62 @@ def test_cli_caffe_rng_writes_caffes_final_weights(tmp_path: Path,
             ref = np.load(TRAIN_CASE / "final" / f"{layer}__{i}.npy")
             got = np.asarray(blob.data).reshape(ref.shape)
             assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
+
+
+def _hdf5_solver(tmp_path: Path, shuffle: bool) -> caffe_pb2.SolverParameter:
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["data"] = np.arange(24, dtype=np.float32).reshape(6, 4)
+        f["label"] = np.arange(6, dtype=np.float32)
+    (tmp_path / "list.txt").write_text(str(tmp_path / "d.h5") + "\n")
+    from google.protobuf import text_format
+
+    text = f"""
+    random_seed: 3 base_lr: 0.1 lr_policy: "fixed" max_iter: 2 display: 0
+    net_param {{
+      layer {{ name: "d" type: "HDF5Data" top: "data" top: "label"
+              hdf5_data_param {{ source: "{tmp_path / 'list.txt'}" batch_size: 2
+                                 shuffle: {'true' if shuffle else 'false'} }} }}
+      layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+              inner_product_param {{ num_output: 2 weight_filler {{ type: "gaussian" }} }} }}
+      layer {{ name: "drop" type: "Dropout" bottom: "ip" top: "drop" }}
+      layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "drop" bottom: "label"
+              top: "loss" }}
+    }}"""
+    return text_format.Parse(text, caffe_pb2.SolverParameter())
+
+
+def test_hdf5_shuffle_is_refused_and_plain_hdf5_takes_no_draws(tmp_path: Path) -> None:
+    with pytest.raises(ModelportError, match="std::random_shuffle"):
+        Solver(_hdf5_solver(tmp_path, True), workdir=tmp_path, rng="caffe")
+    solver = Solver(_hdf5_solver(tmp_path, False), workdir=tmp_path, rng="caffe")
+    # HDF5DataLayer draws nothing; the ip weight is the first thing Caffe fills.
+    assert solver.caffe_rng is not None and solver.caffe_rng.consumed > 0
+    expected = CaffeRNG(3).gaussian(0.0, 1.0, 8)
+    assert _bits(solver.params[0].tensor.detach().numpy().ravel()) == _bits(expected)
+    before = solver.caffe_rng.consumed
+    solver.step(1)
+    assert solver.caffe_rng.consumed == before + 4  # one Dropout draw per element of ip (2x2)
+
+
+def test_caller_fed_data_layers_are_refused(tmp_path: Path) -> None:
+    param = _hdf5_solver(tmp_path, False)
+
+    class MyFeed:
+        tops = ("data", "label")
+
+        def shapes(self) -> dict[str, tuple[int, ...]]:
+            return {"data": (2, 4), "label": (2,)}
+
+        def next_batch(self) -> dict[str, torch.Tensor]:
+            return {"data": torch.zeros(2, 4), "label": torch.zeros(2)}
+
+        def state(self) -> dict[str, Any]:
+            return {}
+
+        def restore(self, state: dict[str, Any]) -> None:
+            pass
+
+    Solver(param, workdir=tmp_path, feeds={"d": MyFeed()})  # fine without rng="caffe"
+    with pytest.raises(ModelportError, match="fed by the caller"):
+        Solver(param, workdir=tmp_path, rng="caffe", feeds={"d": MyFeed()})

@@ -127,9 +127,7 @@ def _setup_data(layer: Layer, feed: Any, rng: CaffeRNG, phase: int) -> None:
             raise LayerError(layer.name, layer.type, "--caffe-rng: HDF5Data shuffles with "
                              "std::random_shuffle (std::rand), which random_seed does not seed",
                              "set shuffle: false, or train without --caffe-rng")
-        if needs_rand:
-            rng.rand()  # BaseDataLayer's InitRand (HDF5Data applies no transform)
-        return
+        return  # HDF5DataLayer is a plain Layer: no transformer, no thread, no draws
     source = getattr(feed, "source", None)
     if not isinstance(feed, PipelineFeed) or not isinstance(source, ItemSource):
         raise LayerError(layer.name, layer.type, "--caffe-rng cannot replay the draws of a "
