@@ -280,7 +280,7 @@ def test_caller_fed_data_layers_are_refused(tmp_path: Path) -> None:
     param = _hdf5_solver(tmp_path, False)
 
     class MyFeed:
-        tops = ("data", "label")
+        tops: tuple[str, ...] = ("data", "label")
 
         def shapes(self) -> dict[str, tuple[int, ...]]:
             return {"data": (2, 4), "label": (2,)}
