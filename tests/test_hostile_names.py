@@ -29,7 +29,7 @@ ATTRIBUTE_NAMES = ["input_names", "output_names", "input_shapes", "forward", "fo
                    "source_layers", "layer_module", "__x", "__class__", "__dict__"]
 KEYWORDS = ["class", "None", "lambda", "import", "self", "b", "torch", "F", "nn", "len",
             "getattr"]
-ODD = ['dq"', "sq'", "back\\slash\\", "nl\nx", "cr\rx", "nul\x00x", "../escape",
+ODD = ["[/x]", "[bold]b", 'dq"', "sq'", "back\\slash\\", "nl\nx", "cr\rx", "nul\x00x", "../escape",
        "../../escape2", "dir/sub", "sp ace", "a.b", "\u2028ls", "tab\tx", "allow_pickle",
        "file", "<script>alert(1)</script>", "$\\nosuchmacro{x}$", "é ü 名"]
 
@@ -284,6 +284,15 @@ def test_verify_reports_escape_hostile_names(world) -> None:
     page = render_html(report)
     assert "<script>" not in page and "<b>net</b>" not in page and "<i>" not in page
     assert "\x00" not in page
+    import io
+
+    from rich.console import Console
+
+    from modelport.verify.render import render_table
+
+    out = io.StringIO()
+    render_table(report, Console(file=out, width=400))  # names are not rich markup
+    assert "[/x]" in out.getvalue() and "[bold]b" in out.getvalue()
     data = json.loads(report.to_json())
     assert {b["blob"] for b in data["blobs"]} >= set(names)
     assert data["first_divergent"]["layer"] == names[3]

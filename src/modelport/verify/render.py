@@ -61,7 +61,9 @@ def render_table(report: ParityReport, console: Console | None = None) -> None:
         style = "" if row.passed else "red"
         cos = "-" if row.cosine is None else f"{row.cosine:.6f}"
         table.add_row(
-            str(i), row.blob, row.label, row.type, "x".join(str(d) for d in row.shape),
+            # names as Text: a blob called "[/x]" is not rich markup (MarkupError)
+            str(i), Text(row.blob), Text(row.label), Text(row.type),
+            "x".join(str(d) for d in row.shape),
             fmt(row.max_abs_diff) if row.compared else "-",
             "" if row.where is None or not row.max_abs_diff
             else ",".join(str(i) for i in row.where),
@@ -69,7 +71,7 @@ def render_table(report: ParityReport, console: Console | None = None) -> None:
             ("0 (exact)" if row.exact and row.allowed == 0 else fmt(row.allowed))
             if row.compared else "-",
             f"{row.mismatched_fraction:.1%}" if row.compared else "-",
-            _status(row), _extra(row), style=style)
+            _status(row), Text(_extra(row)), style=style)
     console.print(table)
     d = report.first_divergent
     if d is not None:
