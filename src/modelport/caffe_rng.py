@@ -360,11 +360,12 @@ class CaffeRNG:
         box = bucket >> 1
         if stride == 1:
             x = (w0 >> 8).astype(np.float32) * np.float32(2.0 ** -24) * _NORMAL_X_F32[box]
+            fast = x < _NORMAL_NEXT_F32[box]  # == (double(x) < table_x[i + 1])
         else:
             r64 = ((w0 >> 8).astype(np.float64) * 2.0 ** -24
                    + (words[1:span + 1] & _MASK29).astype(np.float64)) * 2.0 ** -29
             x = r64 * _NORMAL_X_F64[box]
-        fast = x.astype(np.float64) < _NORMAL_X_F64[box + 1]
+            fast = x < _NORMAL_X_F64[box + 1]
         vals = np.where((bucket & 1) == 0, -x, x)
         slow = np.flatnonzero(~fast)
         kind = np.full(slow.size, _HARD, dtype=np.int8)
@@ -384,6 +385,15 @@ class CaffeRNG:
         k2 = np.full(sl.size, _HARD, dtype=np.int8)
         k2[(ubound < 0) & (lbound < 0)] = _ACCEPT
         k2[ubound >= 0] = _REJECT
+        if ft is np.float32:
+            # Between the bounds Boost compares y < expf(-(x*x/2)). exp in double rounded to
+            # float is within 1 ulp of glibc's expf; a y within 2 ulps of it stays _HARD.
+            check = np.flatnonzero((ubound < 0) & (lbound >= 0))
+            xc = xs[check]
+            f = np.exp((-(xc * xc / np.float32(2))).astype(np.float64)).astype(np.float32)
+            yc = y[check]
+            near = np.abs(yc - f) <= np.float32(2) * np.spacing(f)
+            k2[check] = np.where(near, _HARD, np.where(yc < f, _ACCEPT, _REJECT))
         k2[y01 >= 1] = _HARD
         kind[boxed] = k2
         kinds = np.full(span, _FAST, dtype=np.int8)
@@ -786,6 +796,10 @@ _FAST, _ACCEPT, _REJECT, _HARD = 0, 1, 2, 3
 _NORMAL_X_F64 = np.array(_NORMAL_X, dtype=np.float64)
 _NORMAL_Y_F64 = np.array(_NORMAL_Y, dtype=np.float64)
 _NORMAL_X_F32 = _NORMAL_X_F64.astype(np.float32)
+# The smallest float >= table_x[i + 1]: a float x is below the double bound iff below this.
+_NORMAL_NEXT_F32 = _NORMAL_X_F64[1:].astype(np.float32)
+_NORMAL_NEXT_F32 = np.where(_NORMAL_NEXT_F32.astype(np.float64) < _NORMAL_X_F64[1:],
+                            np.nextafter(_NORMAL_NEXT_F32, np.float32(np.inf)), _NORMAL_NEXT_F32)
 _NORMAL_TABLES: dict[type, tuple[npt.NDArray[Any], npt.NDArray[Any]]] = {
     np.float32: (_NORMAL_X_F32, _NORMAL_Y_F64.astype(np.float32)),
     np.float64: (_NORMAL_X_F64, _NORMAL_Y_F64),
