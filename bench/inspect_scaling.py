@@ -8,10 +8,11 @@ Two generated nets per size, 1k / 4k / 8k layers, 8 x 16 x 16 blobs:
     distinct   every Convolution has its own num_output (no layer equals another: the worst
                case, one shape-only conversion per layer)
 
-Printed per net: seconds to parse (read_net: text parser + upgrade + phase filter), to inspect
-(inspect_net: shape inference, parameters, MACs), for the whole `modelport inspect` command
-(run again: parse + inspect + printing the table), and the command's milliseconds per layer; a
-linear cost keeps that column flat as the size grows. One warm-up
+Printed per net, in CPU seconds of this process (the machine may be shared): parse (read_net:
+text parser + upgrade + phase filter), inspect (inspect_net: shape inference, parameters, MACs),
+the whole `modelport inspect` command run again (parse + inspect + printing the table; also its
+wall-clock seconds), and the command's CPU milliseconds per layer; a linear cost keeps that
+column flat as the size grows. One warm-up
 inspect runs first (torch imports its meta kernels on first use, ~2-5 s once per process).
 Run: `python -m bench.inspect_scaling [--sizes 1000,4000,8000]`.
 """
@@ -55,21 +56,23 @@ def net_text(layers: int, distinct: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure(path: str) -> tuple[float, float, float]:
-    """(parse s, inspect s, whole `modelport inspect` command s, run separately)."""
+def measure(path: str) -> tuple[float, float, float, float]:
+    """(parse s, inspect s, whole `modelport inspect` command s, its CPU s), each in CPU time
+    of this process but the third (wall clock): the machine may be shared."""
     from modelport.cli import main
     from modelport.formats.caffe.net_loader import read_net
     from modelport.inspect import inspect_net
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     net = read_net(path)
-    t1 = time.perf_counter()
+    t1 = time.process_time()
     info = inspect_net(net)
-    t2 = time.perf_counter()
+    t2 = time.process_time()
     assert not info.unsupported, info.unsupported[0].problem
+    wall = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         main(["inspect", path])
-    return t1 - t0, t2 - t1, time.perf_counter() - t2
+    return t1 - t0, t2 - t1, time.perf_counter() - wall, time.process_time() - t2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,16 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         measure(warm)
         print(f"warm-up (first use of torch's meta kernels): {time.perf_counter() - t:.2f} s")
         print(f"{'net':>9} {'layers':>7} {'MB':>6} {'parse s':>8} {'inspect s':>10} "
-              f"{'command s':>10} {'ms/layer':>9}")
+              f"{'command s':>10} {'(wall s)':>9} {'ms/layer':>9}")
         for distinct in (False, True):
             for n in sizes:
                 path = os.path.join(tmp, f"net{n}.prototxt")
                 with open(path, "w") as fh:
                     fh.write(net_text(n, distinct))
-                parse, inspect, command = measure(path)
+                parse, inspect, wall, command = measure(path)
                 kind = "distinct" if distinct else "repeated"
                 print(f"{kind:>9} {n:>7} {os.path.getsize(path) / 1e6:>6.2f} {parse:>8.2f} "
-                      f"{inspect:>10.2f} {command:>10.2f} {1e3 * command / n:>9.3f}", flush=True)
+                      f"{inspect:>10.2f} {command:>10.2f} {wall:>9.2f} {1e3 * command / n:>9.3f}",
+                      flush=True)
     return 0
 
 

@@ -8,10 +8,11 @@
   reference's) from the inferred shapes before running anything. `inspect` allocates no
   weights at all (shape-only conversion: parameters are counted from the shapes).
 * **Text prototxt size** (`MODELPORT_MAX_PROTOTXT_MB`, default 8 MB) and **layer count**
-  (`MODELPORT_MAX_LAYERS`, default 50,000): protobuf's text parser reads ~0.25 MB/s, so these
-  bound parsing to ~30 s; Caffe's largest published nets are well under 1 MB and 2,000 layers.
-  Both are checked before parsing (file size, then one regex pass counting `layer {` blocks
-  and the nesting depth, which is capped at 100: protobuf's parser recurses per level).
+  (`MODELPORT_MAX_LAYERS`, default 50,000): text is parsed at ~1-2 MB/s of CPU (protobuf's own
+  parser, used outside Caffe's usual subset, at about half that), so these bound parsing and
+  shape inference to seconds; Caffe's largest published nets are well under 1 MB and 2,000
+  layers. Both are checked before parsing (file size, then one regex pass counting `layer {`
+  blocks and the nesting depth, which is capped at 100: protobuf's parser recurses per level).
 * **Tensor size**: a blob shape whose float32 byte count does not fit in int64 (torch's
   "Storage size calculation overflowed") is an error naming the blob.
 
@@ -272,7 +273,7 @@ def max_layers() -> int:
 def _size_error(source: str, size: int, cap: int) -> FormatError:
     return FormatError(
         f"{source}: {size / 1e6:.2f} MB of text is over the {cap / 1e6:g} MB limit for a "
-        f"prototxt (Caffe's largest nets are under 1 MB; protobuf parses ~0.25 MB/s). Fix: "
+        f"prototxt (Caffe's largest nets are under 1 MB). Fix: "
         f"check this is the right file, or raise {PROTOTXT_MB_ENV} "
         f"(e.g. {PROTOTXT_MB_ENV}={max(2 * size / 1e6, 1):.0f})")
 

@@ -29,18 +29,23 @@ from google.protobuf import message as pb_message
 
 _FD = pb_descriptor.FieldDescriptor
 
-# One token per match. A number or identifier must not run into characters protobuf's own
-# tokenizer would have made part of the same token ("3pad", "abc-def", "1.0f").
+# One token per match, after any whitespace and comments (possessive: never re-scanned). A
+# number or identifier must not run into characters protobuf's own tokenizer would have made
+# part of the same token ("3pad", "abc-def", "1.0f"). Groups: ident, int, float, str, punct,
+# other (any other character: outside the subset).
 _TOKENS = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<comment>\#[^\n]*)
-  | (?P<ident>[A-Za-z_][0-9A-Za-z_]*)(?![0-9A-Za-z_+\-])
-  | (?P<int>-?(?:0|[1-9][0-9]*))(?![0-9A-Za-z_.+\-])
-  | (?P<float>-?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+\-]?[0-9]+)?)(?![0-9A-Za-z_.+\-])
-  | (?P<str>"[^"\\\n]*"|'[^'\\\n]*')
-  | (?P<punct>[{}:;,])
-  | (?P<other>.)
+    (?:\s|\#[^\n]*)*+
+    (?:
+        ([A-Za-z_][0-9A-Za-z_]*)(?![0-9A-Za-z_+\-])
+      | (-?(?:0|[1-9][0-9]*))(?![0-9A-Za-z_.+\-])
+      | (-?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+\-]?[0-9]+)?)(?![0-9A-Za-z_.+\-])
+      | ("[^"\\\n]*"|'[^'\\\n]*')
+      | ([{}:;,])
+      | (.)
+    )
 """, re.VERBOSE | re.DOTALL)
+_KINDS = ("ident", "int", "float", "str", "punct", "other")
+_END = "\x00"  # a sentinel token: the text always ends in a match (no quadratic rescans)
 
 _INT_TYPES = frozenset({_FD.TYPE_INT32, _FD.TYPE_SINT32, _FD.TYPE_SFIXED32, _FD.TYPE_INT64,
                         _FD.TYPE_SINT64, _FD.TYPE_SFIXED64, _FD.TYPE_UINT32, _FD.TYPE_FIXED32,
@@ -55,14 +60,17 @@ class _Unsupported(Exception):
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
+    found = _TOKENS.findall(text + "\n" + _END)
+    if not found or found[-1][5] != _END:
+        raise _Unsupported
     out = []
-    for m in _TOKENS.finditer(text):
-        kind = m.lastgroup
-        if kind == "ws" or kind == "comment":
-            continue
+    for groups in found[:-1]:
+        for kind, token in zip(_KINDS, groups):
+            if token:
+                break
         if kind == "other":
             raise _Unsupported
-        out.append((kind or "", m.group()))
+        out.append((kind, token))
     return out
 
 
