@@ -104,7 +104,9 @@ def _type_problem(layer: Layer) -> str | None:
         p = layer.param.python_param
         return f"Python layer {p.module}.{p.layer} runs user code; no converter registered"
     if lookup(layer.type) is None:
-        return "no converter registered"
+        from modelport.layers.registry import unknown_type_reason
+
+        return unknown_type_reason(layer.type)
     return None
 
 

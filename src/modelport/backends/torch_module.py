@@ -91,7 +91,9 @@ def unsupported_layers(net: Net) -> list[tuple[str, str, str]]:
                              f"Python layer {p.module}.{p.layer} runs user code; "
                              "no converter registered for it"))
         elif lookup(layer.type) is None:
-            problems.append((layer.name, layer.type, "no converter registered"))
+            from modelport.layers.registry import unknown_type_reason
+
+            problems.append((layer.name, layer.type, unknown_type_reason(layer.type)))
     return problems
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from modelport.errors import ConfigError
 
@@ -52,11 +54,52 @@ def read_progress(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
+def check_output_folder(path: str) -> None:
+    """`-o` must be a folder convert can create: an existing file, a parent that is a file, or
+    a parent that cannot be created (`/proc/x/y`, a read-only mount) is a one-line ConfigError
+    before any weights are read. (The parents are created as convert would create them.)"""
+    out = os.path.abspath(path)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"output '{path}' exists and is not a folder. Fix: give a folder "
+                          "path with -o")
+    ancestor = os.path.dirname(out)
+    while not os.path.exists(ancestor) and os.path.dirname(ancestor) != ancestor:
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ConfigError(f"cannot create the output folder '{path}': '{ancestor}' is a file, "
+                          "not a folder. Fix: give a writable -o folder")
+    parent = os.path.dirname(out)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output folder '{path}': its parent '{parent}' "
+                          f"cannot be created ({exc.strerror or exc}). Fix: give a writable -o "
+                          "folder") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create the output folder '{path}': '{parent}' is not "
+                          "writable. Fix: give a writable -o folder")
+
+
+def parameter_summary(module: Any) -> str:
+    """'70 parameters (every weight blob, ...: 52 learnable + 18 BatchNorm statistics)': the
+    count `modelport inspect` gives (every Caffe weight blob, i.e. every value stored in
+    model.safetensors), split into what training updates and BatchNorm's stored statistics
+    (mean, variance, scale factor: state-dict buffers, not torch parameters)."""
+    stored = sum(int(t.numel()) for t in module.state_dict().values())
+    learnable = sum(int(p.numel()) for p in module.parameters())
+    if stored == learnable:
+        return f"{stored:,} parameters (every weight blob)"
+    return (f"{stored:,} parameters (every weight blob, as inspect counts them: "
+            f"{learnable:,} learnable + {stored - learnable:,} BatchNorm statistics)")
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from modelport.convert import convert
 
+    check_output_folder(args.output)
     shapes = parse_input_shapes(args.input_shape)
     with read_progress("reading weights") as progress:
         result = convert(args.prototxt, args.caffemodel, args.output, input_shapes=shapes,
@@ -67,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
     report = result.report
     inputs = ", ".join(f"{i['name']} {tuple(i['shape'])}" for i in report["inputs"])
     outputs = ", ".join(f"{o['name']} {tuple(o['shape'])}" for o in report["outputs"])
-    params = sum(p.numel() for p in result.module.parameters())
-    console.print(f"[bold green]converted[/] {report['net'] or args.prototxt}: "
-                  f"{len(report['layers'])} layers, {params:,} parameters")
+    console.print(f"[bold green]converted[/] {escape(report['net'] or args.prototxt)}: "
+                  f"{len(report['layers'])} layers, {parameter_summary(result.module)}",
+                  highlight=False, soft_wrap=True)
     console.print(f"  inputs  {inputs}\n  outputs {outputs}")
     if "optimized" in report:
         from modelport.export.optimize import OptimizeReport

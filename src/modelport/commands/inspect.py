@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(_plain_table(title, [texts for texts, _ in cells]), flush=True)
     if not args.unsupported:
-        console.print(f"total: {info.total_params:,} parameters, {human(info.total_macs)} "
-                      "multiply-adds (Convolution, Deconvolution, InnerProduct)")
+        console.print(f"total: {info.total_params:,} parameters (every weight blob, BatchNorm "
+                      f"statistics included), {human(info.total_macs)} multiply-adds "
+                      "(Convolution, Deconvolution, InnerProduct)")
     if info.missing_weights and not args.unsupported:
         console.print(f"[yellow]{len(info.missing_weights)} layer(s) have no weights in the "
                       "caffemodel (convert needs --allow-missing-weights)[/]")

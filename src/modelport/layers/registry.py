@@ -73,6 +73,26 @@ def layer_types(role: str | None = None) -> list[str]:
     return sorted(t for t, s in _REGISTRY.items() if role is None or s.role == role)
 
 
+def close_types(type_name: str, limit: int = 1) -> list[str]:
+    """Registered types a misspelt `type_name` may mean ('Convolutoin' -> ['Convolution']): a
+    case-insensitive match first, then difflib's close matches."""
+    types = layer_types()
+    same = [t for t in types if t.lower() == type_name.lower() and t != type_name]
+    if same:
+        return same
+    import difflib
+
+    return difflib.get_close_matches(type_name, types, n=limit, cutoff=0.75)
+
+
+def unknown_type_reason(type_name: str) -> str:
+    """Why a layer of unregistered type `type_name` cannot be converted, with a suggestion."""
+    close = close_types(type_name)
+    if close:
+        return f"no converter registered (did you mean {' or '.join(map(repr, close))}?)"
+    return "no converter registered"
+
+
 def specs() -> list[LayerSpec]:
     _ensure_builtin_layers()
     return [_REGISTRY[t] for t in sorted(_REGISTRY)]
