@@ -253,7 +253,61 @@ def main_driver() -> None:
 
 
 def train_trials(root: str, spec: dict[str, Any]) -> dict[str, Any]:
-    raise NotImplementedError
+    """`modelport train ... --resume auto` (snapshots every 2 iterations) killed at random
+    steps, then the same command again: every snapshot set on disk is complete and equal to
+    the uninterrupted run's, or incomplete and refused; the rerun ends bit-identical."""
+    from modelport.train.snapshot import check_snapshot_set, snapshot_sets
+
+    rng = random.Random(spec["seed"])
+    case = spec["case"]  # a folder with solver.prototxt, its net, data and init.caffemodel
+    argv = ["train", "solver.prototxt", "--weights", "init.caffemodel", "--resume", "auto",
+            "--max-iter", str(spec["max_iter"]), "--no-progress", "--quiet"]
+
+    def fresh(name: str) -> str:
+        folder = os.path.join(root, name)
+        if os.path.exists(folder):
+            shutil.rmtree(folder)
+        shutil.copytree(case, folder)
+        return folder
+
+    def set_files(folder: str, n: int) -> dict[str, str]:
+        names = [f"snap_iter_{n}{ext}" for ext in (".caffemodel", ".solverstate",
+                                                   ".safetensors", ".feedstate.json")]
+        return {x: digest(os.path.join(folder, x)) for x in names
+                if os.path.exists(os.path.join(folder, x))}
+
+    warm = fresh("warmup")  # imports and first calls in this process (one torch thread)
+    cwd = os.getcwd()
+    os.chdir(warm)
+    try:
+        assert main(argv) == 0
+    finally:
+        os.chdir(cwd)
+    ref = fresh("ref")
+    rc, steps = run(argv, root, cwd=ref)
+    assert rc == 0
+    reference = {n: set_files(ref, n) for n, _ in snapshot_sets(os.path.join(ref, "snap"))}
+    points: list[int] = []
+    trials = []
+    for _t in range(spec["trials"]):
+        if not points:
+            points = list(range(1, steps + 1))
+            rng.shuffle(points)
+        k = points.pop()
+        folder = fresh("run")
+        rc, _ = run(argv, root, k, cwd=folder)
+        sets = {}
+        for n, state in snapshot_sets(os.path.join(folder, "snap")):
+            problem = check_snapshot_set(state)
+            if problem is None:
+                sets[n] = "complete" if set_files(folder, n) == reference[n] else "WRONG"
+            else:
+                sets[n] = "incomplete"
+        rc2, _ = run(argv, root, cwd=folder)
+        final = max(reference)
+        trials.append({"k": k, "steps": steps, "rc": rc, "sets": sets, "rerun_rc": rc2,
+                       "identical": set_files(folder, final) == reference[final]})
+    return {"steps": steps, "sets": sorted(reference), "trials": trials}
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -65,3 +66,28 @@ def test_kill9_during_convert_leaves_old_or_new(tmp_path: pathlib.Path) -> None:
         winner = c["rcs"].index(0) if c["rcs"].count(0) == 1 else None
         if winner is not None:
             assert c["state"] == f"net{winner}", c
+
+
+@pytest.mark.slow
+def test_kill9_during_train_snapshots_then_resume_is_bit_identical(
+        tmp_path: pathlib.Path) -> None:
+    golden = GOLDEN / "solver" / "sgd_step_lrmult"
+    case = tmp_path / "case"
+    case.mkdir()
+    for name in ("train.prototxt", "train.h5", "train_h5_list.txt", "init.caffemodel"):
+        shutil.copy(golden / name, case / name)
+    solver = (golden / "solver.prototxt").read_text()
+    assert "snapshot: 0" in solver
+    (case / "solver.prototxt").write_text(solver.replace("snapshot: 0", "snapshot: 2"))
+    result = _drive("train", tmp_path, {"seed": 15, "trials": TRIALS, "case": str(case),
+                                        "max_iter": 6})
+    assert result["sets"] == [2, 4, 6]
+    trials = result["trials"]
+    assert len(trials) == TRIALS and all(t["rc"] == -9 for t in trials), trials
+    bad = [t for t in trials
+           if any(v not in ("complete", "incomplete") for v in t["sets"].values())
+           or t["rerun_rc"] != 0 or not t["identical"]]
+    assert not bad, json.dumps(bad, indent=1)
+    # the kills left sets of every kind: none yet, incomplete, complete
+    assert any(not t["sets"] for t in trials)
+    assert any("complete" in t["sets"].values() for t in trials)

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if args.solver is None:
         raise ConfigError("need a solver definition to train. Fix: modelport train "
                           "solver.prototxt (or -solver solver.prototxt, as caffe train)")
-    if args.weights and args.resume:
+    if args.weights and args.resume and args.resume != "auto":  # auto: weights if no snapshot
         raise ConfigError("give --resume (continue a snapshot) or --weights (fine-tune), not "
                           "both. Fix: drop one of them, as `caffe train` requires")
     solver_param = read_solver_param(args.solver)
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         if world > 1 and rank == 0:
             LOG.info("Data-parallel training on %d processes: each reads its own shard, "
                      "gradients are averaged (Caffe's multi-GPU semantics)", world)
-        if args.resume:
+        if args.resume and args.resume != "auto":
             reporter.message("Resuming from %s", args.resume)
         reporter.message("Starting Optimization")
         solver.solve(resume=args.resume)
@@ -224,7 +224,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", "-snapshot", "--snapshot", dest="resume",
                    metavar="S.solverstate",
                    help="continue from a snapshot (Caffe's or modelport's; caffe train's "
-                        "-snapshot)")
+                        "-snapshot); `auto`: from the latest complete snapshot set of the "
+                        "solver's snapshot_prefix if there is one (else from --weights or "
+                        "the fillers)")
     p.add_argument("--device", default=None,
                    help="torch device (default: cpu, or what -gpu / solver_mode: GPU ask for)")
     p.add_argument("-gpu", "--gpu", dest="gpu", metavar="N",

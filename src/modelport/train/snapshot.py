@@ -8,23 +8,36 @@ Caffe's Solver::Snapshot (solver.cpp, sgd_solver.cpp) writes, for iteration N:
   `current_step`. Protobuf writes the fields in number order; the blobs are framed by hand
   here so a large history is never copied into a protobuf message.
 
-modelport also writes `<prefix>_iter_N.safetensors` (the PyTorch module's state_dict) and
+modelport also writes `<prefix>_iter_N.safetensors` (the PyTorch module's state_dict; a
+shared `param { name }` blob once, its other names recorded as aliases) and
 `<prefix>_iter_N.feedstate.json` (the data readers' positions), so a resumed run reads the
-batches an uninterrupted run would have read. Every file is written atomically.
+batches an uninterrupted run would have read.
+
+A snapshot set is complete or ignored. Each file is written atomically, in the order
+safetensors, caffemodel, solverstate, and the feedstate last: it is the set's manifest, with
+the size and sha256 of the other three (format `modelport-feedstate-2`). A set whose
+safetensors exists without a feedstate, or whose files are not the ones its feedstate records,
+was interrupted (or mixed with another run's files): `check_snapshot_set` says so, `--resume`
+refuses it, and `latest_snapshot` skips it. A solverstate with neither (Caffe's own snapshot)
+is complete. Writers of one prefix hold an flock (`.<prefix>.snapshot.lock` beside the files)
+and remove the `.<prefix>_iter_N.*.tmp` files killed runs left.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from modelport.atomic import write_text, write_with
-from modelport.errors import FormatError
+from modelport.atomic import exclusive_lock, write_text, write_with
+from modelport.errors import ConfigError, FormatError
 from modelport.formats.caffe.blobproto import decode_blob
 from modelport.formats.caffe.files import read_bytes
 from modelport.formats.caffe.wire import (
@@ -36,6 +49,8 @@ from modelport.formats.caffe.wire import (
 )
 
 STATE_ITER, STATE_LEARNED_NET, STATE_HISTORY, STATE_CURRENT_STEP = 1, 2, 3, 4
+FEEDSTATE_FORMAT = "modelport-feedstate-2"  # -1: feeds only (modelport before the manifest)
+AUTO_RESUME = "auto"  # `--resume auto`: the latest complete snapshot set, if any
 
 
 @dataclass
@@ -205,15 +220,140 @@ def read_solverstate(path: str | os.PathLike[str]) -> SolverState:
 
 def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, Any],
                       metadata: Mapping[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
+    """The module's state dict; a tensor several names share (Caffe's shared params) is stored
+    once under its first name, the others recorded as aliases (modelport.weights_file)."""
+    from modelport.weights_file import write_safetensors as write
 
-    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    write_with(path, lambda tmp: save_file(clean, tmp, metadata=dict(metadata or {})))
+    write(path, tensors, metadata, dedupe=True)
 
 
-def write_feedstate(path: str | os.PathLike[str], feeds: Mapping[str, Any]) -> None:
-    write_text(path, json.dumps({"format": "modelport-feedstate-1", "feeds": feeds},
-                                indent=1, sort_keys=True))
+def _file_entry(path: str) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return {"file": os.path.basename(path), "bytes": os.path.getsize(path),
+            "sha256": digest.hexdigest()}
+
+
+def write_feedstate(path: str | os.PathLike[str], feeds: Mapping[str, Any],
+                    files: Mapping[str, str] | None = None) -> None:
+    """The feed state, written last: with `files` ({"caffemodel": path, "solverstate": path,
+    "safetensors": path}) it is the snapshot set's manifest (their sizes and sha256)."""
+    data: dict[str, Any] = {"format": FEEDSTATE_FORMAT, "feeds": feeds}
+    if files:
+        data["files"] = {kind: _file_entry(p) for kind, p in files.items()}
+    write_text(path, json.dumps(data, indent=1, sort_keys=True))
+
+
+def _split_prefix(prefix: str) -> tuple[str, str]:
+    folder, base = os.path.split(os.path.abspath(prefix))
+    return folder, base
+
+
+@contextlib.contextmanager
+def snapshot_lock(prefix: str) -> Iterator[None]:
+    """Hold the snapshot lock of `prefix` (waiting for another writer of the same prefix) and
+    remove the temporary files of killed snapshot writes."""
+    folder, base = _split_prefix(prefix)
+    os.makedirs(folder, exist_ok=True)
+    with exclusive_lock(os.path.join(folder, f".{base}.snapshot.lock"),
+                        f"snapshots '{prefix}'", wait=True):
+        remove_stale_temps(prefix)
+        yield
+
+
+def remove_stale_temps(prefix: str) -> list[str]:
+    """Remove `.<prefix>_iter_N.*.tmp` (files a killed snapshot write left). Call it holding
+    `snapshot_lock` so that no live writer's temporary file is taken."""
+    folder, base = _split_prefix(prefix)
+    pattern = re.compile(rf"\.{re.escape(base)}_iter_\d+\..*\.tmp\Z")
+    removed = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            if pattern.match(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+                    removed.append(name)
+    return removed
+
+
+def _set_base(solverstate: str) -> str:
+    for suffix in (".solverstate.h5", ".solverstate"):
+        if solverstate.endswith(suffix):
+            return solverstate[: -len(suffix)]
+    return solverstate
+
+
+def check_snapshot_set(solverstate: str | os.PathLike[str],
+                       caffemodel: str | os.PathLike[str] | None = None) -> str | None:
+    """None when the snapshot set of `solverstate` is complete (or is Caffe's own snapshot,
+    which has no manifest); else what is wrong with it. `caffemodel`: the weights the resume
+    will load (default: the file the manifest names, beside the solverstate)."""
+    state = os.fspath(solverstate)
+    base = _set_base(state)
+    manifest = feedstate_path(state)
+    st = base + ".safetensors"
+    if not os.path.exists(manifest):
+        if os.path.exists(st):
+            return (f"{os.path.basename(st)} was written but not "
+                    f"{os.path.basename(manifest)}, which completes the set")
+        return None
+    try:
+        with open(manifest, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return f"{os.path.basename(manifest)} is unreadable"
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        return None  # modelport-feedstate-1 (before the manifest): nothing recorded
+    folder = os.path.dirname(state)
+    for kind, path in (("solverstate", state), ("caffemodel", caffemodel), ("safetensors", st)):
+        record = files.get(kind)
+        if not isinstance(record, dict):
+            continue
+        p = os.fspath(path) if path is not None else os.path.join(folder, str(record.get("file", "")))
+        if not os.path.exists(p):
+            return f"{os.path.basename(p)} is missing"
+        if os.path.getsize(p) != record.get("bytes") or \
+                _file_entry(p)["sha256"] != record.get("sha256"):
+            return (f"{os.path.basename(p)} is not the file {os.path.basename(manifest)} "
+                    "records")
+    return None
+
+
+def snapshot_sets(prefix: str) -> list[tuple[int, str]]:
+    """(iteration, solverstate path) of every snapshot of `prefix`, latest first."""
+    folder, base = _split_prefix(prefix)
+    pattern = re.compile(rf"{re.escape(base)}_iter_(\d+)\.solverstate(\.h5)?\Z")
+    found = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            m = pattern.match(name)
+            if m:
+                found.append((int(m.group(1)), os.path.join(folder, name)))
+    return sorted(found, reverse=True)
+
+
+def latest_snapshot(prefix: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """(the solverstate of the latest complete snapshot set of `prefix` or None, the
+    [(solverstate, problem)] of the later, incomplete sets skipped)."""
+    skipped: list[tuple[str, str]] = []
+    for _iteration, path in snapshot_sets(prefix):
+        problem = check_snapshot_set(path)
+        if problem is None:
+            return path, skipped
+        skipped.append((path, problem))
+    return None, skipped
+
+
+def incomplete_set_error(solverstate: str, problem: str, prefix: str | None) -> ConfigError:
+    """The one-line error for resuming from an interrupted snapshot set."""
+    latest = latest_snapshot(prefix)[0] if prefix else None
+    fix = (f"resume from the latest complete set, {latest} (`--resume {AUTO_RESUME}` picks "
+           "it)" if latest else "start again without --resume (no complete set is left)")
+    return ConfigError(f"{solverstate}: incomplete snapshot set ({problem}): its writing was "
+                       f"interrupted, or its files come from different runs. Fix: {fix}")
 
 
 def read_feedstate(path: str | os.PathLike[str]) -> dict[str, Any] | None:

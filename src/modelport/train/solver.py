@@ -63,12 +63,17 @@ from modelport.train.param_groups import (
 )
 from modelport.train.reporting import Reporter
 from modelport.train.snapshot import (
+    AUTO_RESUME,
     SolverState,
+    check_snapshot_set,
     feedstate_path,
+    incomplete_set_error,
+    latest_snapshot,
     read_feedstate,
     read_solverstate,
     read_weights_h5,
     snapshot_filename,
+    snapshot_lock,
     write_feedstate,
     write_safetensors,
     write_solverstate,
@@ -689,7 +694,10 @@ class Solver:
 
     # -- the whole run --------------------------------------------------------------------
     def solve(self, resume: str | os.PathLike[str] | None = None) -> None:
-        """Caffe's Solver::Solve: optionally restore, step to max_iter, snapshot, final test."""
+        """Caffe's Solver::Solve: optionally restore, step to max_iter, snapshot, final test.
+        `resume="auto"`: from the latest complete snapshot set of snapshot_prefix, if any."""
+        if resume is not None and os.fspath(resume) == AUTO_RESUME:
+            resume = self.latest_snapshot()
         if resume is not None:
             self.restore(resume)
         self.reporter.message("Solving %s", self.net.ir.name)
@@ -756,11 +764,21 @@ class Solver:
         return out
 
     def snapshot(self) -> list[str]:
-        """Caffe's Solver::Snapshot (+ safetensors and the data positions)."""
+        """Caffe's Solver::Snapshot (+ safetensors and the data positions), as one set that is
+        complete or ignored."""
+        prefix = self.snapshot_prefix()
+        with snapshot_lock(prefix):
+            return self._snapshot(prefix)
+
+    def _snapshot(self, prefix: str) -> list[str]:
+        """Write the set: safetensors, caffemodel, solverstate, then the feedstate (the
+        manifest that completes the set; see modelport.train.snapshot)."""
         from modelport.formats.caffe.writer import write_caffemodel
 
-        prefix = self.snapshot_prefix()
         hdf5 = self.param.snapshot_format == caffe_pb2.SolverParameter.HDF5
+        st = snapshot_filename(prefix, self.iter, ".safetensors")
+        write_safetensors(st, self.net.module.state_dict(),
+                          {"caffe_iter": str(self.iter), "solver": self.type})
         model = snapshot_filename(prefix, self.iter, ".caffemodel.h5" if hdf5 else ".caffemodel")
         if hdf5:
             self.reporter.message("Snapshotting to HDF5 file %s", model)
@@ -784,13 +802,25 @@ class Solver:
             self.reporter.message("Snapshotting solver state to binary proto file %s",
                                   state_path)
             write_solverstate(state_path, state)
-        st = snapshot_filename(prefix, self.iter, ".safetensors")
-        write_safetensors(st, self.net.module.state_dict(),
-                          {"caffe_iter": str(self.iter), "solver": self.type})
-        write_feedstate(feedstate_path(state_path), self.feed_state())
+        write_feedstate(feedstate_path(state_path), self.feed_state(),
+                        {"caffemodel": model, "solverstate": state_path, "safetensors": st})
         paths = [model, state_path, st]
         self.snapshots.extend(paths)
         return paths
+
+    def latest_snapshot(self) -> str | None:
+        """The solverstate of the latest complete snapshot set of snapshot_prefix (None: no
+        set; the run starts at iteration 0). Incomplete later sets are named in the log."""
+        path, skipped = latest_snapshot(self.snapshot_prefix())
+        for state_path, problem in skipped:
+            self.reporter.message("%s: skipped, incomplete snapshot set (%s)", state_path,
+                                  problem)
+        if path is None:
+            self.reporter.message("No complete snapshot of %s: starting at iteration 0",
+                                  self.snapshot_prefix())
+        else:
+            self.reporter.message("Resuming from the latest complete snapshot %s", path)
+        return path
 
     def feed_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {}
@@ -802,9 +832,22 @@ class Solver:
 
     def restore(self, path: str | os.PathLike[str]) -> None:
         """Caffe's Solver::Restore: iter, current_step, history and (if named) the weights;
-        modelport's .feedstate.json beside it (when present) restores the data positions."""
+        modelport's .feedstate.json beside it (when present) restores the data positions. A
+        snapshot set modelport did not finish writing is a ConfigError (check_snapshot_set)."""
         state_path = self._user_path(os.fspath(path))
         state = read_solverstate(state_path)
+        found = None
+        if state.learned_net:
+            weights = state.learned_net
+            candidates = [self.resolve(weights),
+                          os.path.join(os.path.dirname(state_path), os.path.basename(weights))]
+            found = next((c for c in candidates if os.path.exists(c)), None)
+            if found is None:
+                raise FormatError(f"{state_path}: learned_net '{weights}' not found. Fix: put "
+                                  "the .caffemodel beside the .solverstate")
+        problem = check_snapshot_set(state_path, found)
+        if problem is not None:  # an interrupted (or mixed) set: never resume from it
+            raise incomplete_set_error(state_path, problem, self.snapshot_prefix())
         if len(state.history) != len(self.history):
             raise ConfigError(f"{state_path}: {len(state.history)} history blobs, the "
                               f"{self.type} solver for this net needs {len(self.history)}. Fix: "
@@ -814,14 +857,7 @@ class Solver:
                 raise ConfigError(f"{state_path}: history blob {j} has {arr.size} values, "
                                   f"learnable param {j} has {h.numel()}")
             h.copy_(torch.from_numpy(arr.reshape(tuple(h.shape))))
-        if state.learned_net:
-            weights = state.learned_net
-            candidates = [self.resolve(weights),
-                          os.path.join(os.path.dirname(state_path), os.path.basename(weights))]
-            found = next((c for c in candidates if os.path.exists(c)), None)
-            if found is None:
-                raise FormatError(f"{state_path}: learned_net '{weights}' not found. Fix: put "
-                                  "the .caffemodel beside the .solverstate")
+        if found is not None:
             self.load_weights(found)
         self.iter = state.iter
         self.current_step = state.current_step
