@@ -337,3 +337,19 @@ layer { name: "c4" type: "Convolution" bottom: "c3" top: "c4"
                                             [(2, 3, 7, 5)]]
     assert [r.params for r in rows] == [84] * 4
     assert [r.macs for r in rows] == [2 * 3 * 9 * 7 * 27] * 2 + [2 * 3 * 7 * 5 * 27] * 2
+
+
+def test_weight_shape_no_tensor_can_hold(tmp_path, capsys) -> None:
+    """4e9 x 2^40 weights: inspect flags the layer (no meta-tensor overflow traceback),
+    convert refuses it before allocating."""
+    proto = _write(tmp_path, "ip.prototxt", """
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 1099511627776 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+        inner_product_param { num_output: 4000000000 } }
+""")
+    fc = inspect_files(proto).layers[1]
+    assert fc.problem is not None and "more than any tensor can hold" in fc.problem
+    line = _error(capsys, "convert", str(proto), "--allow-missing-weights",
+                  "-o", str(tmp_path / "out"))
+    assert "layer 'fc' (type InnerProduct)" in line and "EB" in line

@@ -44,6 +44,9 @@ def fill(filler: caffe_pb2.FillerParameter, shape: Sequence[int],
         raise ConfigError(f"filler '{kind}': sparse={filler.sparse} is only supported by the "
                           "gaussian filler. Fix: remove 'sparse' or use type: \"gaussian\"")
     if limits.shape_only_active():  # inspect: the shape is all that is needed
+        problem = limits.shape_problem(shape)
+        if problem is not None:
+            raise ConfigError(f"a weight blob {problem}. Fix: check num_output and the kernel")
         return torch.empty(shape, dtype=torch.float32, device="meta")
     limits.reserve_weights(shape)  # refused before allocating when over the memory limit
     if kind == "constant":

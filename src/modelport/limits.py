@@ -51,11 +51,12 @@ _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 
 
 def format_bytes(n: int | float) -> str:
     """1536000000000 -> '1.54 TB' (decimal units, three significant digits)."""
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+    for unit, size in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6),
+                       ("KB", 1e3)):
         if n >= size:
             value = n / size
             digits = 0 if value >= 100 else 1 if value >= 10 else 2
-            return f"{value:.{digits}f} {unit}"
+            return f"{value:,.{digits}f} {unit}"
     return f"{int(n)} B"
 
 
