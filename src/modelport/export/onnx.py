@@ -286,8 +286,10 @@ def blame_layer(net: Any, feed: Mapping[str, np.ndarray]) -> str | None:
     """The first layer whose module alone cannot be captured by torch.export, as
     "layer 'x' (type T)", or None when each layer exports on its own (or `net` is not a
     CaffeNet, e.g. a generated model.py)."""
-    if not hasattr(net, "run_order"):
-        return None
+    from modelport.optional import available
+
+    if not hasattr(net, "run_order") or not available("onnxscript"):
+        return None  # (without onnxscript every layer would fail: no layer to blame)
     args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in net.input_names]
     try:
         with torch.no_grad():
