@@ -12,7 +12,7 @@ Public API:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import (
     ConfigError,
@@ -24,7 +24,9 @@ from modelport.errors import (
     UnsupportedLayerError,
     WeightError,
 )
-from modelport.layers.registry import register_layer
+
+if TYPE_CHECKING:
+    from modelport.layers.registry import register_layer
 
 __version__ = "0.1.0"
 
@@ -43,7 +45,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:  # lazy: modelport.verify imports torch
+def __getattr__(name: str) -> Any:  # lazy: modelport.verify and modelport.layers import torch
+    if name == "register_layer":  # `import modelport` (the CLI's --help, inspect) stays torch-free
+        from modelport.layers.registry import register_layer
+
+        return register_layer
     if name == "verify":
         # The subpackage modelport.verify is itself callable: modelport.verify(net, ref, inputs).
         import modelport.verify as verify

@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import ConfigError
+
+if TYPE_CHECKING:  # `modelport --help` imports this module: numpy only when exporting
+    import numpy as np
 
 
 def load_source(source: str, weights: str | None, input_shapes: dict[str, tuple[int, ...]],
@@ -71,6 +72,8 @@ def read_inputs(specs: list[str] | None) -> dict[str, np.ndarray] | None:
         if not sep or not name or not path:
             raise ConfigError(f"--input '{spec}' is not NAME=FILE.npy. Fix: e.g. "
                               "--input data=batch.npy")
+        import numpy as np
+
         from modelport.formats.caffe.files import check_file
 
         try:
@@ -142,9 +145,12 @@ def export_all(module: Any, args: argparse.Namespace, inputs: dict[str, np.ndarr
     return reports
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from modelport.export.onnx import DEFAULT_OPSET
+# modelport.export.onnx.DEFAULT_OPSET (that module imports torch, and `modelport --help` must
+# not): tests/test_startup.py checks the two agree.
+DEFAULT_OPSET = 18
 
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export", help="export to ONNX / TorchScript / torch.export, checked before writing",
         description="Export a converted net to ONNX (standard operators only), TorchScript "

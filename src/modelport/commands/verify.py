@@ -11,11 +11,11 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from modelport.errors import ConfigError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `modelport --help` imports this module: no numpy or torch at import time
+    import numpy as np
+
     from modelport.backends.torch_module import CaffeNet
 
 
