@@ -22,6 +22,7 @@ undefined state and must be cleared).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from google.protobuf import descriptor as pb_descriptor
@@ -59,19 +60,18 @@ class _Unsupported(Exception):
     """The text leaves the subset: protobuf's parser must decide."""
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    found = _TOKENS.findall(text + "\n" + _END)
-    if not found or found[-1][5] != _END:
-        raise _Unsupported
-    out = []
-    for groups in found[:-1]:
-        for kind, token in zip(_KINDS, groups):
-            if token:
-                break
+def _tokens(text: str) -> Iterator[tuple[str, str]]:
+    """(kind, token) pairs, lazily: memory stays proportional to the message, not the text."""
+    full = text + "\n" + _END
+    for m in _TOKENS.finditer(full):
+        index = m.lastindex or 6
+        kind, token = _KINDS[index - 1], m.group(index)
         if kind == "other":
+            if token == _END and m.end() == len(full):
+                return
             raise _Unsupported
-        out.append((kind, token))
-    return out
+        yield kind, token
+    raise _Unsupported  # no sentinel: cannot happen, every character is some token
 
 
 def _value(field: Any, kind: str, token: str) -> object:
@@ -111,18 +111,19 @@ def parse_subset(text: str, message: pb_message.Message) -> bool:
     return True
 
 
-def _parse(tokens: list[tuple[str, str]], message: pb_message.Message) -> None:
+def _parse(tokens: Iterator[tuple[str, str]], message: pb_message.Message) -> None:
     stack: list[pb_message.Message] = []
     current = message
-    i, n = 0, len(tokens)
-    while i < n:
-        kind, token = tokens[i]
+    end = ("", "")
+    tok = next(tokens, end)
+    while tok is not end:
+        kind, token = tok
         if kind == "punct":
             if token == "}" and stack:
                 current = stack.pop()
-                i += 1
-                if i < n and tokens[i][1] in (",", ";"):
-                    i += 1
+                tok = next(tokens, end)
+                if tok[1] in (",", ";"):
+                    tok = next(tokens, end)
                 continue
             raise _Unsupported
         if kind != "ident":
@@ -130,15 +131,13 @@ def _parse(tokens: list[tuple[str, str]], message: pb_message.Message) -> None:
         field = current.DESCRIPTOR.fields_by_name.get(token)
         if field is None or field.containing_oneof is not None or field.is_extension:
             raise _Unsupported
-        i += 1
-        repeated = field.is_repeated
+        tok = next(tokens, end)
         if field.cpp_type == _FD.CPPTYPE_MESSAGE:
-            if i < n and tokens[i][1] == ":":
-                i += 1
-            if i >= n or tokens[i][1] != "{":
+            if tok[1] == ":":
+                tok = next(tokens, end)
+            if tok[1] != "{":
                 raise _Unsupported
-            i += 1
-            if repeated:
+            if field.is_repeated:
                 child = getattr(current, field.name).add()
             else:
                 if current.HasField(field.name):
@@ -147,21 +146,22 @@ def _parse(tokens: list[tuple[str, str]], message: pb_message.Message) -> None:
                 child.SetInParent()
             stack.append(current)
             current = child
+            tok = next(tokens, end)
             continue
-        if i + 1 >= n or tokens[i][1] != ":":
+        if tok[1] != ":":
             raise _Unsupported
-        vkind, vtoken = tokens[i + 1]
+        vkind, vtoken = next(tokens, end)
         value = _value(field, vkind, vtoken)
-        i += 2
-        if i < n and tokens[i][0] == "str" and vkind == "str":
+        tok = next(tokens, end)
+        if vkind == "str" and tok[0] == "str":
             raise _Unsupported  # adjacent strings concatenate in protobuf
-        if repeated:
+        if field.is_repeated:
             getattr(current, field.name).append(value)
         else:
             if current.HasField(field.name):
                 raise _Unsupported
             setattr(current, field.name, value)
-        if i < n and tokens[i][1] in (",", ";"):
-            i += 1
+        if tok[1] in (",", ";"):
+            tok = next(tokens, end)
     if stack:
         raise _Unsupported  # an unclosed message
