@@ -230,3 +230,63 @@ def test_shared_params_snapshot_resume_convert_and_load(tmp_path: pathlib.Path,
     for name in ("feat", "feat_p"):
         assert torch.equal(ours[name], live[name])
     assert torch.equal(model.state_dict()["ip1_p.weight"], model.state_dict()["ip1.weight"])
+
+
+def _deploy(folder: pathlib.Path) -> pathlib.Path:
+    body = SIAMESE.split('layer { name: "slice_pair"')[1].split('layer { name: "loss"')[0]
+    path = folder / "deploy.prototxt"
+    path.write_text('name: "siamese_small"\ninput: "pair_data" input_shape { dim: 4 dim: 2 '
+                    'dim: 3 dim: 3 }\nlayer { name: "slice_pair"' + body)
+    return path
+
+
+def _weights_file(path: pathlib.Path, deploy: pathlib.Path, blobs: dict) -> None:
+    from modelport.formats.caffe.net_loader import load_net
+    from modelport.formats.caffe.writer import write_caffemodel
+    from modelport.ir import Net
+
+    net = load_net(deploy)
+    kept = Net(net.name, tuple(la for la in net.layers if la.name in blobs or not
+                               la.param.param), net.source, net.phase, net.notes)
+    write_caffemodel(path, kept, blobs=blobs)
+
+
+def test_convert_loads_shared_params_as_caffe(tmp_path: pathlib.Path) -> None:
+    """Caffe's shared blob is one memory: a twin the caffemodel lacks gets the owner's values,
+    and when both are stored the later one in the file wins (net.cpp AppendParam ShareData,
+    then CopyTrainedLayersFrom in file order)."""
+    folder = _siamese(tmp_path)
+    deploy = _deploy(folder)
+    rs = np.random.RandomState(3)
+    w1, b1 = rs.randn(5, 9).astype(np.float32), rs.randn(5).astype(np.float32)
+    w2, b2 = rs.randn(2, 5).astype(np.float32), rs.randn(2).astype(np.float32)
+    x = torch.from_numpy(rs.randn(4, 2, 3, 3).astype(np.float32))
+    # only the owners stored (weights trained without the twins)
+    _weights_file(folder / "owners.caffemodel", deploy, {"ip1": [w1, b1], "feat": [w2, b2]})
+    model = convert(deploy, folder / "owners.caffemodel", tmp_path / "a").module
+    out = model(x)
+    twin = model(torch.flip(x, dims=[1]).contiguous())  # the pair swapped: feat <-> feat_p
+    torch.testing.assert_close(out["feat_p"], twin["feat"], rtol=1e-6, atol=1e-6)
+    assert np.array_equal(model.layer_module("ip1_p").weight.detach().numpy(), w1)
+    # both stored with different values: the later (ip1_p, feat_p) wins for both
+    v1 = w1 + 1
+    _weights_file(folder / "both.caffemodel", deploy,
+                  {"ip1": [w1, b1], "feat": [w2, b2], "ip1_p": [v1, b1], "feat_p": [w2, b2]})
+    model = convert(deploy, folder / "both.caffemodel", tmp_path / "b").module
+    for name in ("ip1", "ip1_p"):
+        assert np.array_equal(model.layer_module(name).weight.detach().numpy(), v1), name
+    gen = load_generated(tmp_path / "b" / "model.py").load()
+    assert torch.equal(gen.state_dict()["ip1.weight"], torch.from_numpy(v1))
+
+
+def test_training_from_weights_of_the_twins_only(tmp_path: pathlib.Path) -> None:
+    """--weights with only the sharing layers stored: the owner gets their values too."""
+    folder = _siamese(tmp_path)
+    deploy = _deploy(folder)
+    rs = np.random.RandomState(4)
+    w1, b1 = rs.randn(5, 9).astype(np.float32), rs.randn(5).astype(np.float32)
+    w2, b2 = rs.randn(2, 5).astype(np.float32), rs.randn(2).astype(np.float32)
+    _weights_file(folder / "twins.caffemodel", deploy, {"ip1_p": [w1, b1], "feat_p": [w2, b2]})
+    s = Solver(folder / "solver.prototxt", workdir=folder, weights=folder / "twins.caffemodel")
+    assert np.array_equal(s.net.module.layer_module("ip1").weight.detach().numpy(), w1)
+    assert s.net.module.layer_module("ip1").weight is s.net.module.layer_module("ip1_p").weight

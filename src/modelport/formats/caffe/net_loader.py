@@ -108,21 +108,27 @@ def attach_weights(net: Net, stored: list[StoredLayer]) -> Net:
     """Give net layers the blobs of the stored layers with their names, as Caffe's
     CopyTrainedLayersFrom does: each stored layer is copied into the first net layer of that
     name (so a name repeated in the net gives weights to its first layer only, and a name
-    repeated in the file leaves the last stored blobs there)."""
+    repeated in the file leaves the last stored blobs there). Layers sharing a named param
+    then all hold the values Caffe's shared blob ends with (passes/shared_params.py)."""
+    from modelport.passes.shared_params import share_params
+
     by_name: dict[str, StoredLayer] = {}
-    for s in stored:
+    position: dict[str, int] = {}
+    for i, s in enumerate(stored):
         if s.blobs or s.name not in by_name:
             by_name[s.name] = s
+            position[s.name] = i
     layers = []
-    filled: set[str] = set()
+    filled: dict[str, int] = {}
     for layer in net.layers:
         found = by_name.get(layer.name)
         if found is None or not found.blobs or layer.name in filled:
             layers.append(layer)
             continue
-        filled.add(layer.name)
+        filled[layer.name] = position[layer.name]
         layers.append(layer.with_blobs(found.blobs))
-    return Net(net.name, tuple(layers), net.source, net.phase, net.notes)
+    return share_params(Net(net.name, tuple(layers), net.source, net.phase, net.notes),
+                        filled)
 
 
 def load_net(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str] | None = None,
