@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from types import ModuleType
 
 from modelport.errors import ConfigError
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, the lock is not taken
+    fcntl = None
 
 
 def make_folder(folder: str | os.PathLike[str], what: str = "output folder") -> str:
@@ -131,6 +137,9 @@ def exclusive_lock(path: str | os.PathLike[str], what: str, wait: bool = False,
     holder finishes. The kernel drops the lock of a process that dies, so a killed run never
     leaves a stale lock behind."""
     p = os.fspath(path)
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
     while True:
         try:
             fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
