@@ -312,7 +312,8 @@ def check_snapshot_set(solverstate: str | os.PathLike[str],
         record = files.get(kind)
         if not isinstance(record, dict):
             continue
-        p = os.fspath(path) if path is not None else os.path.join(folder, str(record.get("file", "")))
+        p = (os.fspath(path) if path is not None
+             else os.path.join(folder, str(record.get("file", ""))))
         if not os.path.exists(p):
             return f"{os.path.basename(p)} is missing"
         if os.path.getsize(p) != record.get("bytes") or \
