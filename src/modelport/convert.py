@@ -451,8 +451,8 @@ def _write_conversion(stage: str, net_name: str, module: CaffeNet,
     the others) last. Returns the file names."""
     weights = os.path.join(stage, WEIGHTS_FILE)
     metadata = {"format": "pt", "source": "modelport", "net": net_name}
-    write_safetensors(weights, state, metadata)
-    digests = {WEIGHTS_FILE: sha256_file(weights)}
+    # straight from the parameters' storage; hashed while written (no second pass over it)
+    digests = {WEIGHTS_FILE: write_safetensors(weights, state, metadata)}
     source = generate_source(module, source_name, weights_sha256=digests[WEIGHTS_FILE])
     _check_generated(source, state, stage)
     write_text(os.path.join(stage, MODEL_FILE), source)

@@ -15,6 +15,7 @@ once, under its first name, and the header's metadata records `modelport.aliases
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -84,19 +85,30 @@ def _raw(t: torch.Tensor) -> memoryview:
 
 
 def save(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
-         metadata: Mapping[str, str] | None = None, dedupe: bool = False) -> None:
-    """Write `tensors` to `path` as is (no temporary file: see `write_safetensors`)."""
+         metadata: Mapping[str, str] | None = None, dedupe: bool = False) -> str:
+    """Write `tensors` to `path` as is (no temporary file: see `write_safetensors`); return
+    the sha256 of the bytes written (hashed from the same buffers, not read back).
+
+    Each tensor's bytes go from its own storage to the file (no intermediate copy); a
+    non-contiguous tensor is made contiguous first."""
     head, order = encode_header(tensors, metadata, dedupe)
+    digest = hashlib.sha256(head)
     with open(path, "wb") as fh:
         fh.write(head)
         for _name, t in order:
-            fh.write(_raw(t))
+            raw = _raw(t)
+            digest.update(raw)
+            fh.write(raw)
+    return digest.hexdigest()
 
 
 def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
-                      metadata: Mapping[str, str] | None = None, dedupe: bool = False) -> None:
-    """Write `tensors` atomically (a temporary file renamed into place)."""
-    write_with(path, lambda tmp: save(tensors, tmp, metadata, dedupe))
+                      metadata: Mapping[str, str] | None = None, dedupe: bool = False) -> str:
+    """Write `tensors` atomically (a temporary file renamed into place); return the file's
+    sha256."""
+    digests: list[str] = []
+    write_with(path, lambda tmp: digests.append(save(tensors, tmp, metadata, dedupe)))
+    return digests[-1]
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],

@@ -53,11 +53,20 @@ def input_shapes_for(net: Net, given: Mapping[str, Sequence[int]] | None) -> dic
     return shapes
 
 
+# Caffe's NeuronLayer types without blobs: NeuronLayer::Reshape gives the top the bottom's shape,
+# whatever it is. Their meta-tensor forward would tell nothing more, and costs seconds: the first
+# Python-decomposed meta op (F.relu among them) imports torch._dynamo.
+SAME_SHAPE_TYPES = frozenset({"ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL", "ELU", "Power", "Exp",
+                              "Log", "Threshold", "Clip", "Swish", "Dropout"})
+
+
 def infer_tops(layer: Layer, module: CaffeModule, bottoms: Sequence[torch.Tensor],
                bottom_shapes: Sequence[Shape]) -> list[torch.Tensor]:
     """The tops `module` produces from `bottoms` (meta tensors: shapes only), or the module's
     own `output_shapes`; ShapeError naming the layer when it cannot be applied to them."""
     explicit = module.output_shapes(tuple(bottom_shapes))
+    if explicit is None and layer.type in SAME_SHAPE_TYPES and len(bottom_shapes) == 1:
+        explicit = [tuple(bottom_shapes[0])]
     if explicit is not None:
         tops = [torch.empty(s, device="meta") for s in explicit]
     else:
@@ -130,11 +139,12 @@ def module_keys(names: Sequence[str], reserved: frozenset[str] | None = None) ->
     """Submodule keys for layers named `names` (net order), all distinct.
 
     A layer's key is its Caffe name wherever that name is a safe key (printable ASCII, not
-    empty, no `.`, quote or backslash, not an attribute in `reserved`) and no earlier layer has
-    it, so state-dict keys are `conv1.weight` or `inception_3a/1x1.weight` as in Caffe.
-    Otherwise `.`, quotes, backslashes and other characters become `_` (torch.fx pastes
-    submodule names between double quotes into the code it executes, and TorchScript's
-    printer mis-escapes non-ASCII ones), a reserved name or a Python keyword gets a trailing
+    empty, none of `. " ' \\ , ; ( ) [ ]`, not an attribute in `reserved`) and no earlier layer
+    has it, so state-dict keys are `conv1.weight` or `inception_3a/1x1.weight` as in Caffe.
+    Otherwise those characters become `_` (torch.fx pastes submodule names between double
+    quotes into the code it executes, torch.export cannot load a program whose module names
+    hold an unbalanced bracket, a comma or a semicolon, and TorchScript's printer mis-escapes
+    non-ASCII ones), a reserved name or a Python keyword gets a trailing
     `_` (`forward` -> `forward_`, `class` -> `class_`: torch.fx writes `self.class`), and a
     name already taken (Caffe allows two layers with one name, e.g. the two `loss` layers of
     BVLC's mnist_autoencoder) gets `_1`, `_2`, ... (`loss_1`), never taking a key another
@@ -167,10 +177,16 @@ def module_keys(names: Sequence[str], reserved: frozenset[str] | None = None) ->
     return [k for k in keys if k is not None]
 
 
+# Printable ASCII characters a module key never holds: `.` is PyTorch's path separator;
+# torch.fx pastes keys between double quotes into code it executes; torch.export's saved
+# module stacks are split at , ; and brackets (`torch.export.load` fails on an unbalanced one).
+_KEY_UNSAFE = frozenset(".\"'\\,;()[]")
+
+
 def _key_text(name: str) -> str:
-    """`name` with `.` (PyTorch's path separator), quotes, backslashes and every character
-    that is not printable ASCII replaced by `_`."""
-    return "".join(ch if " " <= ch <= "~" and ch not in ".\"'\\" else "_" for ch in name)
+    """`name` with every character that is not printable ASCII, or is in _KEY_UNSAFE,
+    replaced by `_`."""
+    return "".join(ch if " " <= ch <= "~" and ch not in _KEY_UNSAFE else "_" for ch in name)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
 from modelport.errors import ShapeError, WeightError
 from modelport.formats.caffe import caffe_pb2
+from modelport.formats.caffe.mapped import owned_copy
 from modelport.ir import Blob, Layer
 
 Shape = tuple[int, ...]
@@ -116,8 +116,9 @@ class ConvertContext:
                     "input shape)",
                 )
             data = data.reshape(shape)
-        # The one copy of the weights: IR blobs may be read-only views of the mapped file.
-        return torch.from_numpy(np.array(data, dtype=np.float32, copy=True, order="C"))
+        # The one copy of the weights: IR blobs may be read-only views of the mapped file, and a
+        # module owns its (writable) weights; the mapped pages are released as they are copied.
+        return torch.from_numpy(owned_copy(data))
 
 
 def spatial_params(p: caffe_pb2.ConvolutionParameter, num_spatial: int, ctx: ConvertContext,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from modelport.errors import FormatError
 
 WIRE_VARINT = 0
@@ -79,6 +81,58 @@ def iter_fields(buf: memoryview | bytes, start: int, end: int) -> Iterator[Field
             pos += 8
         else:
             raise FormatError(f"malformed protobuf data (wire type {wire_type} for field {number})")
+
+
+UNPACKED_RUN = 8  # not a protobuf wire type: one Field for a run of unpacked fixed-width values
+_RUN_CHUNK = 1 << 16  # records checked per numpy comparison
+
+
+def _run_length(buf: memoryview | bytes, pos: int, end: int, key: int, width: int) -> int:
+    """How many whole (key byte, `width`-byte value) records follow each other from pos."""
+    size = 1 + width
+    count, p = 0, pos
+    while True:
+        n = min((end - p) // size, _RUN_CHUNK)
+        if n == 0:
+            return count
+        keys = np.frombuffer(buf, dtype=np.uint8, count=n * size, offset=p)[::size]
+        bad = np.flatnonzero(keys != key)
+        if bad.size:
+            return count + int(bad[0])
+        count, p = count + n, p + n * size
+
+
+def iter_fields_runs(buf: memoryview | bytes, start: int, end: int,
+                     runs: dict[int, int]) -> Iterator[Field]:
+    """`iter_fields`, except that consecutive unpacked occurrences of a fixed32/fixed64 field
+    whose one-byte key is in `runs` (key -> value width) come as ONE Field(number,
+    UNPACKED_RUN, value=count, start, end) spanning the records (decode with
+    `unpacked_values`). Legacy writers store `repeated float data` unpacked, one key per value:
+    this keeps such blobs linear-time in numpy instead of a Python step per value."""
+    pos = start
+    while pos < end:
+        key = buf[pos]
+        width = runs.get(key)
+        if width is not None:
+            count = _run_length(buf, pos, end, key, width)
+            if count:
+                nxt = pos + count * (1 + width)
+                yield Field(key >> 3, UNPACKED_RUN, count, pos, nxt)
+                pos = nxt
+                continue
+        f = next(iter_fields(buf, pos, end))  # one field (and its errors, e.g. truncation)
+        yield f
+        pos = f.end  # every kind of Field ends where the next one starts
+
+
+def unpacked_values(buf: memoryview | bytes, f: Field, dtype: str) -> np.ndarray:
+    """The values of an UNPACKED_RUN field as a new contiguous array of `dtype` (one copy:
+    the values sit between keys in the file, so no view of them exists)."""
+    dt = np.dtype(dtype)
+    size = 1 + dt.itemsize
+    records = np.frombuffer(buf, dtype=np.uint8, count=f.value * size, offset=f.start)
+    values = np.ascontiguousarray(records.reshape(f.value, size)[:, 1:])
+    return values.view(dt).reshape(-1)
 
 
 def encode_key(number: int, wire_type: int) -> bytes:
