@@ -696,10 +696,7 @@ class measuring:
 
 # Crashes whose fix is another open item: still counted as crashes by tools/fuzz.py, tolerated
 # by the in-suite test until that item lands (then delete the entry).
-KNOWN_OPEN: dict[str, tuple[tuple[str, str], ...]] = {
-    "prototxt": (("RecursionError", "issue 15 item 6: prototxt nested 400+ levels"),),
-    "solver": (("RecursionError", "issue 15 item 6: prototxt nested 400+ levels"),),
-}
+KNOWN_OPEN: dict[str, tuple[tuple[str, str], ...]] = {}
 
 
 def known_open(target: str, outcome: Outcome) -> str | None:

@@ -24,13 +24,7 @@ from modelport.formats.caffe.caffemodel import read_caffemodel
 from modelport.train.snapshot import read_solverstate
 
 # Crashers whose fix belongs to another open item; they run, and must start passing by then.
-_ITEM6 = ("issue 15 item 6: protobuf's text_format recurses once per nesting level "
-          "(RecursionError); the nesting limit is another engineer's change to prototxt.py")
-KNOWN_OPEN: dict[str, str] = {
-    "prototxt/nested_layer_1000.prototxt": _ITEM6,
-    "prototxt/nested_unknown_1000.prototxt": _ITEM6,
-    "solver/nested_unknown_1000.prototxt": _ITEM6,
-}
+KNOWN_OPEN: dict[str, str] = {}
 
 
 def _corpus() -> list[tuple[str, str]]:
@@ -98,3 +92,27 @@ def test_solverstate_learned_net_not_utf8(tmp_path) -> None:
                                     PbField(2, LEN, b"net_iter_5.caffe\xffmodel")]))
     with pytest.raises(FormatError, match=r"s\.solverstate.*learned_net.*Fix:"):
         read_solverstate(state)
+
+
+@pytest.mark.parametrize("dims", [[0, 2**62, 2**62], [0, 2**40, 2**40], [2**31], [3, 2**30]])
+def test_blob_shape_over_int_max_is_refused(tmp_path, dims: list[int]) -> None:
+    """Caffe's Blob::Reshape: "blob size exceeds INT_MAX" (dims and count are C++ ints). An
+    empty blob with huge other dims was a raw numpy ValueError ("array is too big",
+    "Maximum allowed dimension exceeded")."""
+    mean = tmp_path / "m.binaryproto"
+    mean.write_bytes(serialize_pb([PbField(7, LEN, [PbField(1, VARINT, d) for d in dims])]))
+    with pytest.raises(FormatError, match=r"m\.binaryproto.*2\^31-1"):
+        read_binaryproto(mean)
+
+
+def test_legacy_dims_are_int32(tmp_path) -> None:
+    """BlobProto's legacy num/channels/height/width are int32: protobuf keeps a varint's low 32
+    bits, so -2 (a 10-byte varint) is negative, and 2^32 + 1 is 1."""
+    mean = tmp_path / "m.binaryproto"
+    mean.write_bytes(serialize_pb([PbField(1, VARINT, 1), PbField(2, VARINT, 2**64 - 2)]))
+    with pytest.raises(FormatError, match="negative dimension"):
+        read_binaryproto(mean)
+    mean.write_bytes(serialize_pb([PbField(1, VARINT, 1), PbField(2, VARINT, 1),
+                                   PbField(3, VARINT, 2**32 + 1), PbField(4, VARINT, 2),
+                                   PbField(5, LEN, struct.pack("<2f", 1.0, 2.0))]))
+    assert read_binaryproto(mean).shape == (1, 1, 1, 2)
