@@ -15,16 +15,22 @@ import numpy as np
 from modelport.errors import FormatError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.wire import (
+    UNPACKED_RUN,
     WIRE_FIXED32,
     WIRE_FIXED64,
     WIRE_LEN,
     WIRE_VARINT,
     iter_fields,
+    iter_fields_runs,
     read_varint,
+    unpacked_values,
 )
 from modelport.ir import Blob
 
 MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes (blob.hpp)
+# One-byte keys of BlobProto's unpacked `data` (5, fixed32) and `double_data` (8, fixed64)
+# values, and their widths: runs of them are decoded in numpy (wire.iter_fields_runs).
+_UNPACKED_VALUES = {(5 << 3) | WIRE_FIXED32: 4, (8 << 3) | WIRE_FIXED64: 8}
 INT_MAX = 2**31 - 1  # a Blob's dims and count are C++ ints
 _RAW_DTYPES: dict[int, np.dtype] = {
     caffe_pb2.FLOAT: np.dtype("<f4"),
@@ -59,9 +65,14 @@ def _decode_shape(buf: memoryview | bytes, start: int, end: int) -> list[int]:
 def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blob:
     """Decode the BlobProto in buf[start:end]; `what` names it in error messages.
 
-    Packed float32 data is returned as a read-only view into `buf` (a memory-mapped file
-    stays mapped while the array lives), so reading a caffemodel costs no copy of the weights;
-    the converter makes the one copy its parameters need. Other encodings are converted.
+    Packed float32 `data` (how Caffe writes it; V1 and V2 layers alike) is returned as a
+    read-only `np.frombuffer` view into `buf`, little-endian float32 as stored (a memory-mapped
+    file stays mapped while the array lives), so reading a caffemodel copies no weights; the
+    converter makes the one copy its parameters need. Only these encodings are copied: packed
+    `double_data` and FP16/other `raw_data` (one conversion to float32, unavoidable), unpacked
+    legacy values (one gather from between their keys, in numpy), and a blob whose values are
+    split over several fields (concatenated). Every view lies inside buf[start:end]: a field
+    running past the end or blob sizes that disagree with the values are a FormatError.
     """
     legacy = {1: 0, 2: 0, 3: 0, 4: 0}
     has_legacy = False
@@ -70,7 +81,7 @@ def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blo
     double_parts: list[np.ndarray] = []
     raw: tuple[int, int] | None = None
     raw_type: int = caffe_pb2.FLOAT
-    for f in iter_fields(buf, start, end):
+    for f in iter_fields_runs(buf, start, end, _UNPACKED_VALUES):
         if f.number in legacy and f.wire_type == WIRE_VARINT:
             # num/channels/height/width are int32: protobuf keeps the low 32 bits, signed
             low = f.value & 0xFFFFFFFF
@@ -84,16 +95,16 @@ def decode_blob(buf: memoryview | bytes, start: int, end: int, what: str) -> Blo
                     raise FormatError(f"{what}: packed float data has {f.end - f.start} bytes")
                 float_parts.append(np.frombuffer(buf, dtype="<f4", count=(f.end - f.start) // 4,
                                                  offset=f.start))
-            elif f.wire_type == WIRE_FIXED32:
-                float_parts.append(np.frombuffer(buf, dtype="<f4", count=1, offset=f.start))
+            elif f.wire_type == UNPACKED_RUN:  # legacy unpacked floats: one copy
+                float_parts.append(unpacked_values(buf, f, "<f4"))
         elif f.number == 8:
             if f.wire_type == WIRE_LEN:
                 if (f.end - f.start) % 8:
                     raise FormatError(f"{what}: packed double data has {f.end - f.start} bytes")
                 double_parts.append(np.frombuffer(buf, dtype="<f8",
                                                   count=(f.end - f.start) // 8, offset=f.start))
-            elif f.wire_type == WIRE_FIXED64:
-                double_parts.append(np.frombuffer(buf, dtype="<f8", count=1, offset=f.start))
+            elif f.wire_type == UNPACKED_RUN:
+                double_parts.append(unpacked_values(buf, f, "<f8"))
         elif f.number == 10 and f.wire_type == WIRE_VARINT:
             raw_type = f.value
         elif f.number == 12 and f.wire_type == WIRE_LEN:
