@@ -20,7 +20,6 @@ thousands of layers costs one conversion per distinct layer plus a linear walk.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.net_loader import load_net
 from modelport.ir import Layer, Net
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
-from modelport.layers.registry import lookup
+from modelport.layers.registry import facts, lookup
 
 
 @dataclass
@@ -85,18 +84,9 @@ class NetInfo:
 
 def layer_macs(layer: Layer, module: CaffeModule, bottoms: Sequence[Shape],
                tops: Sequence[Shape]) -> int:
-    """Multiply-adds of one layer (the convention in the module docstring)."""
-    weight = getattr(module, "weight", None)
-    if not isinstance(weight, torch.Tensor) or not tops:
-        return 0
-    if layer.type == "Convolution":
-        return math.prod(tops[0]) * math.prod(weight.shape[1:])
-    if layer.type == "Deconvolution":
-        return math.prod(bottoms[0]) * math.prod(weight.shape[1:])
-    if layer.type == "InnerProduct":
-        axis = int(getattr(module, "axis", 1))
-        return math.prod(bottoms[0][:axis]) * weight.numel()
-    return 0
+    """Multiply-adds of one layer: the counter its type registers (LayerFacts.macs), else 0."""
+    count = facts(layer.type).macs
+    return count(layer, module, bottoms, tops) if count is not None else 0
 
 
 def _type_problem(layer: Layer) -> str | None:

@@ -41,9 +41,11 @@ from modelport.export.onednn import (
     InferenceInnerProduct,
 )
 from modelport.ir import Layer
+from modelport.layers.activation import CaffeDropout, CaffeReLU
 from modelport.layers.base import CaffeModule
 from modelport.layers.conv import CaffeConvolution
 from modelport.layers.inner_product import CaffeInnerProduct
+from modelport.layers.registry import facts, layer_types
 
 Affine = tuple[torch.Tensor, torch.Tensor]  # y = a * x + b per channel (axis 1), float64
 
@@ -105,48 +107,17 @@ class OptimizeReport:
                 f"{sums}")
 
 
-def _class(name: str, module: str) -> Any:
-    import importlib
-
-    return getattr(importlib.import_module(module), name, None)
-
-
 def channel_affine(module: Any, ndim: int) -> Affine | None:
     """(a, b) with module(x) == a * x + b per channel of axis 1, or None when the module is not
-    such a map (batch statistics, an operand over other axes, a second bottom, power != 1)."""
-    bn = _class("CaffeBatchNorm", "modelport.layers.norm")
-    scale_cls = _class("CaffeScale", "modelport.layers.norm")
-    bias_cls = _class("CaffeBias", "modelport.layers.norm")
-    power_cls = _class("CaffePower", "modelport.layers.activation")
+    such a map (batch statistics, an operand over other axes, a second bottom, power != 1).
+    The forms are the ones layer types declare where they are registered (LayerFacts)."""
     if ndim < 2:
         return None
-    if bn is not None and isinstance(module, bn):
-        if not module.use_global_stats:
-            return None
-        blob2 = float(module.scale_factor.reshape(-1)[0])
-        factor = 0.0 if blob2 == 0 else 1.0 / blob2
-        mean = module.mean.detach().double() * factor
-        var = module.variance.detach().double() * factor
-        a = 1.0 / torch.sqrt(var + float(module.eps))
-        return a, -mean * a
-    if scale_cls is not None and isinstance(module, scale_cls):
-        w = module.weight
-        if w is None or w.dim() != 1 or module.trailing != ndim - 2:
-            return None
-        a = w.detach().double()
-        b = module.bias.detach().double() if module.bias is not None else torch.zeros_like(a)
-        return a, b
-    if bias_cls is not None and isinstance(module, bias_cls):
-        bias = module.bias
-        if bias is None or bias.dim() != 1 or module.trailing != ndim - 2:
-            return None
-        b = bias.detach().double()
-        return torch.ones_like(b), b
-    if power_cls is not None and isinstance(module, power_cls):
-        if module.constant is not None or module.power != 1.0:
-            return None
-        return (torch.tensor([float(module.scale)], dtype=torch.float64),
-                torch.tensor([float(module.shift)], dtype=torch.float64))
+    for type_name in layer_types():
+        form = facts(type_name).channel_affine
+        affine = form(module, ndim) if form is not None else None
+        if affine is not None:
+            return affine
     return None
 
 
@@ -178,11 +149,6 @@ def _fold_into(module: Any, affine: Affine) -> nn.Module | None:
         return CaffeInnerProduct(w.float(), (old_bias * a + b).float(), module.axis,
                                  module.transpose)
     return None
-
-
-def _is(module: Any, name: str, where: str) -> bool:
-    cls = _class(name, where)
-    return cls is not None and isinstance(module, cls)
 
 
 class _Graph:
@@ -249,7 +215,7 @@ def _drop_identity_layers(g: _Graph, report: OptimizeReport) -> None:
         drop = False
         if layer.type == "Silence" and not layer.tops:
             drop = True
-        elif _is(module, "CaffeDropout", "modelport.layers.activation") and \
+        elif isinstance(module, CaffeDropout) and \
                 len(layer.bottoms) == 1 and len(layer.tops) == 1:
             src, top = layer.bottoms[0], layer.tops[0]
             if top == src:
@@ -324,7 +290,7 @@ def _fold_chains(g: _Graph, report: OptimizeReport) -> None:
         if foldable:
             cur = g.order[i][0].tops[0]
             j = g.exclusive_consumer(i, cur)
-            if j is not None and _is(g.module(j), "CaffeReLU", "modelport.layers.activation"):
+            if j is not None and isinstance(g.module(j), CaffeReLU):
                 relu_layer = g.order[j][0]
                 fused = FusedReLU(g.module(i), float(g.module(j).negative_slope))
                 g.absorb(i, j, fused)
@@ -391,7 +357,7 @@ def _fuse_residual_sums(g: _Graph, report: OptimizeReport) -> None:
             del g.order[j - 1]
             report.fused_sum[conv_layer.name] = layer.name
             r = g.exclusive_consumer(i, layer.tops[0])
-            if r is not None and _is(g.module(r), "CaffeReLU", "modelport.layers.activation") \
+            if r is not None and isinstance(g.module(r), CaffeReLU) \
                     and float(g.module(r).negative_slope) == 0.0:
                 fused.relu = True
                 report.fused_relu[conv_layer.name] = g.order[r][0].name

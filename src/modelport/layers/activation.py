@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch import nn
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
-from modelport.layers.registry import register_layer
+from modelport.layers.registry import WEIGHT, Affine, fixed_roles, register_layer
 
 if TYPE_CHECKING:
     from modelport.caffe_rng import CaffeRNG
@@ -79,7 +79,7 @@ class CaffePReLU(CaffeModule):
         return f"slopes={tuple(self.weight.shape)}, channel_shared={self.channel_shared}"
 
 
-@register_layer("PReLU")
+@register_layer("PReLU", blobs=fixed_roles(WEIGHT))
 def convert_prelu(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe PReLU (layers/prelu_layer.cpp): y = max(x, 0) + a_c * min(x, 0) with a learned
     slope a_c per channel (axis 1; blob shape (C,)), or one slope for all channels when
@@ -211,7 +211,16 @@ class CaffePower(CaffeModule):
         return f"power={self.power}, scale={self.scale}, shift={self.shift}"
 
 
-@register_layer("Power")
+def power_affine(module: Any, ndim: int) -> Affine | None:
+    """Power with power 1 as a per-channel affine map: y = scale * x + shift (one value for
+    every channel); None for other powers and for the constant form."""
+    if not isinstance(module, CaffePower) or module.constant is not None or module.power != 1.0:
+        return None
+    return (torch.tensor([float(module.scale)], dtype=torch.float64),
+            torch.tensor([float(module.shift)], dtype=torch.float64))
+
+
+@register_layer("Power", channel_affine=power_affine)
 def convert_power(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Power (layers/power_layer.cpp): y = (shift + scale * x) ^ power; when
     power * scale == 0 the output is the constant 1 (power 0) or shift ^ power."""

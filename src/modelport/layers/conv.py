@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import nn
 
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape, spatial_params
-from modelport.layers.registry import register_layer
+from modelport.layers.registry import register_layer, weight_bias
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _DECONV = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -95,7 +96,27 @@ def _convert(layer: Layer, ctx: ConvertContext, transposed: bool) -> CaffeConvol
     return CaffeConvolution(weight, bias, stride, pad, dilation, group, axis, transposed)
 
 
-@register_layer("Convolution")
+def convolution_macs(layer: Layer, module: CaffeModule, bottoms: Sequence[Shape],
+                     tops: Sequence[Shape]) -> int:
+    """Multiply-adds of a convolution: top elements x (C/group x kernel), the weight's
+    per-output-channel size."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or not tops:
+        return 0
+    return math.prod(tops[0]) * math.prod(weight.shape[1:])
+
+
+def deconvolution_macs(layer: Layer, module: CaffeModule, bottoms: Sequence[Shape],
+                       tops: Sequence[Shape]) -> int:
+    """Multiply-adds of a deconvolution: bottom elements x (num_output/group x kernel)."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or not tops:
+        return 0
+    return math.prod(bottoms[0]) * math.prod(weight.shape[1:])
+
+
+@register_layer("Convolution", blobs=weight_bias("convolution_param"),
+                num_output="convolution_param", macs=convolution_macs)
 def convert_convolution(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Convolution (layers/conv_layer.cpp): cross-correlation with symmetric zero padding
     `pad` per axis, output `(in + 2*pad - (dilation*(k-1)+1)) / stride + 1` (floor); weight
@@ -103,7 +124,8 @@ def convert_convolution(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     return _convert(layer, ctx, transposed=False)
 
 
-@register_layer("Deconvolution")
+@register_layer("Deconvolution", blobs=weight_bias("convolution_param"),
+                num_output="convolution_param", macs=deconvolution_macs)
 def convert_deconvolution(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Deconvolution (layers/deconv_layer.cpp): the gradient of convolution; output
     `stride*(in-1) + dilation*(k-1) + 1 - 2*pad`; weight C x num_output/group x kernel (the same

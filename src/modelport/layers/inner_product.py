@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 from modelport.errors import LayerError
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
-from modelport.layers.registry import register_layer
+from modelport.layers.registry import register_layer, weight_bias
 
 
 class CaffeInnerProduct(CaffeModule):
@@ -46,7 +47,18 @@ class CaffeInnerProduct(CaffeModule):
                 f"transpose={self.transpose}, bias={self.bias is not None}")
 
 
-@register_layer("InnerProduct")
+def inner_product_macs(layer: Layer, module: CaffeModule, bottoms: Sequence[Shape],
+                       tops: Sequence[Shape]) -> int:
+    """Multiply-adds of an inner product: rows (the axes before `axis`) x weight elements."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or not tops:
+        return 0
+    axis = int(getattr(module, "axis", 1))
+    return math.prod(bottoms[0][:axis]) * weight.numel()
+
+
+@register_layer("InnerProduct", blobs=weight_bias("inner_product_param"),
+                num_output="inner_product_param", macs=inner_product_macs)
 def convert_inner_product(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe InnerProduct (layers/inner_product_layer.cpp): flattens the axes from `axis`
     (default 1) on into K = their product (C order), keeps the axes before, and computes
@@ -116,7 +128,7 @@ class CaffeEmbed(CaffeModule):
         return f"weight={tuple(self.weight.shape)}, bias={self.bias is not None}"
 
 
-@register_layer("Embed")
+@register_layer("Embed", blobs=weight_bias("embed_param"), num_output="embed_param")
 def convert_embed(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Embed (layers/embed_layer.cpp): a lookup table; each bottom value (an integer held
     in a float, truncated) selects row `index` of the input_dim x num_output weight, plus an

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +14,14 @@ from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.pooling import CaffePooling
-from modelport.layers.registry import register_layer
+from modelport.layers.registry import (
+    BIAS,
+    STATISTIC,
+    WEIGHT,
+    Affine,
+    fixed_roles,
+    register_layer,
+)
 
 LRNP = caffe_pb2.LRNParameter
 
@@ -162,7 +170,21 @@ class CaffeBatchNorm(CaffeModule):
         return f"channels={self.mean.numel()}, eps={self.eps:g}, stats={stats}"
 
 
-@register_layer("BatchNorm")
+def batch_norm_affine(module: Any, ndim: int) -> Affine | None:
+    """BatchNorm with global statistics as y = a * x + b per channel: a = 1/sqrt(var + eps),
+    b = -mean * a, mean and var the stored sums times caffe_math.batchnorm_scale; None with
+    batch statistics."""
+    if not isinstance(module, CaffeBatchNorm) or not module.use_global_stats or ndim < 2:
+        return None
+    factor = caffe_math.batchnorm_scale(float(module.scale_factor.reshape(-1)[0]))
+    mean = module.mean.detach().double() * factor
+    var = module.variance.detach().double() * factor
+    a = 1.0 / torch.sqrt(var + float(module.eps))
+    return a, -mean * a
+
+
+@register_layer("BatchNorm", blobs=fixed_roles(STATISTIC, STATISTIC, STATISTIC),
+                channel_affine=batch_norm_affine)
 def convert_batch_norm(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe BatchNorm (src/caffe/layers/batch_norm_layer.cpp): y = (x - mean)/sqrt(var + eps)
     per channel (axis 1; a 1-axis bottom is one channel). Blobs: mean sum (C), variance sum
@@ -279,7 +301,25 @@ class CaffeBias(CaffeModule):
         return x + _broadcastable(operand, self.trailing)
 
 
-@register_layer("Scale")
+def _scale_roles(layer: Layer) -> tuple[str, ...]:
+    """A learned scale (one bottom), then a bias with bias_term."""
+    scale = (WEIGHT,) if len(layer.bottoms) == 1 else ()
+    return scale + ((BIAS,) if layer.param.scale_param.bias_term else ())
+
+
+def scale_affine(module: Any, ndim: int) -> Affine | None:
+    """Scale with one learned per-channel (axis 1) operand as y = s * x + b."""
+    if not isinstance(module, CaffeScale) or ndim < 2:
+        return None
+    w = module.weight
+    if w is None or w.dim() != 1 or module.trailing != ndim - 2:
+        return None
+    a = w.detach().double()
+    b = module.bias.detach().double() if module.bias is not None else torch.zeros_like(a)
+    return a, b
+
+
+@register_layer("Scale", blobs=_scale_roles, channel_affine=scale_affine)
 def convert_scale(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Scale (src/caffe/layers/scale_layer.cpp): y = x * s (+ b) with s broadcast over
     bottom[0] starting at `axis`. One bottom: s is a learned blob of shape
@@ -303,7 +343,23 @@ def convert_scale(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     return CaffeScale(weight, bias, len(shape) - first - len(scale_shape))
 
 
-@register_layer("Bias")
+def _bias_roles(layer: Layer) -> tuple[str, ...]:
+    """A learned bias with one bottom; none when the bias is the second bottom."""
+    return (BIAS,) if len(layer.bottoms) == 1 else ()
+
+
+def bias_affine(module: Any, ndim: int) -> Affine | None:
+    """Bias with one learned per-channel (axis 1) operand as y = 1 * x + b."""
+    if not isinstance(module, CaffeBias) or ndim < 2:
+        return None
+    bias = module.bias
+    if bias is None or bias.dim() != 1 or module.trailing != ndim - 2:
+        return None
+    b = bias.detach().double()
+    return torch.ones_like(b), b
+
+
+@register_layer("Bias", blobs=_bias_roles, channel_affine=bias_affine)
 def convert_bias(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Bias (src/caffe/layers/bias_layer.cpp): y = x + b with b broadcast over bottom[0]
     starting at `axis` (bias_param, default axis 1, num_axes 1). One bottom: b is a learned blob

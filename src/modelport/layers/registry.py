@@ -8,22 +8,83 @@ A converter is a function `(layer, ctx) -> CaffeModule` registered under a Caffe
 
 User code may register converters for its own (fork) layer types the same way; registering a
 type twice is an error unless `replace=True`.
+
+The registration is also the one place that says what the rest of modelport needs to know about
+a type without converting it (`LayerFacts`): the roles of its blobs in Caffe's blob order
+(weight, bias, or a statistic whose lr_mult Caffe forces to 0, as BatchNormLayer::LayerSetUp
+does), the sub-message holding its `num_output`, how many multiply-adds it costs, and, when it
+is a per-channel affine map, that map (for folding into a preceding convolution). Surgery,
+param groups, inspect, the caffemodel writer and the optimiser ask `lookup(type)` for these:
+
+    @register_layer("InnerProduct", blobs=weight_bias("inner_product_param"),
+                    num_output="inner_product_param", macs=inner_product_macs)
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelport.errors import ConfigError
 
 if TYPE_CHECKING:
+    import torch
+
     from modelport.ir import Layer
-    from modelport.layers.base import CaffeModule, ConvertContext
+    from modelport.layers.base import CaffeModule, ConvertContext, Shape
 
 ConverterFn = Callable[["Layer", "ConvertContext"], "CaffeModule"]
+
+# Blob roles (LayerFacts.blobs).
+WEIGHT = "weight"
+BIAS = "bias"  # the blob the fine-tuning convention gives 2x lr and no decay
+STATISTIC = "statistic"  # not learned: Caffe forces its lr_mult to 0 (BatchNorm's sums)
+
+BlobRolesFn = Callable[["Layer"], tuple[str, ...]]
+MacsFn = Callable[["Layer", "CaffeModule", "Sequence[Shape]", "Sequence[Shape]"], int]
+# (a, b) per channel of axis 1 (float64) with module(x) == a * x + b, or None.
+Affine = tuple["torch.Tensor", "torch.Tensor"]
+AffineFn = Callable[[Any, int], "Affine | None"]
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """What a layer type declares about itself beside its converter.
+
+    `blobs(layer)` gives the role of each blob the layer's parameters declare, in Caffe's blob
+    order (what `blobs` a caffemodel must hold for it); `num_output` names the sub-message of
+    LayerParameter whose `num_output` sets its width; `macs(layer, module, bottom_shapes,
+    top_shapes)` counts its multiply-adds; `channel_affine(module, ndim)` gives (a, b) with
+    module(x) == a * x + b per channel of axis 1, or None when this instance is not such a map.
+    """
+
+    blobs: BlobRolesFn | None = None
+    num_output: str | None = None
+    macs: MacsFn | None = None
+    channel_affine: AffineFn | None = None
+
+    def blob_roles(self, layer: Layer) -> tuple[str, ...]:
+        return self.blobs(layer) if self.blobs is not None else ()
+
+
+NO_FACTS = LayerFacts()
+
+
+def weight_bias(sub_message: str) -> BlobRolesFn:
+    """Roles of a weight blob and, when `<sub_message>.bias_term`, a bias blob after it."""
+
+    def roles(layer: Layer) -> tuple[str, ...]:
+        bias = getattr(layer.param, sub_message).bias_term
+        return (WEIGHT, BIAS) if bias else (WEIGHT,)
+
+    return roles
+
+
+def fixed_roles(*roles: str) -> BlobRolesFn:
+    """A type whose blobs do not depend on its parameters (PReLU: one weight)."""
+    return lambda layer: tuple(roles)
 
 
 @dataclass(frozen=True)
@@ -37,14 +98,19 @@ class LayerSpec:
     # "inference": runs in deploy nets; "train": only meaningful when training (losses,
     # accuracy); "data": produces blobs from files (fed by the training data pipeline).
     role: str = "inference"
+    facts: LayerFacts = NO_FACTS
 
 
 _REGISTRY: dict[str, LayerSpec] = {}
 
 
-def register_layer(type_name: str, *, role: str = "inference",
-                   replace: bool = False) -> Callable[[ConverterFn], ConverterFn]:
-    """Register `fn` as the converter for Caffe layers of type `type_name`."""
+def register_layer(type_name: str, *, role: str = "inference", replace: bool = False,
+                   blobs: BlobRolesFn | None = None, num_output: str | None = None,
+                   macs: MacsFn | None = None, channel_affine: AffineFn | None = None,
+                   ) -> Callable[[ConverterFn], ConverterFn]:
+    """Register `fn` as the converter for Caffe layers of type `type_name`, with the type's
+    facts (`LayerFacts`: blob roles, num_output field, MAC counter, per-channel affine form)."""
+    facts = LayerFacts(blobs, num_output, macs, channel_affine)
 
     def decorator(fn: ConverterFn) -> ConverterFn:
         if type_name in _REGISTRY and not replace:
@@ -55,7 +121,7 @@ def register_layer(type_name: str, *, role: str = "inference",
         doc = inspect.getdoc(fn) or ""
         summary = doc.split("\n\n")[0].replace("\n", " ").strip()
         family = fn.__module__.rsplit(".", 1)[-1]
-        _REGISTRY[type_name] = LayerSpec(type_name, fn, family, summary, role)
+        _REGISTRY[type_name] = LayerSpec(type_name, fn, family, summary, role, facts)
         return fn
 
     return decorator
@@ -65,6 +131,26 @@ def lookup(type_name: str) -> LayerSpec | None:
     """The converter registered for `type_name`, or None."""
     _ensure_builtin_layers()
     return _REGISTRY.get(type_name)
+
+
+def unregister_layer(type_name: str) -> None:
+    """Forget the converter of `type_name` (a fork type registered for a while, in a test)."""
+    _REGISTRY.pop(type_name, None)
+
+
+def facts(type_name: str) -> LayerFacts:
+    """The facts registered for `type_name` (none for an unregistered type)."""
+    spec = lookup(type_name)
+    return spec.facts if spec is not None else NO_FACTS
+
+
+def blob_roles(layer: Layer) -> tuple[str, ...]:
+    """The role of each of `layer`'s blobs: as many as it stores (a stored blob beyond what
+    the type declares counts as a weight), else as many as its type declares."""
+    declared = facts(layer.type).blob_roles(layer)
+    if not layer.blobs:
+        return declared
+    return tuple(declared[i] if i < len(declared) else WEIGHT for i in range(len(layer.blobs)))
 
 
 def layer_types(role: str | None = None) -> list[str]:

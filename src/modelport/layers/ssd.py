@@ -17,7 +17,7 @@ from torch import nn
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
-from modelport.layers.registry import register_layer
+from modelport.layers.registry import WEIGHT, fixed_roles, register_layer
 
 CodeType = caffe_pb2.PriorBoxParameter
 FLT_MAX = 3.4028234663852886e38
@@ -92,7 +92,7 @@ class CaffeNormalize(CaffeModule):
                 f", eps={self.eps:g}")
 
 
-@register_layer("Normalize")
+@register_layer("Normalize", blobs=fixed_roles(WEIGHT))
 def convert_normalize(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """SSD Normalize (src/caffe/layers/normalize_layer.cpp, weiliu89/caffe): y = x / norm * s
     with norm = sqrt(sum(x^2) + eps) over C x H x W of each sample (across_spatial, default)

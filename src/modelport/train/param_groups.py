@@ -4,9 +4,10 @@ Caffe (Net::AppendParam, net.cpp) walks the layers in order and each layer's blo
 order. A blob whose ParamSpec `name` was already seen is *shared*: it joins its owner (same
 tensor here, so gradients accumulate into one `.grad`) and is not listed again. Every other
 blob is a learnable param with `lr_mult` and `decay_mult` from its ParamSpec (default 1 and 1).
-BatchNorm's three statistics blobs are learnable params whose lr_mult Caffe forces to 0
-(BatchNormLayer::LayerSetUp); their decay_mult stays as given (default 1), so weight decay still
-reaches their diff and the adaptive solvers' history.
+BatchNorm's three statistics blobs (declared as statistics where BatchNorm is registered) are
+learnable params whose lr_mult Caffe forces to 0 (BatchNormLayer::LayerSetUp); their
+decay_mult stays as given (default 1), so weight decay still reaches their diff and the
+adaptive solvers' history.
 
 A blob with lr_mult 0 gets no gradient (Caffe sets param_propagate_down false): its diff is 0
 before regularisation, and it is kept out of autograd here (requires_grad False).
@@ -20,7 +21,8 @@ import torch
 from torch import nn
 
 from modelport.backends.torch_module import CaffeNet
-from modelport.errors import ConfigError, LayerError
+from modelport.errors import LayerError
+from modelport.layers.params import SharedParams, blob_params
 
 
 @dataclass
@@ -52,49 +54,43 @@ def _set_blob(module: nn.Module, attr: str, value: torch.Tensor) -> None:
 
 
 def learnable_params(net: CaffeNet) -> list[LearnableParam]:
-    """Caffe's learnable_params() for `net`, tying shared (named) ParamSpecs to their owner."""
+    """Caffe's learnable_params() for `net`, tying shared (named) ParamSpecs to their owner.
+
+    The rates come from the one ParamSpec reader (`modelport.layers.params`): statistics blobs
+    (as the layer registry declares them: BatchNorm's) at lr_mult 0, others as given or 1.
+    """
     params: list[LearnableParam] = []
-    owners: dict[str, LearnableParam] = {}
+    shared = SharedParams()
+    entries: dict[int, LearnableParam] = {}  # id(owner BlobParam) -> its entry
     for layer, _key in net.run_order:
         module = net.layer_module(layer)  # this layer's own module (names may repeat)
         names = module.caffe_blob_names
-        specs = layer.param.param
-        is_bn = layer.type == "BatchNorm"
-        for j, attr in enumerate(names):
+        for j, (attr, blob) in enumerate(zip(names, blob_params(layer, len(names)))):
             tensor = getattr(module, attr)
             if tensor is None:
                 continue
-            spec = specs[j] if j < len(specs) else None
-            if is_bn and spec is not None and spec.lr_mult != 0:  # (default 1 counts, as in Caffe)
+            if blob.refused:
                 raise LayerError(layer.name, layer.type,
-                                 f"param {j} sets lr_mult {spec.lr_mult}; Caffe does not allow "
-                                 "learning the batch-normalisation statistics",
+                                 f"param {j} sets lr_mult {blob.given_lr_mult}; Caffe does not "
+                                 "allow learning the batch-normalisation statistics",
                                  "remove lr_mult from the BatchNorm param entries (or set it "
                                  "to 0)")
-            lr_mult = 0.0 if is_bn else float(spec.lr_mult if spec is not None else 1.0)
-            decay_mult = float(spec.decay_mult if spec is not None else 1.0)
-            name = spec.name if spec is not None else ""
-            if name and name in owners:
-                owner = owners[name]
+            found = shared.owner(layer, blob)
+            if found is not None:
+                owner = entries[id(found[1])]
                 if tuple(owner.tensor.shape) != tuple(tensor.shape):
                     raise LayerError(layer.name, layer.type,
-                                     f"shares param '{name}' of shape "
+                                     f"shares param '{blob.share}' of shape "
                                      f"{tuple(owner.tensor.shape)} but its blob {j} has shape "
                                      f"{tuple(tensor.shape)}",
                                      "shared params must have the same shape")
-                if spec is not None and spec.HasField("lr_mult"):
-                    if owner.lr_mult != lr_mult:
-                        raise ConfigError(
-                            f"layer '{layer.name}' (type {layer.type}): shared param '{name}' "
-                            f"has lr_mult {lr_mult}, its owner '{owner.layer}' has "
-                            f"{owner.lr_mult}. Fix: give shared params the same lr_mult")
+                shared.check_rates(layer, blob, found)
                 _set_blob(module, attr, owner.tensor)
                 continue
-            entry = LearnableParam(len(params), layer.name, layer.type, j, tensor, lr_mult,
-                                   decay_mult)
+            entry = LearnableParam(len(params), layer.name, layer.type, j, tensor, blob.lr_mult,
+                                   blob.decay_mult)
             params.append(entry)
-            if name:
-                owners[name] = entry
+            entries[id(blob)] = entry
     for p in params:
         if isinstance(p.tensor, nn.Parameter):
             p.tensor.requires_grad_(p.trainable)

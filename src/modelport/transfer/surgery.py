@@ -35,20 +35,10 @@ from modelport.atomic import write_bytes, write_text, write_with
 from modelport.errors import ConfigError, LayerError
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Blob, Layer, Net
+from modelport.layers.params import blob_params, net_blob_params
+from modelport.layers.registry import STATISTIC, facts, layer_types
 
 FillerSpec = caffe_pb2.FillerParameter | Mapping[str, Any] | str | None
-
-# Layer types whose second blob is a bias (Caffe's blob order: weight, bias).
-_WEIGHT_BIAS_TYPES = frozenset({"Convolution", "Deconvolution", "InnerProduct", "Scale",
-                                "Embed", "Bias"})
-# Layer types with a num_output (the field that `replace` changes), and its sub-message.
-_NUM_OUTPUT_FIELD = {
-    "InnerProduct": "inner_product_param",
-    "Convolution": "convolution_param",
-    "Deconvolution": "convolution_param",
-    "Embed": "embed_param",
-}
-
 
 # ----------------------------------------------------------------------------- lookups
 
@@ -65,55 +55,24 @@ def layer_index(net: Net, name: str) -> int:
 
 
 def blob_count(layer: Layer) -> int:
-    """How many learnable blobs `layer` has: its stored blobs, else what its type declares."""
-    if layer.blobs:
-        return len(layer.blobs)
-    p = layer.param
-    t = layer.type
-    if t in ("Convolution", "Deconvolution"):
-        return 2 if p.convolution_param.bias_term else 1
-    if t == "InnerProduct":
-        return 2 if p.inner_product_param.bias_term else 1
-    if t == "Embed":
-        return 2 if p.embed_param.bias_term else 1
-    if t == "Scale":
-        has_param = len(layer.bottoms) == 1
-        return int(has_param) + int(p.scale_param.bias_term)
-    if t == "BatchNorm":
-        return 3
-    if t in ("PReLU",):
-        return 1
-    if t == "Bias":
-        return 1 if len(layer.bottoms) == 1 else 0
-    return 0
+    """How many learnable blobs `layer` has: its stored blobs, else what its type declares
+    (the blob roles registered with its converter)."""
+    return len(blob_params(layer))
 
 
 def is_bias_blob(layer: Layer, index: int) -> bool:
-    """True for the bias blob of a weight+bias layer (the blob the 2x lr convention targets)."""
-    if layer.type == "Bias":
-        return True
-    if layer.type == "Scale" and len(layer.bottoms) > 1:
-        return index == 0  # the scale comes from the second bottom; the only blob is the bias
-    return layer.type in _WEIGHT_BIAS_TYPES and index == 1
+    """True for a bias blob (the blob the 2x lr convention targets), as its type declares."""
+    params = blob_params(layer)
+    return index < len(params) and params[index].is_bias
 
 
 def param_mults(layer: Layer) -> list[tuple[float, float]]:
     """(lr_mult, decay_mult) of each blob, with Caffe's defaults for unlisted blobs (1, 1).
 
-    BatchNorm's three statistics blobs are never learned: Caffe's BatchNormLayer::LayerSetUp
+    Statistics blobs (BatchNorm's three) are never learned: Caffe's BatchNormLayer::LayerSetUp
     forces their lr_mult to 0 (batch_norm_layer.cpp); decay_mult stays as given.
     """
-    n = blob_count(layer)
-    specs = list(layer.param.param)
-    out = []
-    for i in range(n):
-        if layer.type == "BatchNorm":
-            out.append((0.0, float(specs[i].decay_mult) if i < len(specs) else 1.0))
-        elif i < len(specs):
-            out.append((float(specs[i].lr_mult), float(specs[i].decay_mult)))
-        else:
-            out.append((1.0, 1.0))
-    return out
+    return [(b.lr_mult, b.decay_mult) for b in blob_params(layer)]
 
 
 def _with_param(layer: Layer, param: caffe_pb2.LayerParameter,
@@ -190,15 +149,19 @@ def set_lr_mults(net: Net, new_layers: Iterable[str] = (), preset: LrPreset = FI
     for name in new:
         layer_index(net, name)
     layers = []
-    for layer in net.layers:
-        current = param_mults(layer)
-        if not current or layer.type == "BatchNorm":
+    # A shared blob has its owner's lr_mult (a frozen owner keeps its sharers frozen); these
+    # edits write every rate, so a sharer that disagrees is not refused here.
+    for layer, blobs in net_blob_params(net.layers, check=False):
+        current = [(b.lr_mult, b.decay_mult) for b in blobs]
+        if not current or all(b.role == STATISTIC for b in blobs):
             layers.append(_set_mults(layer, current) if current else layer)
             continue
         mults = []
-        for i, (lr, _) in enumerate(current):
-            bias = is_bias_blob(layer, i)
-            if keep_frozen and lr == 0.0:
+        for blob in blobs:
+            lr, bias = blob.lr_mult, blob.is_bias
+            if blob.role == STATISTIC:
+                mults.append((0.0, blob.decay_mult))
+            elif keep_frozen and lr == 0.0:
                 mults.append((0.0, preset.bias_decay if bias else preset.weight_decay))
             elif layer.name in new:
                 mults.append((preset.new_bias, preset.bias_decay) if bias
@@ -208,6 +171,11 @@ def set_lr_mults(net: Net, new_layers: Iterable[str] = (), preset: LrPreset = FI
                              else (preset.weight, preset.weight_decay))
         layers.append(_set_mults(layer, mults))
     return _replace_layers(net, layers)
+
+
+def _num_output_types(sep: str = " or ") -> str:
+    """The registered types with a num_output field ('Convolution or Deconvolution or ...')."""
+    return sep.join(t for t in layer_types() if facts(t).num_output is not None)
 
 
 def filler_param(spec: FillerSpec) -> caffe_pb2.FillerParameter | None:
@@ -259,11 +227,11 @@ def replace(net: Net, name: str, *, num_output: int | None = None, filler: Fille
     old = net.layers[idx]
     param = caffe_pb2.LayerParameter()
     param.CopyFrom(old.param)
-    sub_name = _NUM_OUTPUT_FIELD.get(old.type)
+    sub_name = facts(old.type).num_output
     if num_output is not None:
         if sub_name is None:
             raise LayerError(old.name, old.type, "has no num_output to change",
-                             "replace an InnerProduct, Convolution, Deconvolution or Embed layer")
+                             f"replace a layer of type {_num_output_types()}")
         if num_output <= 0:
             raise ConfigError(f"layer '{name}': num_output must be positive, got {num_output}")
         getattr(param, sub_name).num_output = num_output
@@ -276,7 +244,7 @@ def replace(net: Net, name: str, *, num_output: int | None = None, filler: Fille
             sub.bias_filler.CopyFrom(bf)
     elif wf is not None or bf is not None:
         raise LayerError(old.name, old.type, "fillers can only be given for layers with "
-                         "num_output (InnerProduct, Convolution, Deconvolution, Embed)")
+                         f"num_output ({_num_output_types(', ')})")
     if rename:
         if any(lay.name == rename for lay in net.layers if lay is not old):
             raise ConfigError(f"cannot rename '{name}' to '{rename}': a layer has that name")

@@ -236,13 +236,17 @@ def with_split_layers(net: Net) -> Net:
 
 def _with_batchnorm_fixed_params(net: Net) -> Net:
     """Caffe's BatchNormLayer::LayerSetUp appends `param { lr_mult: 0 }` for each of its three
-    blobs that has no ParamSpec (the statistics are not learned), and saves the net that way."""
+    blobs that has no ParamSpec (the statistics are not learned), and saves the net that way:
+    for every layer whose blobs the registry declares as statistics only."""
+    from modelport.layers.registry import STATISTIC, facts
+
     layers = []
     for layer in net.layers:
-        if layer.type == "BatchNorm" and len(layer.param.param) < 3:
+        roles = facts(layer.type).blob_roles(layer)
+        if roles and all(r == STATISTIC for r in roles) and len(layer.param.param) < len(roles):
             lp = caffe_pb2.LayerParameter()
             lp.CopyFrom(layer.param)
-            while len(lp.param) < 3:
+            while len(lp.param) < len(roles):
                 lp.param.add().lr_mult = 0.0
             layer = Layer(layer.name, layer.type, layer.bottoms, layer.tops, lp, layer.blobs)
         layers.append(layer)
