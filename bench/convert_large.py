@@ -1,18 +1,27 @@
-"""Read and convert a VGG-16-sized caffemodel (138M parameters, ~553 MB); compare with peers.
+"""Read and convert a VGG-16-sized caffemodel (138M parameters, ~553 MB) at 0.25x, 1x and 2x
+its widths; compare with the memory bandwidth and with peers, all measured in the same run.
 
-The caffemodel is generated into a temporary folder with modelport's streaming writer (random
-weights, produced chunk by chunk, so generating it never holds the whole model in memory). Each
-measurement then runs in a fresh process so its peak RSS (resource.getrusage ru_maxrss) is its
-own:
+The caffemodels are generated with modelport's streaming writer (random weights, produced chunk
+by chunk, so generating one never holds the whole model in memory). Each measurement then runs
+in a fresh process so its peak RSS (resource.getrusage ru_maxrss: the mapped file's pages count
+once touched) is its own; its seconds exclude its imports (shown apart):
 
-    modelport read      read_caffemodel (wire scanner over the memory-mapped file)
-    modelport convert   modelport.convert.convert: read + build + model.py + model.safetensors
+    bandwidth           numpy copy of the file's size: warm (into memory already faulted in)
+                        and into fresh pages; plus a write+fsync of that size to the disk
+    modelport read      read_caffemodel: the wire scanner's zero-copy views of the mapped file
+    modelport read+touch  the same, then every value read once (the pages really are read)
+    modelport convert   modelport.convert.convert: read + build + model.py + model.safetensors,
+                        output on the disk (fsync'd) and on tmpfs (/dev/shm: the converter
+                        without the disk)
     protobuf parse      caffe_pb2.NetParameter().ParseFromString(file bytes) (the usual way)
     cv2.dnn read        cv2.dnn.readNetFromCaffe(prototxt, caffemodel) (OpenCV's C++ importer)
+    ... (unpacked legacy)  read and protobuf on the smallest width rewritten with unpacked
+                        `repeated float data` (a key byte per value: the reader's slower path)
 
-Printed: seconds, MB/s over the file size, peak RSS in MB and as a multiple of the file size,
-and each peer's time relative to modelport read (ratio > 1: the peer is slower).
-Run: `python -m bench.convert_large` or `python bench/convert_large.py [--keep DIR]`.
+Printed per width: seconds, MB/s, the ratio to the warm copy's MB/s, peak RSS (MB and x the
+file), import seconds; cv2.dnn's time over modelport's; then ms/MB and RSS/file per width (flat
+= linear), issue 13's targets as met / NOT met, and the load average (the machine is shared).
+Run: `python -m bench.convert_large [--scales 0.25,1,2] [--keep DIR]`.
 """
 
 from __future__ import annotations
@@ -36,7 +45,13 @@ VGG16 = [  # (name, out channels) per conv block; "M" = 2x2 max pool
 FCS = [("fc6", 4096), ("fc7", 4096), ("fc8", 1000)]
 
 
-def vgg16_prototxt() -> str:
+def _width(n: int, width: float) -> int:
+    return max(1, round(n * width))
+
+
+def vgg16_prototxt(width: float = 1.0) -> str:
+    """VGG-16's deploy net with every conv and fc6/fc7 width scaled by `width` (fc8 keeps its
+    1000 classes): parameters grow as width^2."""
     lines = ['name: "VGG_ILSVRC_16_layers"',
              'layer { name: "data" type: "Input" top: "data" '
              "input_param { shape { dim: 1 dim: 3 dim: 224 dim: 224 } } }"]
@@ -50,6 +65,7 @@ def vgg16_prototxt() -> str:
             bottom = f"pool{pool}"
             continue
         name, cout = item
+        cout = _width(cout, width)
         lines.append(f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" '
                      f'top: "{name}" convolution_param {{ num_output: {cout} pad: 1 '
                      "kernel_size: 3 } }")
@@ -57,6 +73,7 @@ def vgg16_prototxt() -> str:
                      f'top: "{name}" }}')
         bottom = name
     for i, (name, n) in enumerate(FCS):
+        n = _width(n, width) if i < 2 else n
         lines.append(f'layer {{ name: "{name}" type: "InnerProduct" bottom: "{bottom}" '
                      f'top: "{name}" inner_product_param {{ num_output: {n} }} }}')
         bottom = name
@@ -67,17 +84,8 @@ def vgg16_prototxt() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_vgg16(folder: str) -> tuple[str, str, int]:
-    """Write deploy.prototxt and a random-weight caffemodel; return paths and parameter count."""
-    import numpy as np
-
-    from modelport.formats.caffe.net_loader import read_net
-    from modelport.formats.caffe.writer import StreamedBlob, write_caffemodel
-
-    proto = os.path.join(folder, "deploy.prototxt")
-    with open(proto, "w") as fh:
-        fh.write(vgg16_prototxt())
-    net = read_net(proto)
+def vgg16_shapes(width: float = 1.0) -> dict[str, list[tuple[int, ...]]]:
+    """Each layer's blob shapes (weight, bias) in the net vgg16_prototxt(width) declares."""
     shapes: dict[str, list[tuple[int, ...]]] = {}
     cin, side = 3, 224
     for item in VGG16:
@@ -85,59 +93,159 @@ def write_vgg16(folder: str) -> tuple[str, str, int]:
             side //= 2
             continue
         name, cout = item
+        cout = _width(cout, width)
         shapes[name] = [(cout, cin, 3, 3), (cout,)]
         cin = cout
     k = cin * side * side
-    for name, n in FCS:
+    for i, (name, n) in enumerate(FCS):
+        n = _width(n, width) if i < 2 else n
         shapes[name] = [(n, k), (n,)]
         k = n
+    return shapes
 
-    def random_chunks(shape: tuple[int, ...], seed: int):
-        def chunks():
-            rng = np.random.default_rng(seed)
-            total, step = math.prod(shape), 1 << 22
-            scale = np.float32(math.sqrt(2.0 / max(1, math.prod(shape[1:]))))
-            for start in range(0, total, step):
-                yield rng.standard_normal(min(step, total - start), dtype=np.float32) * scale
-        return chunks
 
-    blobs = {name: [StreamedBlob(s, random_chunks(s, 1000 * i + j)) for j, s in enumerate(ss)]
-             for i, (name, ss) in enumerate(shapes.items())}
-    weights = os.path.join(folder, "vgg16.caffemodel")
+def _random_chunks(shape: tuple[int, ...], seed: int):
+    """A StreamedBlob source: He-scaled normal values, 4M at a time (never the whole blob)."""
+    import numpy as np
+
+    def chunks():
+        rng = np.random.default_rng(seed)
+        total, step = math.prod(shape), 1 << 22
+        scale = np.float32(math.sqrt(2.0 / max(1, math.prod(shape[1:]))))
+        for start in range(0, total, step):
+            yield rng.standard_normal(min(step, total - start), dtype=np.float32) * scale
+    return chunks
+
+
+def write_vgg16(folder: str, width: float = 1.0, name: str = "vgg16",
+                ) -> tuple[str, str, int]:
+    """Write deploy.prototxt and a random-weight caffemodel; return paths and parameter count."""
+    from modelport.formats.caffe.net_loader import read_net
+    from modelport.formats.caffe.writer import StreamedBlob, write_caffemodel
+
+    proto = os.path.join(folder, f"{name}.prototxt")
+    with open(proto, "w") as fh:
+        fh.write(vgg16_prototxt(width))
+    net = read_net(proto)
+    shapes = vgg16_shapes(width)
+    blobs = {layer: [StreamedBlob(s, _random_chunks(s, 1000 * i + j)) for j, s in enumerate(ss)]
+             for i, (layer, ss) in enumerate(shapes.items())}
+    weights = os.path.join(folder, f"{name}.caffemodel")
     write_caffemodel(weights, net, blobs=blobs)
     params = sum(math.prod(s) for ss in shapes.values() for s in ss)
     return proto, weights, params
 
 
+def write_unpacked(weights: str, out: str) -> None:
+    """Rewrite a caffemodel's blobs with legacy UNPACKED float data (a key byte before every
+    value, as writers before protobuf's packed encoding stored `repeated float data`); layers
+    keep only name, type and blobs (all a caffemodel reader needs). Streams one blob at a time."""
+    import numpy as np
+
+    from modelport.formats.caffe.caffemodel import read_caffemodel
+    from modelport.formats.caffe.wire import encode_key, encode_varint
+
+    def field(number: int, payload_len: int) -> bytes:
+        return encode_key(number, 2) + encode_varint(payload_len)
+
+    with open(out, "wb") as fh:
+        for layer in read_caffemodel(weights):
+            parts: list[tuple[bytes, np.ndarray | None]] = []
+            for blob in layer.blobs:
+                dims = b"".join(encode_varint(d) for d in blob.data.shape)
+                shape = field(1, len(dims)) + dims  # BlobShape.dim, packed
+                parts.append((field(7, len(shape)) + shape, blob.data.reshape(-1)))
+            blob_lens = [len(sf) + 5 * arr.size for sf, arr in parts]
+            name, type_ = layer.name.encode(), layer.type.encode()
+            body_len = (len(field(1, len(name))) + len(name) + len(field(2, len(type_)))
+                        + len(type_) + sum(len(field(7, n)) + n for n in blob_lens))
+            fh.write(field(100, body_len) + field(1, len(name)) + name + field(2, len(type_))
+                     + type_)
+            for (shape_field, arr), n in zip(parts, blob_lens):
+                fh.write(field(7, n) + shape_field)
+                step = 1 << 22
+                for i in range(0, arr.size, step):
+                    chunk = np.ascontiguousarray(arr[i:i + step]).view(np.uint8).reshape(-1, 4)
+                    rec = np.empty((chunk.shape[0], 5), dtype=np.uint8)
+                    rec[:, 0] = (5 << 3) | 5  # data, fixed32
+                    rec[:, 1:] = chunk
+                    fh.write(rec.tobytes())
+
+
 # ---- one measurement per process -------------------------------------------------------------
 
+def _touch(layers) -> int:
+    """Read every stored value once (an xor over the bits): the pages of the mapped file
+    really are read, as a consumer of the arrays would."""
+    import numpy as np
+
+    acc = 0
+    for la in layers:
+        for b in la.blobs:
+            if b.data.size:
+                acc ^= int(np.bitwise_xor.reduce(b.data.reshape(-1).view(np.uint32)))
+    return acc
+
+
 def _measure(kind: str, proto: str, weights: str, out: str) -> dict:
-    start = time.perf_counter()
-    if kind == "modelport read":
+    t0 = time.perf_counter()
+    extra: dict = {}
+    if kind == "bandwidth":  # the physical limit: a numpy copy of the file's size
+        import numpy as np
+
+        n = os.path.getsize(weights)
+        src = np.ones(n, dtype=np.uint8)  # touched: resident before the clock starts
+        imported = time.perf_counter()
+        dst = src.copy()  # into fresh memory: page faults included, as any copy pays
+        extra["fresh_copy_s"] = time.perf_counter() - imported
+        t = time.perf_counter()
+        np.copyto(dst, src)  # into memory already faulted in: the bus alone
+        extra["warm_copy_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        with open(os.path.join(out, "disk.bin"), "wb") as fh:  # the output's disk
+            fh.write(dst.data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        extra["disk_write_fsync_s"] = time.perf_counter() - t
+        os.unlink(os.path.join(out, "disk.bin"))
+        seconds = extra["warm_copy_s"]
+    elif kind.startswith("modelport read"):
         from modelport.formats.caffe.caffemodel import read_caffemodel
 
+        imported = time.perf_counter()
         layers = read_caffemodel(weights)
         assert sum(b.data.size for la in layers for b in la.blobs) > 0
-    elif kind == "modelport convert":
+        if kind.endswith("+touch") or "unpacked" in kind:
+            _touch(layers)
+        seconds = time.perf_counter() - imported
+    elif kind.startswith("modelport convert"):
+        import torch  # noqa: F401  (import cost reported apart from the conversion)
+
         from modelport.convert import convert
 
+        imported = time.perf_counter()
         convert(proto, weights, out)
-    elif kind == "protobuf parse":
+        seconds = time.perf_counter() - imported
+    elif kind.startswith("protobuf parse"):
         from modelport.formats.caffe import caffe_pb2
 
+        imported = time.perf_counter()
         msg = caffe_pb2.NetParameter()
         with open(weights, "rb") as fh:
             msg.ParseFromString(fh.read())
         assert len(msg.layer) > 0
+        seconds = time.perf_counter() - imported
     elif kind == "cv2.dnn read":
         import cv2
 
+        imported = time.perf_counter()
         cv2.dnn.readNetFromCaffe(proto, weights)
+        seconds = time.perf_counter() - imported
     else:
         raise ValueError(kind)
-    seconds = time.perf_counter() - start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"kind": kind, "seconds": seconds, "peak_rss_mb": peak_kb / 1024}
+    return {"kind": kind, "seconds": seconds, "import_s": imported - t0,
+            "peak_rss_mb": peak_kb * 1024 / 1e6, **extra}
 
 
 def _run_child(kind: str, proto: str, weights: str, out: str) -> dict | None:
@@ -145,9 +253,109 @@ def _run_child(kind: str, proto: str, weights: str, out: str) -> dict | None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        print(f"  {kind}: failed ({last})")
+        print(f"    {kind:28s} failed ({last[:100]})")
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+KINDS = ("bandwidth", "modelport read", "modelport read+touch", "modelport convert",
+         "modelport convert (tmpfs out)", "protobuf parse", "cv2.dnn read")
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} (1 / 5 min) on {os.cpu_count()} cores"
+
+
+def bench_scale(folder: str, width: float, unpacked: bool) -> dict[str, dict]:
+    """Every measurement on the VGG-16 of this width; prints one table."""
+    start = time.perf_counter()
+    name = f"vgg16_w{width:g}"
+    proto, weights, params = write_vgg16(folder, width, name)
+    size = os.path.getsize(weights)
+    size_mb = size / 1e6
+    print(f"\nVGG-16 x{width:g} width: {params:,} parameters, {size_mb:.1f} MB caffemodel "
+          f"(written in {time.perf_counter() - start:.1f} s); {_load()}")
+    results: dict[str, dict] = {}
+    tmpfs = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    for kind in KINDS:
+        if kind.endswith("(tmpfs out)") and tmpfs is None:
+            continue
+        base = tempfile.mkdtemp(prefix="modelport-bench-", dir=tmpfs if "tmpfs" in kind
+                                else folder)
+        out = os.path.join(base, "out") if kind.startswith("modelport convert") else base
+        try:
+            r = _run_child(kind, proto, weights, out)
+        finally:
+            import shutil
+
+            shutil.rmtree(base, ignore_errors=True)
+        if r is not None:
+            results[kind] = r
+    if unpacked:
+        legacy = os.path.join(folder, f"{name}_unpacked.caffemodel")
+        write_unpacked(weights, legacy)
+        for kind in ("modelport read (unpacked legacy)", "protobuf parse (unpacked legacy)"):
+            r = _run_child(kind, proto, legacy, folder)
+            if r is not None:
+                r["file_mb"] = os.path.getsize(legacy) / 1e6
+                results[kind] = r
+        os.unlink(legacy)
+    _print_table(results, size_mb)
+    for r in results.values():
+        r.setdefault("file_mb", size_mb)
+    return results
+
+
+def _print_table(results: dict[str, dict], size_mb: float) -> None:
+    bw = results.get("bandwidth")
+    warm = size_mb / bw["warm_copy_s"] if bw else None
+    fresh = size_mb / bw["fresh_copy_s"] if bw else None
+    if bw:
+        print(f"    memory bandwidth: numpy copy of {size_mb:.0f} MB {warm:8.0f} MB/s warm, "
+              f"{fresh:6.0f} MB/s into fresh pages (page faults); disk write+fsync "
+              f"{size_mb / bw['disk_write_fsync_s']:5.0f} MB/s")
+    print(f"    {'':34s} {'seconds':>8s} {'MB/s':>8s} {'x bandwidth':>11s} {'peak RSS':>9s} "
+          f"{'x file':>7s} {'imports':>8s}")
+    for kind, r in results.items():
+        if kind == "bandwidth":
+            continue
+        mb = r.get("file_mb", size_mb)
+        rate = mb / r["seconds"]
+        ratio = f"{rate / warm:11.3f}" if warm else f"{'':11s}"
+        print(f"    {kind:34s} {r['seconds']:8.2f} {rate:8.0f} {ratio} "
+              f"{r['peak_rss_mb']:7.0f}MB {r['peak_rss_mb'] / mb:6.2f}x {r['import_s']:7.2f}s")
+    cv = results.get("cv2.dnn read")
+    if cv:
+        for kind in ("modelport read+touch", "modelport convert", "modelport convert (tmpfs out)"):
+            if kind in results:
+                print(f"    cv2.dnn read / {kind}: {cv['seconds'] / results[kind]['seconds']:.2f}x "
+                      "the time")
+
+
+def _targets(r: dict[str, dict]) -> None:
+    """The acceptance figures of issue 13 (VGG-16, 1x width), from this run."""
+    def line(ok: bool, text: str) -> None:
+        print(f"  [{'met' if ok else 'NOT met'}] {text}")
+
+    print("\nIssue 13 targets (VGG-16 x1, this run):")
+    rd, cv, conv = r.get("modelport read+touch"), r.get("cv2.dnn read"), r.get("modelport convert")
+    if rd:
+        rate = rd["file_mb"] / rd["seconds"]
+        line(rate >= 1000, f"read (every value touched) {rate:.0f} MB/s >= 1000 MB/s")
+        line(rd["peak_rss_mb"] <= 1.1 * rd["file_mb"],
+             f"read peak RSS {rd['peak_rss_mb'] / rd['file_mb']:.2f}x <= 1.1x the file")
+    if conv:
+        line(conv["seconds"] <= 3, f"convert {conv['seconds']:.2f} s <= 3 s (torch import, "
+             f"{conv['import_s']:.2f} s, not counted)")
+        line(conv["peak_rss_mb"] <= 1.5 * conv["file_mb"],
+             f"convert peak RSS {conv['peak_rss_mb'] / conv['file_mb']:.2f}x <= 1.5x the file")
+    if cv and rd:
+        line(cv["seconds"] >= 3 * rd["seconds"],
+             f"read {cv['seconds'] / rd['seconds']:.1f}x faster than cv2.dnn (>= 3x)")
+    if cv and conv:
+        line(cv["seconds"] >= 3 * conv["seconds"],
+             f"convert {cv['seconds'] / conv['seconds']:.1f}x faster than cv2.dnn (>= 3x)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", nargs=4, metavar=("KIND", "PROTO", "WEIGHTS", "OUT"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep the files")
+    parser.add_argument("--scales", default="0.25,1,2",
+                        help="VGG-16 width multipliers to run (default 0.25,1,2)")
     args = parser.parse_args(argv)
     if args.child:
         print(json.dumps(_measure(*args.child)))
@@ -162,30 +372,35 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = args.keep or tempfile.mkdtemp(prefix="modelport-bench-")
     os.makedirs(folder, exist_ok=True)
-    start = time.perf_counter()
-    proto, weights, params = write_vgg16(folder)
-    size_mb = os.path.getsize(weights) / 1e6
-    print(f"VGG-16 caffemodel: {params:,} parameters, {size_mb:.1f} MB, written in "
-          f"{time.perf_counter() - start:.1f} s by modelport's streaming writer ({folder})")
-    results = {}
-    for kind in ("modelport read", "modelport convert", "protobuf parse", "cv2.dnn read"):
-        r = _run_child(kind, proto, weights, os.path.join(folder, "out"))
-        if r is None:
-            continue
-        results[kind] = r
-        print(f"  {kind:18s} {r['seconds']:7.2f} s  {size_mb / r['seconds']:8.1f} MB/s  "
-              f"peak RSS {r['peak_rss_mb']:7.0f} MB ({r['peak_rss_mb'] / size_mb:4.2f}x file)")
-    base = results.get("modelport read")
-    if base:
-        for kind in ("protobuf parse", "cv2.dnn read"):
-            if kind in results:
-                print(f"  ratio {kind} / modelport read: time "
-                      f"{results[kind]['seconds'] / base['seconds']:.2f}x, peak RSS "
-                      f"{results[kind]['peak_rss_mb'] / base['peak_rss_mb']:.2f}x")
-    if not args.keep:
-        import shutil
+    print(f"bench/convert_large: {_load()}; each figure from a fresh process; "
+          "seconds exclude imports (shown apart); 'x bandwidth' = MB/s / warm numpy copy MB/s")
+    widths = [float(w) for w in args.scales.split(",")]
+    all_results = {}
+    try:
+        for width in widths:
+            all_results[width] = bench_scale(folder, width, unpacked=width == min(widths))
+            if not args.keep:
+                for f in os.listdir(folder):
+                    if f.startswith(f"vgg16_w{width:g}"):
+                        os.unlink(os.path.join(folder, f))
+    finally:
+        if not args.keep:
+            import shutil
 
-        shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
+    if len(widths) > 1:
+        print("\nScaling (per MB of caffemodel: flat = linear):")
+        for kind in KINDS[1:]:
+            cells = []
+            for width, res in all_results.items():
+                if kind in res:
+                    r = res[kind]
+                    cells.append(f"x{width:g}: {1000 * r['seconds'] / r['file_mb']:6.2f} ms/MB "
+                                 f"{r['peak_rss_mb'] / r['file_mb']:5.2f}x RSS")
+            print(f"  {kind:30s} " + " | ".join(cells))
+    if 1.0 in all_results:
+        _targets(all_results[1.0])
+    print(f"\nend: {_load()}")
     return 0
 
 
