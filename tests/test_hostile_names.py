@@ -29,9 +29,10 @@ ATTRIBUTE_NAMES = ["input_names", "output_names", "input_shapes", "forward", "fo
                    "source_layers", "layer_module", "__x", "__class__", "__dict__"]
 KEYWORDS = ["class", "None", "lambda", "import", "self", "b", "torch", "F", "nn", "len",
             "getattr"]
-ODD = ["[/x]", "[bold]b", 'dq"', "sq'", "back\\slash\\", "nl\nx", "cr\rx", "nul\x00x", "../escape",
-       "../../escape2", "dir/sub", "sp ace", "a.b", "\u2028ls", "tab\tx", "allow_pickle",
-       "file", "<script>alert(1)</script>", "$\\nosuchmacro{x}$", "é ü 名"]
+ODD = ["[/x]", "[bold]b", "a,b;c", "x(y", "z]", 'dq"', "sq'", "back\\slash\\", "nl\nx",
+       "cr\rx", "nul\x00x", "../escape", "../../escape2", "dir/sub", "sp ace", "a.b",
+       "\u2028ls", "tab\tx", "allow_pickle", "file", "<script>alert(1)</script>",
+       "$\\nosuchmacro{x}$", "é ü 名"]
 
 
 def _payloads(canary: pathlib.Path) -> list[str]:
@@ -205,11 +206,23 @@ def test_export_of_a_hostile_folder_runs_nothing(world) -> None:
     names = [n for n in all_names(canary) if "\x00" not in n]
     proto = _write_hostile(work, canary, names)
     convert(proto, None, work / "out", allow_missing_weights=True)
-    onnx_path, ts_path = work / "m.onnx", work / "m.pt"
+    onnx_path, ts_path, ep_path = work / "m.onnx", work / "m.pt", work / "m.pt2"
     code = main(["export", str(work / "out"), "--onnx", str(onnx_path), "--torchscript",
-                 str(ts_path)])
+                 str(ts_path), "--exported-program", str(ep_path)])
     assert code == 0
     assert not canary.exists()
+    # The live module from the prototxt, and torch's TorchScript-based ONNX exporter.
+    from modelport.backends.torch_module import build_module as build
+    from modelport.formats.caffe.net_loader import read_net
+    from modelport.formats.caffe.writer import write_caffemodel
+
+    weights = work / "w.caffemodel"
+    write_caffemodel(weights, build(read_net(proto), allow_missing_weights=True))
+    code = main(["export", str(proto), str(weights), "--onnx", str(work / "m17.onnx"),
+                 "--opset", "17", "--exported-program", str(work / "live.pt2")])
+    assert code == 0
+    assert not canary.exists()
+    assert torch.export.load(str(ep_path)).module() is not None
     import onnx
 
     model = onnx.load(str(onnx_path))
@@ -222,7 +235,8 @@ def test_export_of_a_hostile_folder_runs_nothing(world) -> None:
         out = loaded(x)
         out = out[0] if isinstance(out, tuple) else out
         assert torch.allclose(out, generated(x), rtol=0, atol=1e-5)
-    assert sorted(os.listdir(work)) == sorted([proto.name, "out", "m.onnx", "m.pt"])
+    assert sorted(os.listdir(work)) == sorted([proto.name, "out", "m.onnx", "m.pt", "m.pt2",
+                                               "w.caffemodel", "m17.onnx", "live.pt2"])
 
 
 def test_features_npz_round_trips_hostile_blob_names(world) -> None:

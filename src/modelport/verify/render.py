@@ -46,6 +46,12 @@ def _extra(row: BlobResult) -> str:
     return "; ".join(parts)
 
 
+def _name(text: str) -> str:
+    """A layer or blob name for the terminal: control characters (newline, ESC, NUL) shown
+    escaped, so a name cannot move the cursor or recolour the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def render_table(report: ParityReport, console: Console | None = None) -> None:
     """Print the report: the per-blob table, the first divergent layer, notes and verdict."""
     console = console or Console()
@@ -62,7 +68,7 @@ def render_table(report: ParityReport, console: Console | None = None) -> None:
         cos = "-" if row.cosine is None else f"{row.cosine:.6f}"
         table.add_row(
             # names as Text: a blob called "[/x]" is not rich markup (MarkupError)
-            str(i), Text(row.blob), Text(row.label), Text(row.type),
+            str(i), Text(_name(row.blob)), Text(_name(row.label)), Text(_name(row.type)),
             "x".join(str(d) for d in row.shape),
             fmt(row.max_abs_diff) if row.compared else "-",
             "" if row.where is None or not row.max_abs_diff
@@ -75,8 +81,8 @@ def render_table(report: ParityReport, console: Console | None = None) -> None:
     console.print(table)
     d = report.first_divergent
     if d is not None:
-        console.print(Text(f"First divergent layer: '{d.layer}' (type {d.type}), blob "
-                           f"'{d.blob}'", style="bold red"))
+        console.print(Text(f"First divergent layer: '{_name(d.layer)}' (type {d.type}), "
+                           f"blob '{_name(d.blob)}'", style="bold red"))
         console.print(f"  max|diff| {fmt(d.max_abs_diff)} (allowed {fmt(d.allowed)}); "
                       f"introduced by the layer {fmt(d.introduced)}, inherited from its bottoms "
                       f"{fmt(d.inherited)} (bottoms differ by {fmt(d.bottoms_max_abs_diff)})")
