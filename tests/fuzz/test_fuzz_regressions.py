@@ -116,3 +116,16 @@ def test_legacy_dims_are_int32(tmp_path) -> None:
                                    PbField(3, VARINT, 2**32 + 1), PbField(4, VARINT, 2),
                                    PbField(5, LEN, struct.pack("<2f", 1.0, 2.0))]))
     assert read_binaryproto(mean).shape == (1, 1, 1, 2)
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+@pytest.mark.parametrize("closed", [True, False])
+def test_long_string_literal_memory(tmp_path, quote: str, closed: bool) -> None:
+    """A 200 KB string literal on one line: the pre-parse limit scan's regex
+    `"(?:[^"\\\n]|\\.)*"` kept ~140 bytes of backtracking state per character (28 MB here);
+    the whole read must stay within the fuzz memory bound (16 x the input + 2 MB)."""
+    text = f"name: {quote}{'a' * 200_000}{quote if closed else ''}\nlayer {{ name: 'x' }}\n"
+    with measuring():
+        outcome = run_one(TARGETS["prototxt"], text.encode(), tmp_path)
+    assert outcome.kind != "crash", outcome.detail
+    assert outcome.memory_ok, f"peak heap {outcome.peak} bytes for a {outcome.size}-byte input"
