@@ -50,3 +50,22 @@ def test_cli_default_opset_matches_the_exporter() -> None:
     from modelport.export.onnx import DEFAULT_OPSET as EXPORTER_OPSET
 
     assert DEFAULT_OPSET == EXPORTER_OPSET
+
+
+def test_inspect_of_a_prototxt_without_weights_does_not_import_torch() -> None:
+    from golden_support import CAFFE_CASES
+
+    proto = CAFFE_CASES / "caffenet" / "net.prototxt"
+    proc = _run(f"""
+        import contextlib, io, sys
+        import modelport.cli
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = modelport.cli.main(["inspect", {str(proto)!r}])
+        assert code == 0, code
+        assert "60,965,224 parameters" in out.getvalue(), out.getvalue()
+        assert "torch" not in sys.modules
+        print("ok")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("ok")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from modelport.commands.convert import add_shape_options, parse_input_shapes, read_progress
 
@@ -31,11 +32,19 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from modelport.inspect import format_shape, human, inspect_files
+    from modelport.inspect_shapes import format_shape, human, inspect_without_torch
 
     shapes = parse_input_shapes(args.input_shape)
-    with read_progress("reading weights") as progress:
-        info = inspect_files(args.prototxt, args.caffemodel, shapes, args.phase, progress)
+    # A plain net without weights: its rows without importing torch (seconds); any other net,
+    # or a layer the shortcut does not handle, gets the full inspect.
+    info: Any = None
+    if args.caffemodel is None:
+        info = inspect_without_torch(args.prototxt, shapes, args.phase)
+    if info is None:
+        from modelport.inspect import inspect_files
+
+        with read_progress("reading weights") as progress:
+            info = inspect_files(args.prototxt, args.caffemodel, shapes, args.phase, progress)
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # piped output: do not wrap the table to 80 columns

@@ -1,0 +1,68 @@
+"""The torch-free inspect shortcut (modelport.inspect_shapes) gives exactly the rows of the full
+inspect (which converts every layer with torch) on every golden net it handles, and hands
+every other net to the full inspect."""
+
+from __future__ import annotations
+
+import pytest
+
+from golden_support import CAFFE_CASES
+from modelport.inspect import format_shape as full_format_shape
+from modelport.inspect import human as full_human
+from modelport.inspect import inspect_files
+from modelport.inspect_shapes import format_shape, human, inspect_without_torch
+
+NETS = sorted(CAFFE_CASES.glob("*/net.prototxt"))
+FIELDS = ("name", "type", "bottoms", "tops", "top_shapes", "params", "macs", "problem",
+          "no_converter", "weights_found")
+
+
+def _same(fast, full) -> None:
+    assert fast.name == full.name
+    assert len(fast.layers) == len(full.layers)
+    for a, b in zip(fast.layers, full.layers):
+        for f in FIELDS:
+            assert getattr(a, f) == getattr(b, f), (a.name, f, getattr(a, f), getattr(b, f))
+    assert (fast.total_params, fast.total_macs) == (full.total_params, full.total_macs)
+    assert not full.unsupported and not full.missing_weights
+
+
+@pytest.mark.parametrize("path", NETS, ids=[p.parent.name for p in NETS])
+def test_shortcut_rows_equal_the_full_inspect(path) -> None:
+    fast = inspect_without_torch(path)
+    if fast is None:
+        pytest.skip("a layer the shortcut hands to the full inspect")
+    _same(fast, inspect_files(path))
+
+
+def test_the_shortcut_covers_the_usual_nets() -> None:
+    handled = {p.parent.name for p in NETS if inspect_without_torch(p) is not None}
+    assert {"caffenet", "conv_basic", "pool_max_ceil", "pool_ave_pad", "lrn_across"} <= handled
+
+
+def test_vgg16_and_a_given_input_shape(tmp_path) -> None:
+    from bench.convert_large import vgg16_prototxt
+
+    proto = tmp_path / "vgg.prototxt"
+    proto.write_text(vgg16_prototxt(0.25))
+    fast = inspect_without_torch(proto, {"data": (2, 3, 224, 224)})
+    assert fast is not None
+    _same(fast, inspect_files(proto, input_shapes={"data": (2, 3, 224, 224)}))
+
+
+def test_nets_it_does_not_handle_go_to_the_full_inspect(tmp_path) -> None:
+    net = tmp_path / "n.prototxt"
+    net.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { '
+                   'dim: 1 dim: 3 dim: 5 dim: 7 } } }\n'
+                   'layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param '
+                   '{ pool: MAX kernel_size: 9 } }\n')  # kernel larger than the input
+    assert inspect_without_torch(net) is None
+    assert inspect_files(net).layers[1].problem  # the full inspect flags it
+    assert inspect_without_torch(net, {"nope": (1, 3, 9, 9)}) is None  # its error names it
+
+
+def test_format_helpers_match() -> None:
+    for shape in (None, (), (1, 3, 224, 224)):
+        assert format_shape(shape) == full_format_shape(shape)
+    for n in (0, 999, 1000, 123456789, 7 * 10**9):
+        assert human(n) == full_human(n)
