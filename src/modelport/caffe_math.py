@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 # Caffe initialises max pooling with -FLT_MAX, so a window lying wholly outside the image gives
 # this value rather than -inf.
@@ -49,3 +53,10 @@ def batchnorm_scale(scale_factor: float) -> float:
     """Caffe BatchNorm stores running sums: mean = blob0 * s, var = blob1 * s with
     s = 1/blob2, and s = 0 when blob2 is 0 (layers/batch_norm_layer.cpp)."""
     return 0.0 if scale_factor == 0 else 1.0 / scale_factor
+
+
+def batchnorm_scale_tensor(scale_factor: torch.Tensor) -> torch.Tensor:
+    """`batchnorm_scale` on a tensor, without data-dependent Python branches (it traces and
+    exports): 1/blob2 where blob2 != 0, else 0."""
+    zero = scale_factor == 0
+    return (1.0 / scale_factor.masked_fill(zero, 1.0)).masked_fill(zero, 0.0)

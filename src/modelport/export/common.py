@@ -17,9 +17,7 @@ import torch
 from torch import nn
 
 from modelport.errors import ConfigError, ModelportError, ParityError
-
-# Allowed error of an export against the live module: rel * max(1, max|ref|) (project default).
-DEFAULT_REL = 1e-4
+from modelport.verify.tolerance import DEFAULT_REL, Tolerance  # the one tolerance rule
 
 
 class ExportError(ModelportError):
@@ -180,8 +178,7 @@ def compare_outputs(ref: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]
         d = np.atleast_1d(np.abs(g.astype(np.float64) - r.astype(np.float64)))
         g, r = np.atleast_1d(g), np.atleast_1d(r)
         d[np.isnan(g) & np.isnan(r)] = 0.0
-        finite = np.abs(r[np.isfinite(r)])
-        allowed = rel * max(1.0, float(finite.max()) if finite.size else 1.0)
+        allowed = Tolerance(rel).allowed(r)
         worst = float(np.nanmax(d)) if not np.isnan(d).all() else float("nan")
         if np.isnan(d).any() or not worst <= allowed:
             idx = np.unravel_index(int(np.nanargmax(np.where(np.isnan(d), np.inf, d))), d.shape)

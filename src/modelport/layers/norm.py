@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modelport import caffe_math
+from modelport.caffe_math import batchnorm_scale_tensor  # by name: model.py copies it
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
@@ -142,10 +143,7 @@ class CaffeBatchNorm(CaffeModule):
         channels = shape[1] if x.dim() > 1 else 1
         flat = x.reshape(shape[0], channels, -1)
         if self.use_global_stats:
-            # caffe_math.batchnorm_scale, on a tensor: 1/blob2, or 0 when blob2 == 0.
-            blob2 = self.scale_factor.reshape(())
-            safe = torch.where(blob2 == 0, torch.ones_like(blob2), blob2)
-            factor = torch.where(blob2 == 0, torch.zeros_like(blob2), 1.0 / safe)
+            factor = batchnorm_scale_tensor(self.scale_factor.reshape(()))
             mean = (self.mean * factor).reshape(1, channels, 1)
             var = (self.variance * factor).reshape(1, channels, 1)
         else:

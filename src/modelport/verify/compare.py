@@ -25,7 +25,7 @@ from modelport.errors import ConfigError
 from modelport.ir import Layer
 from modelport.verify.references import Reference, ReferenceOutput, resolve_reference
 from modelport.verify.report import BlobResult, Divergence, ParityReport
-from modelport.verify.tolerance import Tolerance
+from modelport.verify.tolerance import DEFAULT_REL, Tolerance, reference_scale
 
 __all__ = ["compare_arrays", "random_inputs", "run_layers", "verify"]
 
@@ -130,8 +130,7 @@ def compare_arrays(row: BlobResult, ours: np.ndarray, ref: np.ndarray,
     over = bad | (diff > np.broadcast_to(allowed_arr, diff.shape))
     row.mismatched = int(over.sum())
     row.passed = row.mismatched == 0
-    finite = np.abs(b[np.isfinite(b)])
-    scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    scale = reference_scale(b)
     with np.errstate(invalid="ignore"):
         rel = worst / np.maximum(np.abs(b), REL_FLOOR * scale)
     row.max_rel_diff = float(np.nanmax(rel)) if rel.size else 0.0
@@ -416,7 +415,7 @@ def verify(net: CaffeNet, reference: Reference | str,
     ref = resolve_reference(reference)
     ref.prepare(net)
     tol = tolerance if isinstance(tolerance, Tolerance) else Tolerance(
-        1e-4 if tolerance is None else float(tolerance))
+        DEFAULT_REL if tolerance is None else float(tolerance))
     sources = dict(input_sources or {})
     if inputs is None:
         fixed = ref.fixed_inputs(net.input_names)

@@ -1,9 +1,9 @@
 """How close a blob must be to its reference to count as equal.
 
 The project rule (DESIGN.md, tests/golden/README.md): `max|ours - ref| <= rel * max(1, max|ref|)`
-in float32, rel = 1e-4. Blobs of integer indices (ArgMax without `out_max_val`, and the index
-half of ArgMax with `out_max_val` but no `axis`) must match exactly: an index is either right or
-wrong.
+in float32, rel = 1e-4; verify and every export self-check use this one object. Blobs of
+integer indices (ArgMax without `out_max_val`, and the index half of ArgMax with `out_max_val`
+but no `axis`) must match exactly: an index is either right or wrong.
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ import numpy as np
 from modelport.errors import ConfigError
 from modelport.ir import Layer
 
-__all__ = ["DEFAULT_REL", "Tolerance"]
+__all__ = ["DEFAULT_REL", "Tolerance", "reference_scale"]
 
 DEFAULT_REL = 1e-4
+
+
+def reference_scale(ref: np.ndarray) -> float:
+    """max(1, max|ref|) over the finite elements of `ref` (1 for an empty or all-inf blob)."""
+    finite = np.abs(ref[np.isfinite(ref)]) if ref.size else np.zeros(0)
+    return max(1.0, float(finite.max())) if finite.size else 1.0
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,7 @@ class Tolerance:
 
     def allowed(self, ref: np.ndarray) -> float:
         """The largest |ours - ref| accepted for this reference blob."""
-        finite = np.abs(ref[np.isfinite(ref)]) if ref.size else np.zeros(0)
-        scale = max(1.0, float(finite.max())) if finite.size else 1.0
-        return float(self.rel) * scale
+        return float(self.rel) * reference_scale(ref)
 
     def allowed_for(self, layer: Layer | None, top: int, ref: np.ndarray) -> float | np.ndarray:
         """`allowed(ref)`, except 0 for integer-index outputs (a per-element array when a blob

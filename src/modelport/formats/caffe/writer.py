@@ -25,7 +25,6 @@ import numpy as np
 from google.protobuf import text_format
 
 from modelport.atomic import write_text, write_with
-from modelport.errors import LayerError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.wire import WIRE_LEN, encode_key, encode_varint
 from modelport.ir import Layer, Net
@@ -179,59 +178,11 @@ def _layer_chunks(layer: Layer, arrays: Sequence[BlobLike], phase: int,
 
 
 def with_split_layers(net: Net) -> Net:
-    """The layer list Caffe itself runs and saves (util/insert_splits.cpp): after a layer whose
-    top feeds several bottoms (a top with a non-zero loss_weight counts as one more use), a
-    `Split` layer `{blob}_{layer}_{top index}_split` with tops `..._split_{k}`; each consumer's
-    bottom is renamed to the next split top; a loss weight moves to split top 0."""
-    last_top: dict[str, tuple[int, int]] = {}
-    source_of: dict[tuple[int, int], tuple[int, int]] = {}
-    count: dict[tuple[int, int], int] = {}
-    loss: dict[tuple[int, int], float] = {}
-    for i, layer in enumerate(net.layers):
-        for j, b in enumerate(layer.bottoms):
-            if b not in last_top:
-                raise LayerError(layer.name, layer.type,
-                                 f"bottom blob '{b}' is not produced by any earlier layer")
-            source_of[(i, j)] = last_top[b]
-            count[last_top[b]] = count.get(last_top[b], 0) + 1
-        for j, t in enumerate(layer.tops):
-            last_top[t] = (i, j)
-        for j in range(min(len(layer.param.loss_weight), len(layer.tops))):
-            idx = last_top[layer.tops[j]]
-            loss[idx] = layer.param.loss_weight[j]
-            if loss[idx]:
-                count[idx] = count.get(idx, 0) + 1
-    used: dict[tuple[int, int], int] = {}
-    layers: list[Layer] = []
-    for i, layer in enumerate(net.layers):
-        lp = caffe_pb2.LayerParameter()
-        lp.CopyFrom(layer.param)
-        for j, b in enumerate(layer.bottoms):
-            src = source_of[(i, j)]
-            if count.get(src, 0) > 1:
-                k = used.get(src, 0)
-                used[src] = k + 1
-                lp.bottom[j] = f"{b}_{net.layers[src[0]].name}_{src[1]}_split_{k}"
-        splits: list[Layer] = []
-        for j, t in enumerate(layer.tops):
-            n = count.get((i, j), 0)
-            if n <= 1:
-                continue
-            sp = caffe_pb2.LayerParameter(name=f"{t}_{layer.name}_{j}_split", type="Split")
-            sp.bottom.append(t)
-            weight = loss.get((i, j), 0.0)
-            for k in range(n):
-                sp.top.append(f"{t}_{layer.name}_{j}_split_{k}")
-                if weight:
-                    sp.loss_weight.append(weight if k == 0 else 0.0)
-            if weight:
-                lp.ClearField("loss_weight")
-                used[(i, j)] = used.get((i, j), 0) + 1
-            splits.append(Layer(sp.name, sp.type, tuple(sp.bottom), tuple(sp.top), sp))
-        layers.append(Layer(layer.name, layer.type, tuple(lp.bottom), tuple(lp.top), lp,
-                            layer.blobs))
-        layers.extend(splits)
-    return Net(net.name, tuple(layers), net.source, net.phase, net.notes)
+    """The layer list Caffe itself runs and saves (util/insert_splits.cpp): the pass
+    `modelport.passes.splits.insert_splits` (the one implementation of Caffe's rule)."""
+    from modelport.passes.splits import insert_splits
+
+    return insert_splits(net)
 
 
 def _with_batchnorm_fixed_params(net: Net) -> Net:
