@@ -140,3 +140,45 @@ def test_declared_size_disagreeing_with_the_values_is_a_format_error() -> None:
     raw = _shape(4, 5) + _packed_floats(np.arange(19))
     with pytest.raises(FormatError, match=r"needs 20 values but the file holds 19"):
         decode_blob(raw, 0, len(raw), "t")
+
+
+def test_a_module_built_for_writing_shares_the_file_a_returned_one_owns_its_weights() -> None:
+    import torch
+
+    from modelport.backends.torch_module import build_module
+    from modelport.formats.caffe.net_loader import load_net
+    from modelport.layers.base import weights_shared_with_file
+
+    case = CAFFE_CASES / "conv_basic"
+    net = load_net(case / "net.prototxt", case / "weights.caffemodel", "test")
+    stored = next(b.data for layer in net.layers for b in layer.blobs)
+    owned = build_module(net)
+    with weights_shared_with_file():
+        shared = build_module(net)
+    first = {k: v for k, v in shared.state_dict().items()}
+    assert first.keys() == owned.state_dict().keys()
+    for key, value in owned.state_dict().items():
+        assert torch.equal(value, first[key]), key
+    ptrs = {t.data_ptr() for t in shared.state_dict().values()}
+    assert stored.ctypes.data in ptrs  # the very bytes of the mapped file
+    assert stored.ctypes.data not in {t.data_ptr() for t in owned.state_dict().values()}
+    weight = next(owned.parameters())
+    with torch.no_grad():
+        weight.add_(1.0)  # the returned module's weights are its own, writable
+    assert not np.array_equal(weight.detach().numpy(), stored.reshape(weight.shape))
+
+
+def test_the_cli_writes_the_same_bytes_as_the_api(tmp_path) -> None:
+    import contextlib
+    import io
+
+    from modelport.cli import main
+    from modelport.convert import convert
+
+    case = CAFFE_CASES / "conv_basic"
+    convert(case / "net.prototxt", case / "weights.caffemodel", tmp_path / "api")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["convert", str(case / "net.prototxt"), str(case / "weights.caffemodel"),
+                     "-o", str(tmp_path / "cli")]) == 0
+    for name in ("model.safetensors", "model.py"):
+        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()

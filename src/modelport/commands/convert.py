@@ -98,10 +98,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from modelport.convert import convert
+    from modelport.layers.base import weights_shared_with_file
 
     check_output_folder(args.output)
     shapes = parse_input_shapes(args.input_shape)
-    with read_progress("reading weights") as progress:
+    # The command only writes the module out: its weights may stay views of the mapped
+    # caffemodel (no copy). Not with --optimize, which folds weights in place.
+    share = contextlib.nullcontext() if args.optimize else weights_shared_with_file()
+    with read_progress("reading weights") as progress, share:
         result = convert(args.prototxt, args.caffemodel, args.output, input_shapes=shapes,
                          phase=args.phase, mean=args.mean,
                          allow_missing_weights=args.allow_missing_weights,

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from modelport.errors import ShapeError, WeightError
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.mapped import owned_copy
+from modelport.formats.caffe.mapped import mapping_of, owned_copy
 from modelport.ir import Blob, Layer
 
 Shape = tuple[int, ...]
+
+_SHARE_WITH_FILE: contextvars.ContextVar[bool] = contextvars.ContextVar("share", default=False)
+
+
+@contextlib.contextmanager
+def weights_shared_with_file() -> Iterator[None]:
+    """Inside: a module built from a memory-mapped caffemodel takes its weights as read-only
+    views of the file (no copy at all), for a module built ONLY to be written out (the
+    `modelport convert` command writes model.safetensors straight from the mapping). Such a
+    module must never be trained, optimised in place or handed to a user: writing to its
+    weights would write to read-only memory. Outside (the default), every module owns its
+    weights."""
+    token = _SHARE_WITH_FILE.set(True)
+    try:
+        yield
+    finally:
+        _SHARE_WITH_FILE.reset(token)
 
 
 class CaffeModule(nn.Module):
@@ -116,6 +137,11 @@ class ConvertContext:
                     "input shape)",
                 )
             data = data.reshape(shape)
+        if _SHARE_WITH_FILE.get() and data.dtype == np.float32 and data.flags.c_contiguous \
+                and mapping_of(data) is not None:
+            with warnings.catch_warnings():  # read-only on purpose: see weights_shared_with_file
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.from_numpy(data)
         # The one copy of the weights: IR blobs may be read-only views of the mapped file, and a
         # module owns its (writable) weights; the mapped pages are released as they are copied.
         return torch.from_numpy(owned_copy(data))
