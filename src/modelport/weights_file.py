@@ -91,14 +91,23 @@ def save(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
 
     Each tensor's bytes go from its own storage to the file (no intermediate copy); a
     non-contiguous tensor is made contiguous first."""
+    from modelport.formats.caffe.mapped import CHUNK_BYTES, release_address_range
+
     head, order = encode_header(tensors, metadata, dedupe)
     digest = hashlib.sha256(head)
     with open(path, "wb") as fh:
         fh.write(head)
         for _name, t in order:
             raw = _raw(t)
-            digest.update(raw)
-            fh.write(raw)
+            address = t.data_ptr() if t.device.type == "cpu" and t.is_contiguous() else None
+            for i in range(0, len(raw), CHUNK_BYTES):
+                part = raw[i:i + CHUNK_BYTES]
+                digest.update(part)
+                fh.write(part)
+                # a tensor viewing a mapped caffemodel (`modelport convert`): drop the pages
+                # just written, so the process never holds the whole file
+                if address is not None:
+                    release_address_range(address + i, len(part))
     return digest.hexdigest()
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from modelport.errors import FormatError
 from modelport.formats.caffe.blobproto import decode_blob
 from modelport.formats.caffe.files import read_bytes
+from modelport.formats.caffe.mapped import register_mapping
 from modelport.formats.caffe.upgrade import V1_TYPE_NAMES
 from modelport.formats.caffe.wire import WIRE_LEN, WIRE_VARINT, iter_fields
 from modelport.ir import Blob
@@ -93,6 +94,7 @@ def read_caffemodel(path: str, progress: Callable[[int, int], None] | None = Non
     given, is called with (bytes done, total bytes) after each layer.
     """
     buf = read_bytes(path, "weights file")
+    register_mapping(buf)  # writers from views of it may release the pages they wrote
     total = len(buf)
     if total == 0:
         raise FormatError(f"weights file '{path}' is empty")

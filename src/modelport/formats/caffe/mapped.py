@@ -12,10 +12,35 @@ process holds one copy of the weights instead of two.
 from __future__ import annotations
 
 import mmap
+import weakref
 
 import numpy as np
 
 CHUNK_BYTES = 1 << 24  # copied between two releases (16 MiB)
+
+# Read-only file mappings the readers opened -> the address of their first byte, so that a
+# writer holding only a tensor's address (safetensors from a module whose weights are views of
+# the file) can drop the pages it has written (`release_address_range`).
+_MAPPINGS: weakref.WeakKeyDictionary[mmap.mmap, int] = weakref.WeakKeyDictionary()
+
+
+def register_mapping(view: memoryview) -> None:
+    """Remember a read-only memory map (a reader's `files.read_bytes` result)."""
+    if view.readonly and isinstance(view.obj, mmap.mmap) and len(view):
+        _MAPPINGS[view.obj] = np.frombuffer(view, dtype=np.uint8, count=1).ctypes.data
+
+
+def release_address_range(address: int, nbytes: int) -> None:
+    """Drop the pages of [address, address + nbytes) from this process if they lie in a
+    registered read-only file mapping (they stay in the page cache); otherwise do nothing."""
+    for mapped, start in list(_MAPPINGS.items()):
+        try:
+            size = len(mapped)
+        except ValueError:  # closed
+            continue
+        if start <= address and address + nbytes <= start + size:
+            release(mapped, address - start, address - start + nbytes)
+            return
 
 
 def mapping_of(array: np.ndarray) -> tuple[mmap.mmap, int] | None:
