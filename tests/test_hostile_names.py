@@ -342,3 +342,19 @@ def test_a_torchscript_archive_that_does_not_load_back_is_an_export_error(monkey
     monkeypatch.setattr(torch.jit, "load", refuse)
     with pytest.raises(ExportError, match="does not load back"):
         export_torchscript(module, None)
+
+
+def test_cli_errors_stay_one_line_with_control_characters_in_names(tmp_path, capsys) -> None:
+    from modelport.cli import main
+
+    proto = tmp_path / "n.prototxt"
+    proto.write_text('layer { name: "in" type: "Input" top: "x" '
+                     "input_param { shape { dim: 1 dim: 2 } } }\n"
+                     'layer { name: "a\\rb\\033[2J\\000" type: "ReLU" bottom: "x" top: "y" }\n'
+                     'layer { name: "c\\nd" type: "ReLU" bottom: "x" top: "y" }\n')
+    code = main(["convert", str(proto), "-o", str(tmp_path / "out"),
+                 "--allow-missing-weights"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "produced by multiple sources" in err
+    assert all(ch.isprintable() for ch in err.rstrip("\n"))

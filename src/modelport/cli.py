@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ModelportError as exc:
         message = " ".join(str(exc).split("\n"))
+        # names from a prototxt may hold control characters (CR, ESC, NUL): shown escaped
+        message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
         print(f"modelport: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
