@@ -23,6 +23,7 @@ from modelport.formats.caffe.net_loader import parse_net
 from modelport.formats.caffe.prototxt import read_net_text
 from modelport.train.data import make_batches, make_loader
 from modelport.train.data_leveldb import close_all
+from modelport.train.data_lmdb import LmdbRecords
 from modelport.train.solver import Solver
 
 plyvel = pytest.importorskip(
@@ -33,11 +34,15 @@ GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "transform" / 
 
 
 def _lmdb_records(path: pathlib.Path) -> list[tuple[bytes, bytes]]:
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        records = list(txn.cursor())
-    env.close()
-    return records
+    # Through the data layer's own per-process environment: lmdb refuses a second open of one
+    # environment in a process, and another test in this worker may have read this golden LMDB.
+    records = LmdbRecords(str(path))
+    out = []
+    for key in records.keys():
+        value = records.get(key)
+        assert value is not None
+        out.append((key, value))
+    return out
 
 
 def _write_leveldb(path: pathlib.Path, records: list[tuple[bytes, bytes]]) -> None:
