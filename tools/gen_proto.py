@@ -1,4 +1,4 @@
-"""Regenerate src/modelport/formats/caffe/caffe_pb2.py from caffe.proto.
+"""Regenerate src/modelport/schema/caffe_pb2.py from caffe.proto.
 
 Uses grpcio-tools' bundled protoc so the output does not depend on a system protoc.
 `python tools/gen_proto.py --check` exits 1 when the committed file is out of date.
@@ -14,7 +14,7 @@ import tempfile
 from grpc_tools import protoc
 
 SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
-PROTO_DIR = SRC / "modelport" / "formats" / "caffe"
+PROTO_DIR = SRC / "modelport" / "schema"
 PROTO = PROTO_DIR / "caffe.proto"
 GENERATED = PROTO_DIR / "caffe_pb2.py"
 STUB = PROTO_DIR / "caffe_pb2.pyi"
@@ -23,12 +23,12 @@ STUB = PROTO_DIR / "caffe_pb2.pyi"
 def generate(out_dir: pathlib.Path) -> pathlib.Path:
     """Run protoc on caffe.proto into out_dir (module + type stub); return the module's path."""
     # The proto is compiled relative to src/ so its descriptor is registered as
-    # "modelport/formats/caffe/caffe.proto" and cannot collide with a user's own caffe.proto.
+    # "modelport/schema/caffe.proto" and cannot collide with a user's own caffe.proto.
     code = protoc.main(["protoc", f"-I{SRC}", f"--python_out={out_dir}",
                          f"--pyi_out={out_dir}", str(PROTO)])
     if code != 0:
         raise SystemExit(f"protoc failed with exit code {code}")
-    return out_dir / "modelport" / "formats" / "caffe" / "caffe_pb2.py"
+    return out_dir / "modelport" / "schema" / "caffe_pb2.py"
 
 
 def main() -> int:

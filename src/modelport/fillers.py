@@ -20,7 +20,7 @@ import torch
 from modelport import limits
 from modelport.caffe_rng import CaffeRNG
 from modelport.errors import ConfigError
-from modelport.formats.caffe import caffe_pb2
+from modelport.schema import caffe_pb2
 
 FILLER_TYPES = ("constant", "gaussian", "positive_unitball", "uniform", "xavier", "msra",
                 "bilinear")

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from modelport.formats.caffe import caffe_pb2
+from modelport.errors import LayerError
+from modelport.schema import caffe_pb2
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,6 @@ class Net:
 
     def input_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes declared by Input / MemoryData / DummyData layers (Caffe's order)."""
-        from modelport.formats.caffe.inputs import declared_input_shapes
-
         return declared_input_shapes(self)
 
     def output_names(self) -> tuple[str, ...]:
@@ -98,3 +97,36 @@ class Net:
 
 # Layer types whose tops are net inputs fed by the caller (Caffe's Input and its relatives).
 INPUT_LAYER_TYPES = frozenset({"Input", "MemoryData", "DummyData"})
+
+
+def declared_input_shapes(net: Net) -> dict[str, tuple[int, ...]]:
+    """Map each input top to its declared shape; a top without one maps to ()."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in net.input_layers:
+        p = layer.param
+        if layer.type == "Input":
+            given = [tuple(int(d) for d in s.dim) for s in p.input_param.shape]
+        elif layer.type == "MemoryData":
+            m = p.memory_data_param
+            given = [(m.batch_size, m.channels, m.height, m.width)]
+            if len(layer.tops) > 1:  # the label top
+                given.append((m.batch_size, 1, 1, 1))
+        else:  # DummyData
+            d = p.dummy_data_param
+            if d.shape:
+                given = [tuple(int(x) for x in s.dim) for s in d.shape]
+            else:
+                given = [
+                    (int(n), int(c), int(h), int(w))
+                    for n, c, h, w in zip(d.num, d.channels, d.height, d.width)
+                ]
+        if len(given) not in (0, 1, len(layer.tops)):
+            raise LayerError(layer.name, layer.type,
+                             f"declares {len(given)} shapes for {len(layer.tops)} tops",
+                             "give one shape, or one per top")
+        for i, top in enumerate(layer.tops):
+            if not given:
+                shapes[top] = ()
+            else:
+                shapes[top] = given[i] if len(given) > 1 else given[0]
+    return shapes

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.registry import WEIGHT, Affine, fixed_roles, register_layer
+from modelport.schema import caffe_pb2
 
 if TYPE_CHECKING:
     from modelport.caffe_rng import CaffeRNG

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from modelport.errors import ShapeError, WeightError
-from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.mapped import mapping_of, owned_copy
 from modelport.ir import Blob, Layer
+from modelport.schema import caffe_pb2
 
 Shape = tuple[int, ...]
 

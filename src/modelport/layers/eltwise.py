@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext
 from modelport.layers.registry import register_layer
+from modelport.schema import caffe_pb2
 
 EP = caffe_pb2.EltwiseParameter
 

@@ -22,10 +22,10 @@ import torch
 
 from modelport.caffe_math import FLT_MIN
 from modelport.errors import ConfigError, LayerError
-from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.registry import register_layer
+from modelport.schema import caffe_pb2
 
 # Caffe types derived from LossLayer (their first top weighs 1 unless loss_weight says otherwise).
 LOSS_LAYER_TYPES = frozenset({

@@ -11,7 +11,6 @@ from torch import nn
 
 from modelport import caffe_math
 from modelport.caffe_math import batchnorm_scale_tensor  # by name: model.py copies it
-from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.pooling import CaffePooling
@@ -23,6 +22,7 @@ from modelport.layers.registry import (
     fixed_roles,
     register_layer,
 )
+from modelport.schema import caffe_pb2
 
 LRNP = caffe_pb2.LRNParameter
 

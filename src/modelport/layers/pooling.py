@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from modelport import caffe_math
-from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.registry import register_layer
+from modelport.schema import caffe_pb2
 
 PP = caffe_pb2.PoolingParameter
 

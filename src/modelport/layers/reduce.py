@@ -7,10 +7,10 @@ import math
 import numpy as np
 import torch
 
-from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext
 from modelport.layers.registry import register_layer
+from modelport.schema import caffe_pb2
 
 RP = caffe_pb2.ReductionParameter
 

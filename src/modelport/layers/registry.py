@@ -6,8 +6,10 @@ A converter is a function `(layer, ctx) -> CaffeModule` registered under a Caffe
     def convert_lrn(layer: Layer, ctx: ConvertContext) -> CaffeModule:
         \"\"\"Caffe LRN (src/caffe/layers/lrn_layer.cpp): ...\"\"\"
 
-User code may register converters for its own (fork) layer types the same way; registering a
-type twice is an error unless `replace=True`.
+The built-in families register themselves when `modelport.layers` (this module's package,
+which Python imports before this module) is imported, so the registry is full before any
+lookup and this module imports no layer family. User code may register converters for its own
+(fork) layer types the same way; registering a type twice is an error unless `replace=True`.
 
 The registration is also the one place that says what the rest of modelport needs to know about
 a type without converting it (`LayerFacts`): the roles of its blobs in Caffe's blob order
@@ -129,7 +131,6 @@ def register_layer(type_name: str, *, role: str = "inference", replace: bool = F
 
 def lookup(type_name: str) -> LayerSpec | None:
     """The converter registered for `type_name`, or None."""
-    _ensure_builtin_layers()
     return _REGISTRY.get(type_name)
 
 
@@ -155,7 +156,6 @@ def blob_roles(layer: Layer) -> tuple[str, ...]:
 
 def layer_types(role: str | None = None) -> list[str]:
     """Every registered Caffe type (optionally only those of one role), sorted."""
-    _ensure_builtin_layers()
     return sorted(t for t, s in _REGISTRY.items() if role is None or s.role == role)
 
 
@@ -180,9 +180,4 @@ def unknown_type_reason(type_name: str) -> str:
 
 
 def specs() -> list[LayerSpec]:
-    _ensure_builtin_layers()
     return [_REGISTRY[t] for t in sorted(_REGISTRY)]
-
-
-def _ensure_builtin_layers() -> None:
-    import modelport.layers  # noqa: F401  (importing the package registers the families)

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.registry import WEIGHT, fixed_roles, register_layer
+from modelport.schema import caffe_pb2
 
 CodeType = caffe_pb2.PriorBoxParameter
 FLT_MAX = 3.4028234663852886e38

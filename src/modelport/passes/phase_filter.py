@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from modelport.errors import FormatError
-from modelport.formats.caffe import caffe_pb2
+from modelport.schema import caffe_pb2
 
 
 def make_state(phase: str | int = "test", level: int = 0,

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modelport.errors import LayerError
-from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer, Net
+from modelport.schema import caffe_pb2
 
 TopRef = tuple[int, int]  # (layer index, top index)
 
