@@ -17,6 +17,17 @@ FIELDS = ("name", "type", "bottoms", "tops", "top_shapes", "params", "macs", "pr
           "no_converter", "weights_found")
 
 
+@pytest.fixture(autouse=True)
+def _full_inspect_runs_the_meta_forward(monkeypatch):
+    """The full inspect (and CaffeNet) take conv/pool/... top shapes from this module too:
+    switch that off here, so the rows are compared with torch's meta-tensor forward."""
+    import modelport.inspect_shapes as shortcut
+
+    real = shortcut.top_shapes
+    monkeypatch.setattr(shortcut, "top_shapes", lambda layer, bottoms: None)
+    monkeypatch.setattr(shortcut, "_real_top_shapes", real, raising=False)
+
+
 def _same(fast, full) -> None:
     assert fast.name == full.name
     assert len(fast.layers) == len(full.layers)
@@ -59,6 +70,30 @@ def test_nets_it_does_not_handle_go_to_the_full_inspect(tmp_path) -> None:
     assert inspect_without_torch(net) is None
     assert inspect_files(net).layers[1].problem  # the full inspect flags it
     assert inspect_without_torch(net, {"nope": (1, 3, 9, 9)}) is None  # its error names it
+
+
+@pytest.mark.parametrize("path", NETS, ids=[p.parent.name for p in NETS])
+def test_top_shapes_equal_the_meta_forward(path) -> None:
+    """What CaffeNet's shape inference takes from top_shapes is what the module computes."""
+    import modelport.inspect_shapes as shortcut
+    from modelport.backends.torch_module import build_module
+    from modelport.formats.caffe.net_loader import load_net
+
+    net = load_net(path, None, "test")
+    try:
+        module = build_module(net, allow_missing_weights=True)  # the meta forward everywhere
+    except Exception as exc:  # noqa: BLE001 - a golden net needing weights or an input shape
+        pytest.skip(f"not buildable without weights: {exc}")
+    checked = 0
+    for layer in net.layers:
+        if not layer.bottoms or any(b not in module.blob_shapes for b in layer.bottoms):
+            continue
+        got = shortcut._real_top_shapes(layer, [module.blob_shapes[b] for b in layer.bottoms])
+        if got is not None and not layer.in_place:
+            assert got == [module.blob_shapes[t] for t in layer.tops], layer.name
+            checked += 1
+    if not checked:
+        pytest.skip("no layer the shortcut handles")
 
 
 def test_format_helpers_match() -> None:

@@ -221,6 +221,16 @@ def _one_layer(layer: Layer, bottoms: list[Shape]) -> tuple[list[Shape], int, in
     raise _Unhandled
 
 
+def top_shapes(layer: Layer, bottoms: Sequence[Shape]) -> list[Shape] | None:
+    """The top shapes Caffe gives `layer` for these bottom shapes, or None when this module
+    does not handle the layer (or its converter would refuse it: the caller then runs it)."""
+    try:
+        tops, _, _ = _one_layer(layer, [tuple(b) for b in bottoms])
+    except _Unhandled:
+        return None
+    return tops if len(tops) == len(layer.tops) else None
+
+
 def inspect_without_torch(prototxt: str | os.PathLike[str],
                           input_shapes: Mapping[str, Sequence[int]] | None = None,
                           phase: str = "test") -> Rows | None:

@@ -67,6 +67,11 @@ def infer_tops(layer: Layer, module: CaffeModule, bottoms: Sequence[torch.Tensor
     explicit = module.output_shapes(tuple(bottom_shapes))
     if explicit is None and layer.type in SAME_SHAPE_TYPES and len(bottom_shapes) == 1:
         explicit = [tuple(bottom_shapes[0])]
+    if explicit is None:  # Convolution, Pooling, LRN, Concat, ...: Caffe's shape arithmetic
+        # (the meta forward's first torch._check imports sympy: seconds); None when unusual
+        from modelport.inspect_shapes import top_shapes
+
+        explicit = top_shapes(layer, bottom_shapes)
     if explicit is not None:
         tops = [torch.empty(s, device="meta") for s in explicit]
     else:
