@@ -10,6 +10,7 @@ allocated, whatever the machine.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 
@@ -353,3 +354,25 @@ layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
     line = _error(capsys, "convert", str(proto), "--allow-missing-weights",
                   "-o", str(tmp_path / "out"))
     assert "layer 'fc' (type InnerProduct)" in line and "EB" in line
+
+
+@pytest.mark.slow  # three fresh interpreters importing torch
+def test_real_command_line_one_line_errors(tmp_path) -> None:
+    """As a real process (Python's default recursion limit): a 1000-level nesting, an input
+    dim of 2^63-1 and a 1.5 TB weight blob are one line each, no traceback."""
+    import subprocess
+    import sys
+
+    nest = _write(tmp_path, "nest.prototxt", 'layer { name: "a" type: "Input" top: "a" '
+                  + "x { " * 1000 + "}" * 1000 + " }\n")
+    dims = _write(tmp_path, "dims.prototxt", _net("dim: 9223372036854775807"))
+    fc = _write(tmp_path, "fc.prototxt", HUGE_FC)
+    for args in (["inspect", str(nest)], ["inspect", str(dims)],
+                 ["convert", str(fc), "--allow-missing-weights", "-o", str(tmp_path / "out")]):
+        proc = subprocess.run([sys.executable, "-m", "modelport", *args], capture_output=True,
+                              text=True, timeout=600, env={**os.environ, limits.MEMORY_ENV: "8G"})
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert len(lines) == 1 and lines[0].startswith("modelport: error: "), proc.stderr
+    assert not (tmp_path / "out").exists()
