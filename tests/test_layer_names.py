@@ -310,3 +310,22 @@ def test_mnist_autoencoder_trains_with_its_two_loss_layers(tmp_path) -> None:
     assert not torch.equal(before, solver.net.module.layer_module("encode1").weight)
     keys = [k for lay, k in solver.net.module.run_order if lay.name == "loss"]
     assert keys == ["loss", "loss_1"]
+
+
+def test_verify_tells_same_named_layers_apart() -> None:
+    from modelport.verify import Reference, ReferenceOutput, verify
+
+    module = build_module(parse_net(TWO_IPS), allow_missing_weights=True)
+
+    class Perturbed(Reference):
+        def run(self, ir, inputs):
+            with torch.no_grad():
+                blobs = {k: v.numpy().copy()
+                         for k, v in module.forward_blobs(torch.from_numpy(inputs["x"])).items()}
+            blobs["b"] += 1.0  # only the second 'ip' layer's top differs
+            return ReferenceOutput(blobs=blobs)
+
+    report = verify(module, Perturbed())
+    assert report.row("a").passed and not report.row("b").passed
+    d = report.first_divergent
+    assert d is not None and d.blob == "b" and d.verdict.startswith("introduced here")

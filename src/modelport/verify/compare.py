@@ -46,15 +46,26 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return np.array(t.detach().cpu().numpy(), copy=True)
 
 
+def layer_ids(net: CaffeNet) -> dict[int, str]:
+    """id(Layer) -> how run_layers names that layer's outputs: its Caffe name, or, for a layer
+    whose name an earlier layer already has (Caffe allows that), its module key (`ip_1`)."""
+    ids = {id(layer): layer.name for layer in net.source_layers}
+    for layer, key in net.run_order:
+        ids[id(layer)] = layer.name if net.layer_keys.get(layer.name) == key else key
+    return ids
+
+
 def run_layers(net: CaffeNet, inputs: Mapping[str, np.ndarray],
                ) -> dict[tuple[str, int], np.ndarray]:
-    """Run `net` layer by layer on `inputs`; every layer's own outputs by (layer name, top).
+    """Run `net` layer by layer on `inputs`; every layer's own outputs by (layer name, top)
+    (a repeated layer name: the later layers by their module key, see layer_ids).
 
     Net inputs appear under (input layer name, top index)."""
     tops: dict[tuple[str, int], np.ndarray] = {}
+    ids = layer_ids(net)
 
     def record(layer: Layer, j: int, t: torch.Tensor) -> None:
-        tops[(layer.name, j)] = _to_numpy(t)
+        tops[(ids.get(id(layer), layer.name), j)] = _to_numpy(t)
 
     feed = {name: torch.from_numpy(np.array(inputs[name], dtype=np.float32, copy=True))
             for name in net.input_names}
@@ -186,6 +197,11 @@ class _Comparison:
         self.row_ref: dict[int, np.ndarray] = {}  # id(row) -> reference value
         self.row_writer: dict[int, _Writer] = {}  # id(row) -> the writer whose output it holds
         self.used_blobs: set[str] = set()
+        self.ids = layer_ids(net)
+
+    def _ours(self, w: _Writer) -> np.ndarray:
+        """Our output of writer w (run_layers' key for its layer)."""
+        return self.ours[(self.ids.get(id(w.layer), w.layer.name), w.top)]
 
     # -- matching reference values to ours ---------------------------------------------------
     def _chain_upto(self, w: _Writer) -> list[_Writer]:
@@ -213,11 +229,11 @@ class _Comparison:
     def _row(self, blob: str, chain: list[_Writer], kind: str) -> BlobResult:
         first = chain[0].layer
         return BlobResult(blob=blob, layer=first.name, type=first.type, kind=kind,
-                          shape=tuple(self.ours[(chain[-1].layer.name, chain[-1].top)].shape),
+                          shape=tuple(self._ours(chain[-1]).shape),
                           chain=tuple(w.layer.name for w in chain) if len(chain) > 1 else ())
 
     def _compare(self, row: BlobResult, w: _Writer, ref: np.ndarray) -> None:
-        ours = self.ours[(w.layer.name, w.top)]
+        ours = self._ours(w)
         ref = np.asarray(ref)
         if ours.shape != ref.shape and ours.size == ref.size and self.ref.layer_tops:
             ref = ref.reshape(ours.shape)  # cv2 reports some blobs without trailing 1 axes
@@ -291,8 +307,11 @@ class _Comparison:
                            "reference's; check the preprocessing (channel order BGR/RGB, mean, "
                            "scale, resize/crop)")
             return div
-        chain = [self.net.net.layer(n) for n in names if n not in sources]
-        positions = {layer.name: i for i, (layer, _k) in enumerate(self.net.run_order)}
+        # the row's own writers (a name may repeat: never look layers up by name here)
+        last_w = self.row_writer[id(row)]
+        writers = self._chain_upto(last_w) if row.chain else [last_w]
+        chain = [w.layer for w in writers if w.layer.name not in sources]
+        positions = {id(w.layer): w.position for w in writers}
         local: dict[str, np.ndarray] = {}
         bottom_err = 0.0
         bottoms_ok = True
@@ -302,7 +321,7 @@ class _Comparison:
                 if b in local:
                     args.append(local[b])
                     continue
-                w = self._writer_before(b, positions[layer.name])
+                w = self._writer_before(b, positions[id(layer)])
                 ref_b = self.ref_value_of(w) if w is not None else None
                 if w is None or ref_b is None:
                     div.note = (f"the reference has no value for bottom '{b}' of layer "
@@ -310,7 +329,7 @@ class _Comparison:
                                 "and inherited")
                     div.verdict = "introduced or inherited: cannot tell (see note)"
                     return div
-                ours_b = self.ours[(w.layer.name, w.top)]
+                ours_b = self._ours(w)
                 ref_b = np.asarray(ref_b, np.float32)
                 if ref_b.shape != ours_b.shape and ref_b.size == ours_b.size:
                     ref_b = ref_b.reshape(ours_b.shape)
@@ -321,7 +340,7 @@ class _Comparison:
                     bottom_err = max(bottom_err, err)
                     bottoms_ok = bottoms_ok and err <= self.tol.allowed(ref_b)
                 args.append(ref_b)
-            module = self.net.layer_module(layer.name)
+            module = self.net.layer_module(layer)
             with torch.no_grad():
                 try:
                     out = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in args])
