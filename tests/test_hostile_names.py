@@ -357,3 +357,14 @@ def test_cli_errors_stay_one_line_with_control_characters_in_names(tmp_path, cap
     assert code == 2 and err.count("\n") == 1
     assert "produced by multiple sources" in err
     assert all(ch.isprintable() for ch in err.rstrip("\n"))
+
+
+def test_cli_convert_prints_blob_names_as_text(tmp_path, capsys) -> None:
+    from modelport.cli import main
+
+    proto = tmp_path / "n.prototxt"
+    proto.write_text(hostile_net(["[/x]", "[bold]y"], "[/n]", input_name="[red]in"))
+    code = main(["convert", str(proto), "-o", str(tmp_path / "out"), "--allow-missing-weights"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "[red]in" in out and "[bold]y" in out and "[/n]" in out

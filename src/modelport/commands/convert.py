@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"[bold green]converted[/] {escape(report['net'] or args.prototxt)}: "
                   f"{len(report['layers'])} layers, {parameter_summary(result.module)}",
                   highlight=False, soft_wrap=True)
-    console.print(f"  inputs  {inputs}\n  outputs {outputs}")
+    console.print(f"  inputs  {escape(inputs)}\n  outputs {escape(outputs)}",  # not markup
+                  highlight=False)
     if "optimized" in report:
         from modelport.export.optimize import OptimizeReport
 
