@@ -203,7 +203,7 @@ def test_weights_go_to_the_first_layer_of_a_name_as_in_caffe() -> None:
     assert torch.all(second.weight == 7.0)  # the filler: Caffe copies nothing into it
     with pytest.raises(WeightError) as err:
         build_module(net)
-    assert "'ip'" in str(err.value)
+    assert "'ip'" in str(err.value) and "first layer of its name" in str(err.value)
 
 
 def test_a_name_repeated_in_the_weights_file_leaves_its_last_blobs() -> None:

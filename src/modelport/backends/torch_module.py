@@ -20,6 +20,7 @@ from modelport.errors import (
     ModelportError,
     ShapeError,
     UnsupportedLayerError,
+    WeightError,
 )
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer, Net
@@ -256,9 +257,21 @@ class CaffeNet(nn.Module):
             ctx = ConvertContext(layer, bottom_shapes, self.phase, allow_missing_weights)
             spec = lookup(layer.type)
             assert spec is not None  # check_convertible guarantees it
-            with budget.layer(layer):
-                module = spec.convert(layer, ctx)
             key = next(keys)
+            repeated = layer.name in self.layer_keys
+            try:
+                with budget.layer(layer):
+                    module = spec.convert(layer, ctx)
+            except WeightError as exc:
+                if not repeated or layer.blobs:
+                    raise
+                raise WeightError(layer.name, layer.type,
+                                  "has no weights: an earlier layer has the same name, and "
+                                  "Caffe (CopyTrainedLayersFrom) copies a caffemodel's layer "
+                                  "into the first layer of its name only",
+                                  "rename one of the layers (and the caffemodel's layer), or "
+                                  "allow missing weights (--allow-missing-weights) to "
+                                  "initialise this one with its fillers as Caffe does") from exc
             self.add_module(key, module)
             self.layer_keys.setdefault(layer.name, key)
             self.module_keys.append(key)
