@@ -128,11 +128,9 @@ def iter_fields_runs(buf: memoryview | bytes, start: int, end: int,
 def unpacked_values(buf: memoryview | bytes, f: Field, dtype: str) -> np.ndarray:
     """The values of an UNPACKED_RUN field as a new contiguous array of `dtype` (one copy:
     the values sit between keys in the file, so no view of them exists)."""
-    dt = np.dtype(dtype)
-    size = 1 + dt.itemsize
-    records = np.frombuffer(buf, dtype=np.uint8, count=f.value * size, offset=f.start)
-    values = np.ascontiguousarray(records.reshape(f.value, size)[:, 1:])
-    return values.view(dt).reshape(-1)
+    record = np.dtype([("key", np.uint8), ("value", dtype)])  # packed: 1 + width bytes
+    records = np.frombuffer(buf, dtype=record, count=f.value, offset=f.start)
+    return np.array(records["value"], dtype=np.dtype(dtype), order="C")  # unaligned gather
 
 
 def encode_key(number: int, wire_type: int) -> bytes:
