@@ -15,6 +15,7 @@ from torch import nn
 
 from modelport.backends.torch_module import CaffeNet
 from modelport.convert import convert, load_generated
+from modelport.errors import LayerError
 from modelport.export.optimize import OptimizeReport, optimize_for_inference
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.net_loader import load_net
@@ -32,6 +33,7 @@ from modelport.layers.registry import (
     register_layer,
     unregister_layer,
     weight_bias,
+    weight_bias_fillers,
 )
 from modelport.transfer.surgery import Surgery, blob_count, param_mults
 
@@ -118,7 +120,8 @@ def fork_types() -> Iterator[None]:
     register_layer("TestGain", blobs=fixed_roles(WEIGHT, BIAS),
                    channel_affine=_gain_affine)(_convert_gain)
     register_layer("TestDense", blobs=weight_bias("inner_product_param"),
-                   num_output="inner_product_param", macs=_dense_macs)(_convert_dense)
+                   num_output="inner_product_param", macs=_dense_macs,
+                   fillers=weight_bias_fillers("inner_product_param"))(_convert_dense)
     try:
         yield
     finally:
@@ -146,6 +149,18 @@ def test_registered_blob_roles_answer_for_a_new_type(fork_types) -> None:
     assert blob_count(Layer("d", "TestDense", ("x",), ("y",), net_param)) == 1
     bn = Layer("bn", "BatchNorm", ("x",), ("x",), caffe_pb2.LayerParameter(type="BatchNorm"))
     assert lookup("BatchNorm").facts.blob_roles(bn) == (STATISTIC,) * 3  # type: ignore[union-attr]
+
+
+def test_caffe_rng_replay_fills_the_declared_fillers(files) -> None:
+    from modelport.train.caffe_replay import _fillers
+
+    proto, _, module = files
+    dense = load_net(proto).layer("dense")
+    p = dense.param.inner_product_param
+    assert _fillers(dense, module.layer_module("dense")) == [("weight", p.weight_filler),
+                                                            ("bias", p.bias_filler)]
+    with pytest.raises(LayerError, match="--caffe-rng does not know"):
+        _fillers(load_net(proto).layer("gain"), module.layer_module("gain"))
 
 
 def test_caffemodel_round_trip_keeps_the_new_blobs(files) -> None:

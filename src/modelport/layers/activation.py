@@ -79,7 +79,14 @@ class CaffePReLU(CaffeModule):
         return f"slopes={tuple(self.weight.shape)}, channel_shared={self.channel_shared}"
 
 
-@register_layer("PReLU", blobs=fixed_roles(WEIGHT))
+def _prelu_fillers(layer: Layer) -> tuple[caffe_pb2.FillerParameter, ...]:
+    """prelu_param.filler, else Caffe's default constant 0.25."""
+    p = layer.param.prelu_param
+    return (p.filler if p.HasField("filler")
+            else caffe_pb2.FillerParameter(type="constant", value=0.25),)
+
+
+@register_layer("PReLU", blobs=fixed_roles(WEIGHT), fillers=_prelu_fillers)
 def convert_prelu(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe PReLU (layers/prelu_layer.cpp): y = max(x, 0) + a_c * min(x, 0) with a learned
     slope a_c per channel (axis 1; blob shape (C,)), or one slope for all channels when
@@ -91,10 +98,7 @@ def convert_prelu(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     if len(shape) < 2:
         raise ctx.error(f"PReLU needs a bottom with at least 2 axes (N x C ...), got {shape}")
     ctx.expect_blob_count(1)
-    if p.HasField("filler"):
-        filler = p.filler
-    else:
-        filler = caffe_pb2.FillerParameter(type="constant", value=0.25)
+    (filler,) = _prelu_fillers(layer)
     blob_shape: tuple[int, ...] = () if p.channel_shared else (shape[1],)
     return CaffePReLU(ctx.blob(0, blob_shape, filler), p.channel_shared)
 

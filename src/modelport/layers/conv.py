@@ -11,7 +11,7 @@ from torch import nn
 
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape, spatial_params
-from modelport.layers.registry import register_layer, weight_bias
+from modelport.layers.registry import register_layer, weight_bias, weight_bias_fillers
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _DECONV = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -116,7 +116,8 @@ def deconvolution_macs(layer: Layer, module: CaffeModule, bottoms: Sequence[Shap
 
 
 @register_layer("Convolution", blobs=weight_bias("convolution_param"),
-                num_output="convolution_param", macs=convolution_macs)
+                num_output="convolution_param", macs=convolution_macs,
+                fillers=weight_bias_fillers("convolution_param"))
 def convert_convolution(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Convolution (layers/conv_layer.cpp): cross-correlation with symmetric zero padding
     `pad` per axis, output `(in + 2*pad - (dilation*(k-1)+1)) / stride + 1` (floor); weight
@@ -125,7 +126,8 @@ def convert_convolution(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 
 
 @register_layer("Deconvolution", blobs=weight_bias("convolution_param"),
-                num_output="convolution_param", macs=deconvolution_macs)
+                num_output="convolution_param", macs=deconvolution_macs,
+                fillers=weight_bias_fillers("convolution_param"))
 def convert_deconvolution(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Deconvolution (layers/deconv_layer.cpp): the gradient of convolution; output
     `stride*(in-1) + dilation*(k-1) + 1 - 2*pad`; weight C x num_output/group x kernel (the same

@@ -12,7 +12,7 @@ from torch import nn
 from modelport.errors import LayerError
 from modelport.ir import Layer
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
-from modelport.layers.registry import register_layer, weight_bias
+from modelport.layers.registry import register_layer, weight_bias, weight_bias_fillers
 
 
 class CaffeInnerProduct(CaffeModule):
@@ -58,7 +58,8 @@ def inner_product_macs(layer: Layer, module: CaffeModule, bottoms: Sequence[Shap
 
 
 @register_layer("InnerProduct", blobs=weight_bias("inner_product_param"),
-                num_output="inner_product_param", macs=inner_product_macs)
+                num_output="inner_product_param", macs=inner_product_macs,
+                fillers=weight_bias_fillers("inner_product_param"))
 def convert_inner_product(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe InnerProduct (layers/inner_product_layer.cpp): flattens the axes from `axis`
     (default 1) on into K = their product (C order), keeps the axes before, and computes
@@ -128,7 +129,8 @@ class CaffeEmbed(CaffeModule):
         return f"weight={tuple(self.weight.shape)}, bias={self.bias is not None}"
 
 
-@register_layer("Embed", blobs=weight_bias("embed_param"), num_output="embed_param")
+@register_layer("Embed", blobs=weight_bias("embed_param"), num_output="embed_param",
+                fillers=weight_bias_fillers("embed_param"))
 def convert_embed(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Embed (layers/embed_layer.cpp): a lookup table; each bottom value (an integer held
     in a float, truncated) selects row `index` of the input_dim x num_output weight, plus an

@@ -182,7 +182,7 @@ def batch_norm_affine(module: Any, ndim: int) -> Affine | None:
 
 
 @register_layer("BatchNorm", blobs=fixed_roles(STATISTIC, STATISTIC, STATISTIC),
-                channel_affine=batch_norm_affine)
+                channel_affine=batch_norm_affine, fillers=lambda layer: ())  # caffe_set zeros
 def convert_batch_norm(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe BatchNorm (src/caffe/layers/batch_norm_layer.cpp): y = (x - mean)/sqrt(var + eps)
     per channel (axis 1; a 1-axis bottom is one channel). Blobs: mean sum (C), variance sum
@@ -305,6 +305,15 @@ def _scale_roles(layer: Layer) -> tuple[str, ...]:
     return scale + ((BIAS,) if layer.param.scale_param.bias_term else ())
 
 
+def _scale_fillers(layer: Layer) -> tuple[caffe_pb2.FillerParameter, ...]:
+    """scale_param.filler (default constant 1) for a learned scale, then bias_filler."""
+    p = layer.param.scale_param
+    scale = (p.filler if p.HasField("filler")
+             else caffe_pb2.FillerParameter(type="constant", value=1.0),)
+    return (scale if len(layer.bottoms) == 1 else ()) + (
+        (p.bias_filler,) if p.bias_term else ())
+
+
 def scale_affine(module: Any, ndim: int) -> Affine | None:
     """Scale with one learned per-channel (axis 1) operand as y = s * x + b."""
     if not isinstance(module, CaffeScale) or ndim < 2:
@@ -317,7 +326,8 @@ def scale_affine(module: Any, ndim: int) -> Affine | None:
     return a, b
 
 
-@register_layer("Scale", blobs=_scale_roles, channel_affine=scale_affine)
+@register_layer("Scale", blobs=_scale_roles, channel_affine=scale_affine,
+                fillers=_scale_fillers)
 def convert_scale(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Scale (src/caffe/layers/scale_layer.cpp): y = x * s (+ b) with s broadcast over
     bottom[0] starting at `axis`. One bottom: s is a learned blob of shape
@@ -333,10 +343,7 @@ def convert_scale(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     ctx.expect_blob_count((0 if two else 1) + (1 if p.bias_term else 0))
     weight = None
     if not two:
-        filler = p.filler
-        if not p.HasField("filler"):
-            filler = caffe_pb2.FillerParameter(type="constant", value=1.0)
-        weight = ctx.blob(0, scale_shape, filler)
+        weight = ctx.blob(0, scale_shape, _scale_fillers(layer)[0])
     bias = ctx.blob(0 if two else 1, scale_shape, p.bias_filler) if p.bias_term else None
     return CaffeScale(weight, bias, len(shape) - first - len(scale_shape))
 
@@ -357,7 +364,12 @@ def bias_affine(module: Any, ndim: int) -> Affine | None:
     return torch.ones_like(b), b
 
 
-@register_layer("Bias", blobs=_bias_roles, channel_affine=bias_affine)
+def _bias_fillers(layer: Layer) -> tuple[caffe_pb2.FillerParameter, ...]:
+    """bias_param.filler (default constant 0) for a learned bias."""
+    return (layer.param.bias_param.filler,) if len(layer.bottoms) == 1 else ()
+
+
+@register_layer("Bias", blobs=_bias_roles, channel_affine=bias_affine, fillers=_bias_fillers)
 def convert_bias(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe Bias (src/caffe/layers/bias_layer.cpp): y = x + b with b broadcast over bottom[0]
     starting at `axis` (bias_param, default axis 1, num_axes 1). One bottom: b is a learned blob

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from modelport.ir import Layer
     from modelport.layers.base import CaffeModule, ConvertContext, Shape
+    from modelport.schema import caffe_pb2
 
 ConverterFn = Callable[["Layer", "ConvertContext"], "CaffeModule"]
 
@@ -49,6 +50,7 @@ MacsFn = Callable[["Layer", "CaffeModule", "Sequence[Shape]", "Sequence[Shape]"]
 # (a, b) per channel of axis 1 (float64) with module(x) == a * x + b, or None.
 Affine = tuple["torch.Tensor", "torch.Tensor"]
 AffineFn = Callable[[Any, int], "Affine | None"]
+FillersFn = Callable[["Layer"], tuple["caffe_pb2.FillerParameter", ...]]
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,16 @@ class LayerFacts:
     order (what `blobs` a caffemodel must hold for it); `num_output` names the sub-message of
     LayerParameter whose `num_output` sets its width; `macs(layer, module, bottom_shapes,
     top_shapes)` counts its multiply-adds; `channel_affine(module, ndim)` gives (a, b) with
-    module(x) == a * x + b per channel of axis 1, or None when this instance is not such a map.
+    module(x) == a * x + b per channel of axis 1, or None when this instance is not such a map;
+    `fillers(layer)` gives the FillerParameter LayerSetUp fills each declared blob with (Caffe's
+    defaults included; `()` for blobs set without random draws, as BatchNorm's zeros).
     """
 
     blobs: BlobRolesFn | None = None
     num_output: str | None = None
     macs: MacsFn | None = None
     channel_affine: AffineFn | None = None
+    fillers: FillersFn | None = None
 
     def blob_roles(self, layer: Layer) -> tuple[str, ...]:
         return self.blobs(layer) if self.blobs is not None else ()
@@ -82,6 +87,17 @@ def weight_bias(sub_message: str) -> BlobRolesFn:
         return (WEIGHT, BIAS) if bias else (WEIGHT,)
 
     return roles
+
+
+def weight_bias_fillers(sub_message: str) -> FillersFn:
+    """`<sub_message>.weight_filler`, and `bias_filler` when `bias_term` (Caffe's defaults:
+    constant 0)."""
+
+    def fillers(layer: Layer) -> tuple[caffe_pb2.FillerParameter, ...]:
+        p = getattr(layer.param, sub_message)
+        return (p.weight_filler, p.bias_filler) if p.bias_term else (p.weight_filler,)
+
+    return fillers
 
 
 def fixed_roles(*roles: str) -> BlobRolesFn:
@@ -109,10 +125,12 @@ _REGISTRY: dict[str, LayerSpec] = {}
 def register_layer(type_name: str, *, role: str = "inference", replace: bool = False,
                    blobs: BlobRolesFn | None = None, num_output: str | None = None,
                    macs: MacsFn | None = None, channel_affine: AffineFn | None = None,
+                   fillers: FillersFn | None = None,
                    ) -> Callable[[ConverterFn], ConverterFn]:
     """Register `fn` as the converter for Caffe layers of type `type_name`, with the type's
-    facts (`LayerFacts`: blob roles, num_output field, MAC counter, per-channel affine form)."""
-    facts = LayerFacts(blobs, num_output, macs, channel_affine)
+    facts (`LayerFacts`: blob roles, num_output field, MAC counter, per-channel affine form,
+    blob fillers)."""
+    facts = LayerFacts(blobs, num_output, macs, channel_affine, fillers)
 
     def decorator(fn: ConverterFn) -> ConverterFn:
         if type_name in _REGISTRY and not replace:

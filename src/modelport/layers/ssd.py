@@ -92,7 +92,14 @@ class CaffeNormalize(CaffeModule):
                 f", eps={self.eps:g}")
 
 
-@register_layer("Normalize", blobs=fixed_roles(WEIGHT))
+def _normalize_fillers(layer: Layer) -> tuple[caffe_pb2.FillerParameter, ...]:
+    """norm_param.scale_filler, else the fork's default constant 1."""
+    p = layer.param.norm_param
+    return (p.scale_filler if p.HasField("scale_filler")
+            else caffe_pb2.FillerParameter(type="constant", value=1.0),)
+
+
+@register_layer("Normalize", blobs=fixed_roles(WEIGHT), fillers=_normalize_fillers)
 def convert_normalize(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """SSD Normalize (src/caffe/layers/normalize_layer.cpp, weiliu89/caffe): y = x / norm * s
     with norm = sqrt(sum(x^2) + eps) over C x H x W of each sample (across_spatial, default)
@@ -104,8 +111,7 @@ def convert_normalize(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     if len(shape) < 2:
         raise ctx.error(f"Normalize needs a bottom with at least 2 axes, got {shape}")
     ctx.expect_blob_count(1)
-    filler = p.scale_filler if p.HasField("scale_filler") else caffe_pb2.FillerParameter(
-        type="constant", value=1.0)
+    (filler,) = _normalize_fillers(layer)
     if p.channel_shared:
         # Caffe stores a 0-axis blob; it only checks that the count is 1.
         stored = layer.blobs[0].shape if layer.blobs else ()

@@ -41,6 +41,7 @@ from modelport.errors import ConfigError, LayerError
 from modelport.fillers import fill
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
+from modelport.layers.registry import facts
 
 __all__ = ["CaffeItemRand", "CaffeOrder", "check_replayable", "init_module", "init_net"]
 
@@ -162,40 +163,16 @@ def _setup_data(layer: Layer, feed: Any, rng: CaffeRNG, phase: int) -> None:
 
 
 def _fillers(layer: Layer, module: Any) -> list[tuple[str, caffe_pb2.FillerParameter]]:
-    """(blob attribute, FillerParameter) in the order the layer's LayerSetUp fills them."""
-    kind, lp = layer.type, layer.param
+    """(blob attribute, FillerParameter) in the order the layer's LayerSetUp fills them: the
+    fillers its type declares where it is registered (LayerFacts.fillers)."""
     names = tuple(getattr(module, "caffe_blob_names", ()))
-
-    def const(value: float) -> caffe_pb2.FillerParameter:
-        return caffe_pb2.FillerParameter(type="constant", value=value)
-
-    spec: dict[str, caffe_pb2.FillerParameter]
-    if kind in ("Convolution", "Deconvolution"):
-        spec = {"weight": lp.convolution_param.weight_filler,
-                "bias": lp.convolution_param.bias_filler}
-    elif kind == "InnerProduct":
-        spec = {"weight": lp.inner_product_param.weight_filler,
-                "bias": lp.inner_product_param.bias_filler}
-    elif kind == "Embed":
-        spec = {"weight": lp.embed_param.weight_filler, "bias": lp.embed_param.bias_filler}
-    elif kind == "PReLU":
-        p = lp.prelu_param
-        spec = {"weight": p.filler if p.HasField("filler") else const(0.25)}
-    elif kind == "Scale":
-        p2 = lp.scale_param
-        spec = {"weight": p2.filler if p2.HasField("filler") else const(1.0),
-                "bias": p2.bias_filler}
-    elif kind == "Bias":
-        spec = {"bias": lp.bias_param.filler}
-    elif kind == "Normalize":
-        p3 = lp.norm_param
-        spec = {"weight": p3.scale_filler if p3.HasField("scale_filler") else const(1.0)}
-    elif kind == "BatchNorm" or not names:
-        return []  # BatchNorm zeroes its statistics with caffe_set: no draws
-    else:
+    declared = facts(layer.type).fillers
+    if declared is None:
+        if not names:
+            return []
         raise LayerError(layer.name, layer.type, "--caffe-rng does not know how Caffe fills "
                          "this layer's blobs", "train without --caffe-rng")
-    return [(name, spec[name]) for name in names]
+    return list(zip(names, declared(layer)))
 
 
 def _caffe_blob_shape(layer: Layer, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
