@@ -329,3 +329,18 @@ def test_verify_tells_same_named_layers_apart() -> None:
     assert report.row("a").passed and not report.row("b").passed
     d = report.first_divergent
     assert d is not None and d.blob == "b" and d.verdict.startswith("introduced here")
+
+
+def test_split_blobs_of_same_named_layers_are_each_their_own() -> None:
+    """Caffe's implicit Split tops are named after the blob and the producer
+    (`a_ip_0_split_0`); two producers named `ip` each get theirs."""
+    text = TWO_IPS + """
+layer { name: "s1" type: "ReLU" bottom: "a" top: "c" }
+layer { name: "s2" type: "ReLU" bottom: "b" top: "d" }
+layer { name: "s3" type: "Sigmoid" bottom: "b" top: "e" }
+"""
+    module = build_module(parse_net(text), allow_missing_weights=True)
+    blobs = module.forward_blobs(torch.randn(2, 3), include_splits=True)
+    for blob in ("a", "b"):
+        for k in (0, 1):
+            assert torch.equal(blobs[f"{blob}_ip_0_split_{k}"], blobs[blob]), (blob, k)

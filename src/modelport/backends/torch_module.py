@@ -26,7 +26,7 @@ from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer, Net
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.registry import lookup
-from modelport.passes.splits import split_tops
+from modelport.passes.splits import split_tops_by_index
 
 # Registry roles whose layers' tops are supplied from outside the module (inputs, data sources).
 SOURCE_ROLES = frozenset({"input", "data"})
@@ -281,11 +281,20 @@ class CaffeNet(nn.Module):
                 meta[top] = t
                 self.blob_shapes[top] = tuple(int(d) for d in t.shape)
         self.output_names: list[str] = list(net.output_names())
-        self.split_aliases = split_tops(net)
+        # (layer id, top index) -> Caffe's split tops of that top; the layer id is the layer's
+        # name, or its module key when an earlier layer has the name (see _layer_id)
+        self.split_aliases: dict[tuple[str, int], list[str]] = {}
+        for (i, j), names in split_tops_by_index(net).items():
+            producer, own = net.layers[i], self.module_keys[i]
+            self.split_aliases[(self._layer_id(producer, own), j)] = names
 
     def _infer(self, layer: Layer, module: CaffeModule, bottoms: list[torch.Tensor],
                bottom_shapes: tuple[Shape, ...]) -> list[torch.Tensor]:
         return infer_tops(layer, module, bottoms, bottom_shapes)
+
+    def _layer_id(self, layer: Layer, key: str | None) -> str:
+        """The layer's name, or its module key (`ip_1`) when an earlier layer has the name."""
+        return layer.name if key is None or self.layer_keys.get(layer.name) == key else key
 
     def layer_module(self, layer: str | Layer) -> CaffeModule:
         """The submodule converted from a Caffe layer: by name (the first layer with that name,
@@ -362,7 +371,7 @@ class CaffeNet(nn.Module):
                 if on_top is not None:
                     on_top(layer, j, t)
                 if include_splits:
-                    for alias in self.split_aliases.get((layer.name, j), ()):
+                    for alias in self.split_aliases.get((self._layer_id(layer, key), j), ()):
                         splits[alias] = t
         blobs.update(splits)
         return blobs

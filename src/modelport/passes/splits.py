@@ -60,16 +60,23 @@ def _count_uses(net: Net, strict: bool) -> _Uses:
     return uses
 
 
-def split_tops(net: Net) -> dict[tuple[str, int], list[str]]:
-    """Map (producer layer name, top index) -> the split top names Caffe creates for it."""
-    result: dict[tuple[str, int], list[str]] = {}
+def split_tops_by_index(net: Net) -> dict[TopRef, list[str]]:
+    """Map (producer layer index, top index) -> the split top names Caffe creates for it (by
+    index: Caffe allows two layers with one name)."""
+    result: dict[TopRef, list[str]] = {}
     for (i, j), count in _count_uses(net, strict=False).count.items():
         if count > 1:
             layer = net.layers[i]
-            result[(layer.name, j)] = [
+            result[(i, j)] = [
                 split_blob_name(layer.name, layer.tops[j], j, k) for k in range(count)
             ]
     return result
+
+
+def split_tops(net: Net) -> dict[tuple[str, int], list[str]]:
+    """Map (producer layer name, top index) -> the split top names Caffe creates for it."""
+    return {(net.layers[i].name, j): names
+            for (i, j), names in split_tops_by_index(net).items()}
 
 
 def insert_splits(net: Net) -> Net:

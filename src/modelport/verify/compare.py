@@ -199,9 +199,13 @@ class _Comparison:
         self.used_blobs: set[str] = set()
         self.ids = layer_ids(net)
 
+    def _id_key(self, w: _Writer) -> tuple[str, int]:
+        """(layer id, top) of writer w: run_layers' and CaffeNet.split_aliases' key."""
+        return (self.ids.get(id(w.layer), w.layer.name), w.top)
+
     def _ours(self, w: _Writer) -> np.ndarray:
         """Our output of writer w (run_layers' key for its layer)."""
-        return self.ours[(self.ids.get(id(w.layer), w.layer.name), w.top)]
+        return self.ours[self._id_key(w)]
 
     # -- matching reference values to ours ---------------------------------------------------
     def _chain_upto(self, w: _Writer) -> list[_Writer]:
@@ -221,7 +225,7 @@ class _Comparison:
         blob = w.layer.tops[w.top]
         if self.writers[blob][-1] is w and blob in self.ref.blobs:
             return self.ref.blobs[blob]
-        for alias in self.net.split_aliases.get(key, ()):
+        for alias in self.net.split_aliases.get(self._id_key(w), ()):
             if alias in self.ref.blobs:
                 return self.ref.blobs[alias]
         return None
@@ -271,7 +275,7 @@ class _Comparison:
                 row.compared, row.passed = False, True
                 row.skip_reason = "not in the reference"
                 self.rows.append(row)
-            for alias in self.net.split_aliases.get(key, ()):
+            for alias in self.net.split_aliases.get(self._id_key(w), ()):
                 if alias in self.ref.blobs:
                     self.used_blobs.add(alias)
                     self._compare(self._row(alias, self._chain_upto(w), "split"), w,
