@@ -759,7 +759,7 @@ class Solver:
             mod = module.layer_module(layer)
             arrays = [getattr(mod, a).detach().to("cpu").float().numpy().copy()
                       for a in mod.caffe_blob_names if getattr(mod, a) is not None]
-            if arrays:
+            if arrays and layer.name not in out:  # by name: a repeated name's first layer
                 out[layer.name] = arrays
         return out
 
