@@ -5,7 +5,7 @@ a matmul roofline measured on the same machine.
 Runners (each on the same input array, all with the same thread count):
 
     modelport eager       the converted CaffeNet (torch.inference_mode)
-    modelport optimized   export.optimize: BatchNorm/Scale folded, ReLU fused, Dropout dropped
+    modelport optimized   optimize: BatchNorm/Scale folded, ReLU fused, Dropout dropped
                           (+channels_last; +winograd: channels_last and Winograd 3x3 kernels)
     modelport torchscript the traced TorchScript file written by `modelport export`
     modelport compiled    torch.compile of the optimized net
@@ -148,8 +148,8 @@ def build_runners(net_info: Any, batch: int, folder: str, threads: int,
 
     from modelport.caffe import load
     from modelport.export.onnx import export_onnx
-    from modelport.export.optimize import optimize_for_inference
     from modelport.export.torchscript import export_torchscript
+    from modelport.optimize.inference import optimize_for_inference
 
     runners: dict[str, Runner] = {}
     shape = (batch, *net_info.input_shape)

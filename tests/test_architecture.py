@@ -27,8 +27,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("passes", ("modelport.passes",)),
     ("layers", ("modelport.layers", "modelport.fillers")),
     ("backends", ("modelport.backends", "modelport.inspect_shapes")),
-    ("tools", ("modelport.export", "modelport.verify", "modelport.train", "modelport.transfer",
-               "modelport.inspect", "modelport.convert", "modelport.caffe")),
+    ("tools", ("modelport.optimize", "modelport.export", "modelport.verify", "modelport.train",
+               "modelport.transfer", "modelport.inspect", "modelport.convert", "modelport.caffe")),
     ("commands", ("modelport.commands", "modelport.cli", "modelport.__main__",
                   "modelport.demo")),
 ]
@@ -46,10 +46,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str] | frozenset[str]] = {
     # read (formats) + filter (passes) composed in a pipeline module above both.
     ("modelport.formats.caffe.net_loader", "modelport.passes.phase_filter"),
     ("modelport.formats.caffe.net_loader", "modelport.passes.shared_params"),
-    # Generated source asks the speed rewrites for their plain form by importing them.
-    # Fix: a module answers `plain_form()` itself (optimize/ split out of export/).
-    ("modelport.backends.codegen_layers", "modelport.export.onednn"),
-    ("modelport.backends.codegen_layers", "modelport.export.winograd"),
     # Emitters registered by codegen_layers import codegen's helpers and codegen imports the
     # emitters. Fix: the helpers in their own module below both.
     frozenset({"modelport.backends.codegen", "modelport.backends.codegen_layers"}),

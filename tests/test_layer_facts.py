@@ -16,7 +16,6 @@ from torch import nn
 from modelport.backends.torch_module import CaffeNet
 from modelport.convert import convert, load_generated
 from modelport.errors import LayerError
-from modelport.export.optimize import OptimizeReport, optimize_for_inference
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.net_loader import load_net
 from modelport.formats.caffe.writer import write_caffemodel
@@ -35,6 +34,7 @@ from modelport.layers.registry import (
     weight_bias,
     weight_bias_fillers,
 )
+from modelport.optimize.inference import OptimizeReport, optimize_for_inference
 from modelport.transfer.surgery import Surgery, blob_count, param_mults
 
 PROTOTXT = """name: "facts"

@@ -386,7 +386,7 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
         phase: "test" or "train" (Caffe's include/exclude rules).
         mean: a .binaryproto mean file, saved as mean.npy.
         allow_missing_weights: initialise layers absent from the caffemodel with their fillers.
-        optimize: write the inference-optimised net (see modelport.export.optimize: BatchNorm,
+        optimize: write the inference-optimised net (see modelport.optimize: BatchNorm,
             Scale, Bias, Power folded into convolutions, ReLU fused, Dropout dropped); the
             folded layers' own blobs no longer exist in the generated model.
         progress: called with (bytes read, total bytes) while reading the caffemodel.
@@ -411,7 +411,7 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
         module = build_module(net, input_shapes, allow_missing_weights)
         optimized = None
         if optimize:
-            from modelport.export.optimize import OptimizeReport, optimize_for_inference
+            from modelport.optimize.inference import OptimizeReport, optimize_for_inference
 
             optimized = OptimizeReport()
             module = optimize_for_inference(module, report=optimized, in_place=True,

@@ -437,7 +437,17 @@ def _own_parts(m: nn.Module) -> tuple[dict, dict, dict, dict]:
     return attrs, params, buffers, dict(m._modules)
 
 
+def portable_form(m: nn.Module) -> nn.Module:
+    """The module codegen writes for `m`: `m` itself, or, for a speed rewrite without an emitter
+    of its own (modelport.optimize), the standard-op form its `portable()` returns."""
+    _ensure_emitters()
+    while type(m) not in _EMITTERS and callable(getattr(m, "portable", None)):
+        m = m.portable()  # type: ignore[operator]
+    return m
+
+
 def _merge_parts(m: nn.Module) -> None:
+    m = portable_form(m)
     if type(m) in _EMITTERS:  # written by its own emitter, not by copying its class
         return
     attrs, params, buffers, subs = _own_parts(m)
@@ -506,9 +516,10 @@ def _generic_class(cls: type, sample: nn.Module) -> tuple[str, list[str]]:
 
 
 def emit_module(m: nn.Module, layer: Layer | None = None) -> Emitted:
-    """Constructor expression for any module: its registered emitter, nn.ModuleList, or the
-    generic class copy. Raises CannotEmit when none applies."""
+    """Constructor expression for any module (or its portable form): its registered emitter,
+    nn.ModuleList, or the generic class copy. Raises CannotEmit when none applies."""
     _ensure_emitters()
+    m = portable_form(m)
     emitter = _EMITTERS.get(type(m))
     if emitter is not None:
         return emitter(layer, m)  # type: ignore[arg-type]

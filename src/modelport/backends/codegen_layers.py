@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from modelport.backends.codegen import Emitted, call, lit, register_emitter, register_helper
+from modelport.backends.portable import ConvolutionReLU, ConvolutionSum
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
 from modelport.layers.conv import CaffeConvolution
@@ -181,16 +182,8 @@ __all__ = ["emit_convolution", "emit_pooling", "emit_spp", "lit"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Inference-optimised modules (modelport.export.optimize) that compute a plain layer's function
-
-
-def _emit_inference_inner_product(layer: Layer, m: nn.Module) -> Emitted:
-    from modelport.backends.codegen import emit_module
-    from modelport.export.onednn import InferenceInnerProduct
-
-    assert isinstance(m, InferenceInnerProduct)
-    return emit_module(m.as_plain(), layer)
-
+# Portable forms of fused layers (modelport.backends.portable). An optimised module
+# (modelport.optimize) is written as the form its `portable()` returns (see emit_module).
 
 register_helper("Conv2dReLU", '''
     class Conv2dReLU(nn.Conv2d):
@@ -201,15 +194,13 @@ register_helper("Conv2dReLU", '''
 ''')
 
 
-def _emit_inference_convolution(layer: Layer, m: nn.Module) -> Emitted:
-    """The plain nn.Conv2d, or Conv2dReLU when the ReLU is its post-op (same state dict)."""
-    from modelport.export.onednn import InferenceConvolution
-
-    assert isinstance(m, InferenceConvolution)
-    plain = emit_convolution(layer, m.as_plain())
-    if not m.relu:
-        return plain
-    assert plain.expr.startswith("nn.Conv2d(")  # axis 1, 2-D: InferenceConvolution.eligible
+@register_emitter(ConvolutionReLU)
+def emit_convolution_relu(layer: Layer, m: nn.Module) -> Emitted:
+    """The plain convolution with the ReLU after it; Conv2dReLU for nn.Conv2d (same state dict)."""
+    assert isinstance(m, ConvolutionReLU)
+    plain = emit_convolution(layer, m)
+    # axis 1, 2-D: only those get a fused ReLU (InferenceConvolution.eligible)
+    assert plain.expr.startswith("nn.Conv2d("), plain.expr
     return Emitted("Conv2dReLU(" + plain.expr[len("nn.Conv2d("):],
                    plain.helpers + ("Conv2dReLU",))
 
@@ -229,25 +220,8 @@ register_helper("ConvolutionSum", '''
 ''')
 
 
-def _emit_inference_convolution_sum(layer: Layer, m: nn.Module) -> Emitted:
-    from modelport.export.onednn import InferenceConvolutionSum
-
-    assert isinstance(m, InferenceConvolutionSum)
-    conv = emit_convolution(layer, m.conv.as_plain())
+@register_emitter(ConvolutionSum)
+def emit_convolution_sum(layer: Layer, m: nn.Module) -> Emitted:
+    assert isinstance(m, ConvolutionSum)
+    conv = emit_convolution(layer, m.conv)
     return Emitted(f"ConvolutionSum({conv.expr}, {m.relu!r})", conv.helpers + ("ConvolutionSum",))
-
-
-def _register_optimized() -> None:
-    from modelport.export.onednn import (
-        InferenceConvolution,
-        InferenceConvolutionSum,
-        InferenceInnerProduct,
-    )
-    from modelport.export.winograd import WinogradConvolution
-
-    register_emitter(InferenceInnerProduct)(_emit_inference_inner_product)
-    register_emitter(InferenceConvolution, WinogradConvolution)(_emit_inference_convolution)
-    register_emitter(InferenceConvolutionSum)(_emit_inference_convolution_sum)
-
-
-_register_optimized()

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"  inputs  {escape(inputs)}\n  outputs {escape(outputs)}",  # not markup
                   highlight=False)
     if "optimized" in report:
-        from modelport.export.optimize import OptimizeReport
+        from modelport.optimize.inference import OptimizeReport
 
         console.print(f"  optimized: {OptimizeReport(**report['optimized']).summary()}")
     for name in sorted(result.files):

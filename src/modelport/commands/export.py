@@ -46,7 +46,7 @@ def optimize_source(module: Any, source: str) -> Any:
     """`--optimize`: fold the live CaffeNet; a conversion folder must already be optimised
     (`modelport convert --optimize`), since its generated model.py has no Caffe graph to fold."""
     from modelport.backends.torch_module import CaffeNet
-    from modelport.export.optimize import optimize_for_inference
+    from modelport.optimize.inference import optimize_for_inference
 
     if isinstance(module, CaffeNet):
         return optimize_for_inference(module)

@@ -1,5 +1,5 @@
-"""Deploying a converted net: ONNX (standard ops only), TorchScript, torch.export programs, and
-inference optimisation (folding BatchNorm/Scale into convolutions, fusing ReLU, ...).
+"""Deploying a converted net: ONNX (standard ops only), TorchScript and torch.export programs
+(inference optimisation is modelport.optimize).
 
 Every exporter checks what it wrote against the live module on the same inputs and refuses to
 write a file that does not match; files are written atomically.
@@ -15,7 +15,6 @@ __all__ = [
     "export_onnx",
     "export_program",
     "export_torchscript",
-    "optimize_for_inference",
 ]
 
 _WHERE = {
@@ -24,7 +23,6 @@ _WHERE = {
     "export_onnx": "modelport.export.onnx",
     "export_torchscript": "modelport.export.torchscript",
     "export_program": "modelport.export.torchscript",
-    "optimize_for_inference": "modelport.export.optimize",
 }
 
 

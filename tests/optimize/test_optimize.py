@@ -12,8 +12,8 @@ from golden_support import assert_blob_close, caffe_cases
 from modelport.backends.torch_module import build_module
 from modelport.errors import UnsupportedLayerError
 from modelport.export.onnx import export_onnx
-from modelport.export.optimize import OptimizeReport, optimize_for_inference
 from modelport.formats.caffe.net_loader import load_net
+from modelport.optimize.inference import OptimizeReport, optimize_for_inference
 
 CASES = [c for c in caffe_cases() if c.name != "nsfw"]
 
@@ -38,8 +38,8 @@ def check_surviving_blobs(net, case) -> None:
 
 
 def needs_onednn():
-    """modelport.export.onednn, or skip when this torch build lacks its kernels."""
-    from modelport.export import onednn
+    """modelport.optimize.onednn, or skip when this torch build lacks its kernels."""
+    from modelport.optimize import onednn
 
     if not onednn.AVAILABLE:
         pytest.skip("this torch build has no oneDNN kernels")

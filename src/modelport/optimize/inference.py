@@ -11,10 +11,10 @@ against the Caffe goldens).
   on the convolution's output);
 - Dropout (identity at inference) and Silence are dropped;
 - convolutions (with their fused ReLU) and inner products run on oneDNN in eager CPU inference
-  (modelport.export.onednn: weights reordered once, ReLU as a post-op, multi-threaded
+  (modelport.optimize.onednn: weights reordered once, ReLU as a post-op, multi-threaded
   batch-1 inner products); traced, compiled and exported graphs keep the standard ops;
 - optionally, 3x3 stride-1 convolutions by Winograd F(4x4, 3x3) in eager CPU inference where
-  it is faster (modelport.export.winograd), 4-D weights in channels_last memory format, and
+  it is faster (modelport.optimize.winograd), 4-D weights in channels_last memory format, and
   `torch.compile`.
 
 The copy is still a CaffeNet (same inputs, outputs and blob names for every blob that survives),
@@ -34,18 +34,18 @@ from torch import nn
 
 from modelport.backends.torch_module import CaffeNet
 from modelport.errors import ConfigError
-from modelport.export import onednn
-from modelport.export.onednn import (
-    InferenceConvolution,
-    InferenceConvolutionSum,
-    InferenceInnerProduct,
-)
 from modelport.ir import Layer
 from modelport.layers.activation import CaffeDropout, CaffeReLU
 from modelport.layers.base import CaffeModule
 from modelport.layers.conv import CaffeConvolution
 from modelport.layers.inner_product import CaffeInnerProduct
 from modelport.layers.registry import facts, layer_types
+from modelport.optimize import onednn
+from modelport.optimize.onednn import (
+    InferenceConvolution,
+    InferenceConvolutionSum,
+    InferenceInnerProduct,
+)
 
 Affine = tuple[torch.Tensor, torch.Tensor]  # y = a * x + b per channel (axis 1), float64
 
@@ -301,7 +301,7 @@ def _fold_chains(g: _Graph, report: OptimizeReport) -> None:
 def _use_onednn_kernels(g: _Graph, winograd: str | None) -> None:
     """Swap convolutions (with a fused ReLU, when it has slope 0) and inner products for their
     oneDNN eager-inference versions (same parameters, same results within rounding)."""
-    from modelport.export.winograd import Policy, WinogradConvolution
+    from modelport.optimize.winograd import Policy, WinogradConvolution
 
     policy: Policy = "always" if winograd == "always" else "auto"
     for _layer, key in g.order:
@@ -331,9 +331,9 @@ def _fuse_residual_sums(g: _Graph, report: OptimizeReport) -> None:
     """conv -> Eltwise SUM (coefficients 1, two bottoms) [-> ReLU]: when the convolution's
     output feeds only that sum and the other bottom is ready before the convolution runs, the
     convolution computes the sum (and the ReLU) itself (oneDNN post-ops)."""
-    from modelport.export.onednn import InferenceConvolutionSum
     from modelport.formats.caffe import caffe_pb2
     from modelport.layers.eltwise import CaffeEltwise
+    from modelport.optimize.onednn import InferenceConvolutionSum
 
     j = 0
     while j < len(g.order):
@@ -379,7 +379,7 @@ def _fusable_into(g: _Graph, i: int, j: int, blob: str, other: str, top: str) ->
     `other` into `top` can be computed by that convolution: nothing between them touches
     `blob` or `top` or rewrites `other` (final before i), and nothing after the sum reads
     `blob`."""
-    from modelport.export.onednn import InferenceConvolution
+    from modelport.optimize.onednn import InferenceConvolution
 
     conv_layer = g.order[i][0]
     conv = g.module(i)
@@ -408,7 +408,7 @@ def optimize_for_inference(net: Any, *, channels_last: bool = False, compile: bo
     first call of each input shape finds it faster; "always": every eligible layer) computes
     3x3 stride-1 convolutions by Winograd F(4x4, 3x3) in eager CPU inference.
     `eager_kernels` (default on) runs convolutions and inner products on oneDNN in eager CPU
-    inference (modelport.export.onednn); off, the modules stay the portable ones whose state
+    inference (modelport.optimize.onednn); off, the modules stay the portable ones whose state
     dict matches the generated source (`convert --optimize`). Pass an OptimizeReport to learn
     what changed.
     """

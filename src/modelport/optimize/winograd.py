@@ -25,9 +25,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from modelport.export import onednn
-from modelport.export.onednn import InferenceConvolution
 from modelport.layers.conv import CaffeConvolution
+from modelport.optimize import onednn
+from modelport.optimize.onednn import InferenceConvolution
 
 _BT = torch.tensor([[4, 0, -5, 0, 1, 0],
                     [0, -4, -4, 1, 1, 0],

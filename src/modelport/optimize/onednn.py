@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modelport.backends.portable import ConvolutionReLU, ConvolutionSum
 from modelport.layers.base import CaffeModule
 from modelport.layers.conv import CaffeConvolution
 from modelport.layers.inner_product import CaffeInnerProduct
@@ -78,6 +79,10 @@ class InferenceInnerProduct(CaffeInnerProduct):
         """The same layer as a CaffeInnerProduct (shares the parameters)."""
         return CaffeInnerProduct(self.weight, self.bias, self.axis, self.transpose)
 
+    def portable(self) -> CaffeInnerProduct:
+        """The standard-op form codegen writes: the plain inner product."""
+        return self.as_plain()
+
     @staticmethod
     def eligible(module: nn.Module) -> bool:
         return type(module) is CaffeInnerProduct and module.axis == 1 and not module.transpose
@@ -104,6 +109,11 @@ class InferenceConvolution(CaffeConvolution):
         """The same convolution as a CaffeConvolution (shares the parameters; without ReLU)."""
         return CaffeConvolution(self.weight, self.bias, self.stride, self.pad, self.dilation,
                                 self.group, self.axis, self.transposed)
+
+    def portable(self) -> CaffeConvolution:
+        """The standard-op form codegen writes: the plain convolution, with the ReLU after it
+        when it is fused (same parameters, same state-dict keys)."""
+        return ConvolutionReLU.of(self) if self.relu else self.as_plain()
 
     def _args(self) -> tuple[list[int], list[int], list[int], int]:
         return (list(self.pad), list(self.stride), list(self.dilation), self.group)
@@ -158,3 +168,7 @@ class InferenceConvolutionSum(CaffeModule):
                 "relu" if self.relu else None, [], None)
         y = conv(x) + other
         return F.relu_(y) if self.relu else y
+
+    def portable(self) -> ConvolutionSum:
+        """The standard-op form codegen writes: relu?(conv(x) + other) with a plain conv."""
+        return ConvolutionSum(self.conv.as_plain(), self.relu)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from golden_support import assert_blob_close, caffe_cases
 from modelport.backends.codegen import generate_source
 from modelport.backends.torch_module import build_module
-from modelport.export import onednn
-from modelport.export.optimize import optimize_for_inference
-from modelport.export.winograd import WinogradConvolution, transform_weight, winograd_conv3x3
+from modelport.optimize import onednn
+from modelport.optimize.inference import optimize_for_inference
+from modelport.optimize.winograd import WinogradConvolution, transform_weight, winograd_conv3x3
 
 pytestmark = pytest.mark.skipif(not onednn.AVAILABLE, reason="torch built without oneDNN")
 CASES = [c for c in caffe_cases() if c.name != "nsfw"]
