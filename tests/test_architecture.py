@@ -49,10 +49,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str] | frozenset[str]] = {
     # Emitters registered by codegen_layers import codegen's helpers and codegen imports the
     # emitters. Fix: the helpers in their own module below both.
     frozenset({"modelport.backends.codegen", "modelport.backends.codegen_layers"}),
-    # references.resolve_reference imports each reference and each imports the Reference base.
-    # Fix: the base in its own module, references registered by name.
-    frozenset({"modelport.verify.references", "modelport.verify.ref_onnx",
-               "modelport.verify.ref_opencv", "modelport.verify.ref_pycaffe"}),
 }
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from modelport.errors import ConfigError, FormatError, ModelportError
 from modelport.ir import Net
 from modelport.optional import require
-from modelport.verify.references import Reference, ReferenceOutput
+from modelport.verify.reference_base import Reference, ReferenceOutput, register_reference
 
 if TYPE_CHECKING:
     from modelport.backends.torch_module import CaffeNet
@@ -114,3 +114,10 @@ class OnnxRuntimeReference(Reference):
         for name, value in inputs.items():
             out.blobs.setdefault(name, np.asarray(value, np.float32))
         return out
+
+
+@register_reference("onnxruntime", "ort", suffix=".onnx")
+def _onnxruntime(spec: str, prototxt: str | os.PathLike[str] | None,
+                 caffemodel: str | os.PathLike[str] | None) -> Reference:
+    """`--reference onnxruntime` (modelport's own export of the checked net) or FILE.onnx."""
+    return OnnxRuntimeReference(None if spec.lower() in ("onnxruntime", "ort") else spec)

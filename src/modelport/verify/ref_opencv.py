@@ -26,7 +26,7 @@ from modelport.errors import ConfigError, FormatError, ModelportError
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import INPUT_LAYER_TYPES, Layer, Net
 from modelport.optional import require
-from modelport.verify.references import Reference, ReferenceOutput
+from modelport.verify.reference_base import Reference, ReferenceOutput, register_reference
 
 __all__ = ["OPENCV_GAPS", "OpenCVReference", "opencv_gap"]
 
@@ -213,3 +213,11 @@ class OpenCVReference(Reference):
             out.notes.append(f"cv2.dnn cannot serve as reference for {len(dropped)} layer(s) "
                              f"(types {', '.join(kinds)}); they are listed as skipped")
         return out
+
+
+@register_reference("opencv", "cv2", needs_files=True)
+def _opencv(spec: str, prototxt: str | os.PathLike[str] | None,
+            caffemodel: str | os.PathLike[str] | None) -> Reference:
+    """`--reference opencv`: cv2.dnn on the original prototxt + caffemodel."""
+    assert prototxt is not None and caffemodel is not None
+    return OpenCVReference(prototxt, caffemodel)

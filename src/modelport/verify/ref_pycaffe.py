@@ -17,7 +17,7 @@ import numpy as np
 from modelport.errors import ConfigError, FormatError, ModelportError
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Net
-from modelport.verify.references import Reference, ReferenceOutput
+from modelport.verify.reference_base import Reference, ReferenceOutput, register_reference
 
 __all__ = ["PycaffeReference", "import_caffe"]
 
@@ -68,3 +68,11 @@ class PycaffeReference(Reference):
                  for name, blob in cnet.blobs.items()}
         return ReferenceOutput(blobs=blobs, notes=[f"{self.name}: Caffe's net.blobs after "
                                                    "forward() (in-place blobs: final values)"])
+
+
+@register_reference("pycaffe", "caffe", needs_files=True)
+def _pycaffe(spec: str, prototxt: str | os.PathLike[str] | None,
+             caffemodel: str | os.PathLike[str] | None) -> Reference:
+    """`--reference pycaffe`: BVLC Caffe itself on the original prototxt + caffemodel."""
+    assert prototxt is not None and caffemodel is not None
+    return PycaffeReference(prototxt, caffemodel)

@@ -19,20 +19,24 @@ Layer-style references (cv2.dnn) give every layer's own outputs, in-place layers
 
 from __future__ import annotations
 
+import importlib
 import os
 import pathlib
-from abc import ABC, abstractmethod
+import pkgutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from modelport.errors import ConfigError, FormatError
 from modelport.ir import Net
-
-if TYPE_CHECKING:
-    from modelport.backends.torch_module import CaffeNet
+from modelport.verify.reference_base import (
+    Reference,
+    ReferenceKind,
+    ReferenceOutput,
+    dump_name,
+    load_npy,
+    reference_kinds,
+)
 
 __all__ = [
     "DumpReference",
@@ -40,67 +44,9 @@ __all__ = [
     "ReferenceOutput",
     "dump_name",
     "load_npy",
+    "reference_names",
     "resolve_reference",
 ]
-
-
-@dataclass
-class ReferenceOutput:
-    """Blobs computed by a reference (see the module docstring for the two kinds of keys)."""
-
-    blobs: dict[str, np.ndarray] = field(default_factory=dict)
-    layer_tops: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # layer name -> why not compared
-    notes: list[str] = field(default_factory=list)
-
-
-class Reference(ABC):
-    """A source of reference blobs for a net."""
-
-    #: Short description shown in reports, e.g. "OpenCV 4.14.0 dnn".
-    name: str = "reference"
-
-    def prepare(self, net: CaffeNet) -> None:  # noqa: B027 - an optional hook, not abstract
-        """Called by verify() with the converted net before `run` (default: nothing)."""
-
-    def fixed_inputs(self, input_names: Sequence[str]) -> dict[str, np.ndarray] | None:
-        """The inputs this reference was computed on, when it cannot run on others (dumps)."""
-        return None
-
-    @abstractmethod
-    def run(self, net: Net, inputs: Mapping[str, np.ndarray]) -> ReferenceOutput:
-        """The reference's blobs for `net` (modelport's IR of the same prototxt) on `inputs`."""
-
-
-def dump_name(blob: str) -> str:
-    """The file stem of a blob in a dump: '/' (not allowed in file names) becomes '__'."""
-    return blob.replace("/", "__")
-
-
-def load_npy(path: str | os.PathLike[str], what: str = "array") -> np.ndarray:
-    """np.load without unpickling (user files are never unpickled); numeric arrays only."""
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise FormatError(f"{what} file '{p}' does not exist. Fix: check the path")
-    with open(p, "rb") as fh:
-        magic = fh.read(6)
-    if magic != b"\x93NUMPY":  # np.load would call any other file "pickled data"
-        raise FormatError(f"{what} file '{p}' is not a .npy file (no NumPy header). Fix: "
-                          "write it with np.save")
-    try:
-        arr = np.load(p, allow_pickle=False)
-    except ValueError as exc:
-        raise FormatError(f"{what} file '{p}' holds Python objects, which modelport never "
-                          f"unpickles ({str(exc).splitlines()[0]}). Fix: save a plain numeric "
-                          "array with np.save") from None
-    except (OSError, EOFError) as exc:
-        raise FormatError(f"{what} file '{p}' is not a readable .npy file "
-                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). "
-                          "Fix: write it with np.save") from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
-        raise FormatError(f"{what} file '{p}' holds dtype {getattr(arr, 'dtype', '?')}, "
-                          "not numbers. Fix: save a numeric array")
-    return arr
 
 
 class DumpReference(Reference):
@@ -138,36 +84,43 @@ class DumpReference(Reference):
         return ReferenceOutput(blobs={n: self._blob(n) for n in self.files})
 
 
-REFERENCE_NAMES = ("opencv", "pycaffe", "onnxruntime")
+def _load_references() -> list[ReferenceKind]:
+    """Import every reference module (`modelport.verify.ref_*`, each registers itself)."""
+    package = __name__.rpartition(".")[0]
+    here = [str(pathlib.Path(__file__).parent)]
+    for info in sorted(pkgutil.iter_modules(here), key=lambda i: i.name):
+        if info.name.startswith("ref_"):
+            importlib.import_module(f"{package}.{info.name}")
+    return reference_kinds()
+
+
+def reference_names() -> tuple[str, ...]:
+    """The registered reference names (CLI `--reference NAME`)."""
+    return tuple(kind.name for kind in _load_references())
 
 
 def resolve_reference(spec: str | Reference | None, prototxt: str | os.PathLike[str] | None = None,
                       caffemodel: str | os.PathLike[str] | None = None) -> Reference:
-    """A Reference from a CLI/API spec: a dump directory, an .onnx file, or one of
-    'opencv' (alias 'cv2'), 'pycaffe' (alias 'caffe'), 'onnxruntime' (alias 'ort').
-    None means 'opencv'."""
+    """A Reference from a CLI/API spec: a dump directory, a file selecting a registered
+    reference by suffix (.onnx), or a registered name or alias ('opencv' alias 'cv2',
+    'pycaffe' alias 'caffe', 'onnxruntime' alias 'ort'). None means 'opencv'."""
     if isinstance(spec, Reference):
         return spec
     key = (spec or "opencv").strip()
     lowered = key.lower()
-    if lowered in ("opencv", "cv2", "pycaffe", "caffe"):
-        if prototxt is None or caffemodel is None:
+    kinds = _load_references()
+    kind = next((k for k in kinds if lowered == k.name or lowered in k.aliases), None) or next(
+        (k for k in kinds if k.suffix and lowered.endswith(k.suffix)), None)
+    if kind is not None:
+        if kind.needs_files and (prototxt is None or caffemodel is None):
             raise ConfigError(f"reference '{key}' runs the original files, so it needs the "
                               "prototxt and caffemodel paths. Fix: pass them, or build the "
                               "reference object yourself")
-        if lowered in ("opencv", "cv2"):
-            from modelport.verify.ref_opencv import OpenCVReference
-
-            return OpenCVReference(prototxt, caffemodel)
-        from modelport.verify.ref_pycaffe import PycaffeReference
-
-        return PycaffeReference(prototxt, caffemodel)
-    if lowered in ("onnxruntime", "ort") or lowered.endswith(".onnx"):
-        from modelport.verify.ref_onnx import OnnxRuntimeReference
-
-        return OnnxRuntimeReference(None if lowered in ("onnxruntime", "ort") else key)
+        return kind.make(key, prototxt, caffemodel)
     if os.path.isdir(key):
         return DumpReference(key)
+    names = [k.name for k in kinds]
+    files = "|".join(f"FILE{k.suffix}" for k in kinds if k.suffix)
     raise ConfigError(f"unknown reference '{key}': not a directory of blob dumps and not one of "
-                      f"{', '.join(REFERENCE_NAMES)}. Fix: pass --reference DIR|opencv|pycaffe|"
-                      "onnxruntime|FILE.onnx")
+                      f"{', '.join(names)}. Fix: pass --reference DIR|{'|'.join(names)}"
+                      f"{'|' + files if files else ''}")
