@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "tests" / "fuzz"))
 
 ADDRESS_SPACE_HEADROOM = 3 << 30  # bytes a worker may map beyond what its imports took
 STATS_EVERY = 100
+RSS_SLACK = 32 << 20  # a jump of the process's peak RSS beyond 16 x the input + this is a bug
 # How --runs is shared between the readers, by their speed (CPU per input: binary readers
 # ~5 ms, prototxt ~50 ms, under tracemalloc): 120k inputs take ~25 CPU-minutes.
 SHARES = {"caffemodel_v2": 3, "caffemodel_v1": 3, "binaryproto": 3, "solverstate": 2,
@@ -89,9 +90,13 @@ class Worker:
         fs = self.fs
         if self.watchdog:
             faulthandler.dump_traceback_later(self.hang, exit=True)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         cpu0 = time.process_time()
         outcome = fs.run_one(self.target, data, self.workdir)
         cpu = time.process_time() - cpu0
+        # tracemalloc sees Python objects and numpy, not protobuf's C arena: the process's
+        # high-water mark (ru_maxrss, KB) must not jump by more than the bound either.
+        grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024
         if self.watchdog:
             faulthandler.cancel_dump_traceback_later()
         s = self.stats
@@ -116,6 +121,11 @@ class Worker:
         if not outcome.memory_ok:
             s["over_memory"] += 1
             self._keep(data, "over the memory bound")
+        if grew > fs.MEMORY_RATIO * outcome.size + RSS_SLACK:
+            s["over_memory"] += 1
+            s["over_rss"] = s.get("over_rss", 0) + 1
+            self._keep(data, f"peak RSS grew {grew >> 20} MB")
+        s["max_rss_jump"] = max(s.get("max_rss_jump", 0), grew)
         s["max_wall_s"] = max(s["max_wall_s"], outcome.seconds)
         s["max_cpu_s"] = max(s["max_cpu_s"], cpu)
         s["max_peak_bytes"] = max(s["max_peak_bytes"], outcome.peak)
