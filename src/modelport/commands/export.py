@@ -10,6 +10,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from modelport.errors import ConfigError
+from modelport.export.targets import export_targets
 
 if TYPE_CHECKING:  # `modelport --help` imports this module: numpy only when exporting
     import numpy as np
@@ -90,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
     from modelport.commands.convert import parse_input_shapes
 
-    targets = [args.onnx, args.torchscript, args.exported_program]
-    if not any(targets):
-        raise ConfigError("nothing to export. Fix: give --onnx FILE, --torchscript FILE and/or "
-                          "--exported-program FILE")
+    if not any(getattr(args, t.dest, None) for t in export_targets()):
+        flags = [f"{t.flag} FILE" for t in export_targets()]
+        raise ConfigError(f"nothing to export. Fix: give {', '.join(flags[:-1])} and/or "
+                          f"{flags[-1]}")
     module = load_source(args.source, args.weights, parse_input_shapes(args.input_shape),
                          args.phase, args.allow_missing_weights)
     if args.optimize:
@@ -114,30 +115,12 @@ def export_all(module: Any, args: argparse.Namespace, inputs: dict[str, np.ndarr
     every export has passed its check (a failure in the last one leaves none written)."""
     from modelport.export.common import staged_files
 
-    targets = [(fmt, path) for fmt, path in (("onnx", args.onnx),
-                                              ("torchscript", args.torchscript),
-                                              ("program", args.exported_program)) if path]
+    targets = [(t, getattr(args, t.dest)) for t in export_targets()
+               if getattr(args, t.dest, None)]
     reports = []
     with staged_files([path for _, path in targets]) as temps:
-        for (fmt, path), tmp in zip(targets, temps):
-            if fmt == "onnx":
-                from modelport.export.onnx import export_onnx
-
-                model, report = export_onnx(module, None, inputs=inputs, opset=args.opset,
-                                            dynamic_batch=args.dynamic_batch, outputs=outputs,
-                                            rel=args.tolerance)
-                data = model.SerializeToString()
-            elif fmt == "torchscript":
-                from modelport.export.torchscript import export_torchscript
-
-                data, report = export_torchscript(module, None, inputs=inputs, outputs=outputs,
-                                                  rel=args.tolerance)
-            else:
-                from modelport.export.torchscript import build_program
-
-                _, report, data = build_program(module, inputs=inputs, outputs=outputs,
-                                                dynamic_batch=args.dynamic_batch,
-                                                rel=args.tolerance)
+        for (target, path), tmp in zip(targets, temps):
+            data, report = target.build(module, args, inputs, outputs)
             with open(tmp, "wb") as fh:
                 fh.write(data)
             report.path = path
@@ -158,15 +141,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "PyTorch module (ONNX Runtime for ONNX) and written only if it matches.")
     p.add_argument("source", help="a `modelport convert` output folder, or deploy.prototxt")
     p.add_argument("weights", nargs="?", help="weights.caffemodel (with a prototxt)")
-    p.add_argument("--onnx", metavar="FILE.onnx", help="write an ONNX model")
+    for target in export_targets():
+        p.add_argument(target.flag, metavar=target.metavar, help=target.help)
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset (default {DEFAULT_OPSET}; below 18 uses torch's "
                         "TorchScript-based exporter)")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make only the batch axis symbolic (checked at two batch sizes)")
-    p.add_argument("--torchscript", metavar="FILE.pt", help="write a traced TorchScript archive")
-    p.add_argument("--exported-program", metavar="FILE.pt2",
-                   help="write a torch.export ExportedProgram")
     p.add_argument("--optimize", action="store_true",
                    help="fold BatchNorm/Scale into convolutions, fuse ReLU, drop Dropout first "
                         "(a conversion folder must come from `convert --optimize`)")
