@@ -37,11 +37,6 @@ FACADE = "modelport"
 
 # Violations that live in files other engineers are editing; each says what fixes it.
 KNOWN_VIOLATIONS: set[tuple[str, str] | frozenset[str]] = {
-    # The Caffe layout writer (net.save() with Split layers) runs the split-insertion pass:
-    # the caffemodel writer belongs on the tools floor (export/caffemodel.py); it also reads
-    # a CaffeNet's blobs. Fix: move writer.py up, keep a re-export in formats.
-    ("modelport.formats.caffe.writer", "modelport.passes.splits"),
-    ("modelport.formats.caffe.writer", "modelport.layers.registry"),
     # The reader runs the phase filter (Caffe's FilterNet) itself. Fix: load_net becomes
     # read (formats) + filter (passes) composed in a pipeline module above both.
     ("modelport.formats.caffe.net_loader", "modelport.passes.phase_filter"),

@@ -9,15 +9,15 @@ import pytest
 
 from golden_support import assert_blob_close, caffe_cases
 from modelport.backends.torch_module import build_module
-from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.caffemodel import read_caffemodel
-from modelport.formats.caffe.net_loader import attach_weights, parse_net
-from modelport.formats.caffe.writer import (
+from modelport.export.caffemodel import (
     net_to_prototxt,
     with_split_layers,
     write_caffemodel,
     write_prototxt,
 )
+from modelport.formats.caffe import caffe_pb2
+from modelport.formats.caffe.caffemodel import read_caffemodel
+from modelport.formats.caffe.net_loader import attach_weights, parse_net
 from modelport.ir import Blob
 
 # Every golden caffemodel Caffe itself saved (net.save()); the legacy cases were written by the

@@ -773,7 +773,7 @@ class Solver:
     def _snapshot(self, prefix: str) -> list[str]:
         """Write the set: safetensors, caffemodel, solverstate, then the feedstate (the
         manifest that completes the set; see modelport.train.snapshot)."""
-        from modelport.formats.caffe.writer import write_caffemodel
+        from modelport.export.caffemodel import write_caffemodel
 
         hdf5 = self.param.snapshot_format == caffe_pb2.SolverParameter.HDF5
         st = snapshot_filename(prefix, self.iter, ".safetensors")

@@ -41,8 +41,8 @@ SHAPE_DIM = 1  # BlobShape.dim (packed int64)
 
 _CHUNK = 1 << 24  # bytes of float data written per call
 
-__all__ = ["StreamedBlob", "layer_blob_arrays", "net_parameter", "net_to_prototxt",
-           "with_split_layers", "write_caffemodel", "write_prototxt"]
+__all__ = ["StreamedBlob", "blob_arrays_with", "layer_blob_arrays", "net_parameter",
+           "net_to_prototxt", "write_caffemodel", "write_layers", "write_prototxt"]
 
 
 def _as_net(source: Net | CaffeNet) -> Net:
@@ -177,38 +177,22 @@ def _layer_chunks(layer: Layer, arrays: Sequence[BlobLike], phase: int,
     return body_len, chunks()
 
 
-def with_split_layers(net: Net) -> Net:
-    """The layer list Caffe itself runs and saves (util/insert_splits.cpp): the pass
-    `modelport.passes.splits.insert_splits` (the one implementation of Caffe's rule)."""
-    from modelport.passes.splits import insert_splits
-
-    return insert_splits(net)
-
-
-def _with_batchnorm_fixed_params(net: Net) -> Net:
-    """Caffe's BatchNormLayer::LayerSetUp appends `param { lr_mult: 0 }` for each of its three
-    blobs that has no ParamSpec (the statistics are not learned), and saves the net that way:
-    for every layer whose blobs the registry declares as statistics only."""
-    from modelport.layers.registry import STATISTIC, facts
-
-    layers = []
-    for layer in net.layers:
-        roles = facts(layer.type).blob_roles(layer)
-        if roles and all(r == STATISTIC for r in roles) and len(layer.param.param) < len(roles):
-            lp = caffe_pb2.LayerParameter()
-            lp.CopyFrom(layer.param)
-            while len(lp.param) < len(roles):
-                lp.param.add().lr_mult = 0.0
-            layer = Layer(layer.name, layer.type, layer.bottoms, layer.tops, lp, layer.blobs)
-        layers.append(layer)
-    return Net(net.name, tuple(layers), net.source, net.phase, net.notes)
+def blob_arrays_with(source: Net | CaffeNet, blobs: Mapping[str, Sequence[BlobLike]] | None
+                     ) -> dict[str, Sequence[BlobLike]]:
+    """`layer_blob_arrays(source)` with `blobs` (by layer name) taking precedence."""
+    weights: dict[str, Sequence[BlobLike]] = dict(layer_blob_arrays(source))
+    if blobs is not None:
+        weights.update({k: [a if isinstance(a, StreamedBlob) else np.asarray(a, dtype=np.float32)
+                            for a in v] for k, v in blobs.items()})
+    return weights
 
 
 def write_caffemodel(path: str | os.PathLike[str], source: Net | CaffeNet,
                      blobs: Mapping[str, Sequence[BlobLike]] | None = None,
-                     progress: Callable[[int, int], None] | None = None,
-                     caffe_layout: bool = False) -> int:
-    """Write `source` (an IR Net with blobs, or a converted CaffeNet) as a V2 caffemodel.
+                     progress: Callable[[int, int], None] | None = None) -> int:
+    """Write `source` (an IR Net with blobs, or a converted CaffeNet) as a V2 caffemodel, its
+    layers as they are (Caffe's own net.save() layout, with the implicit Split layers, is
+    `modelport.export.caffemodel.write_caffemodel(..., caffe_layout=True)`).
 
     Args:
         path: destination; written atomically (a temporary file renamed into place).
@@ -216,19 +200,17 @@ def write_caffemodel(path: str | os.PathLike[str], source: Net | CaffeNet,
         blobs: optional weights by layer name overriding those of `source` (Caffe blob order);
             a StreamedBlob is generated while writing, so the file never has to fit in memory.
         progress: called with (bytes written, total bytes) after each layer.
-        caffe_layout: write the net as Caffe's own net.save() does: with the implicit Split
-            layers (`with_split_layers`) and the `param { lr_mult: 0 }` entries BatchNorm's
-            LayerSetUp adds; the file then matches Caffe's byte for byte.
 
     Returns the file size in bytes.
     """
-    net = _as_net(source)
-    weights: dict[str, Sequence[BlobLike]] = dict(layer_blob_arrays(source))
-    if caffe_layout:
-        net = _with_batchnorm_fixed_params(with_split_layers(net))
-    if blobs is not None:
-        weights.update({k: [a if isinstance(a, StreamedBlob) else np.asarray(a, dtype=np.float32)
-                            for a in v] for k, v in blobs.items()})
+    return write_layers(path, _as_net(source), blob_arrays_with(source, blobs), progress)
+
+
+def write_layers(path: str | os.PathLike[str], net: Net,
+                 weights: Mapping[str, Sequence[BlobLike]],
+                 progress: Callable[[int, int], None] | None = None) -> int:
+    """Stream `net`'s layers with `weights` (by layer name, Caffe blob order) as a V2
+    caffemodel at `path` (atomically); returns the file size in bytes."""
     name = net.name.encode("utf-8")
     header = _len_field(NET_NAME, len(name)) + name if name else b""
     plans = []
