@@ -187,3 +187,18 @@ def test_type_checking_imports_do_not_count(tmp_path: pathlib.Path) -> None:
                     "def f():\n    from modelport.layers import conv\n")
     modules = {"modelport.backends.torch_module": path, "modelport.layers.conv": path}
     assert imports_of("modelport.m", path, modules) == {"modelport.layers.conv"}
+
+
+def test_layers_do_no_file_io() -> None:
+    """Converters read no files: a file a layer's parameters name (InfogainLoss's source) is
+    read by the loader into the IR (formats/caffe/layer_files.py). The only formats module the
+    layers use is `mapped` (views of the already mapped caffemodel)."""
+    modules = module_files()
+    for name, path in modules.items():
+        if floor_of(name) != "layers":
+            continue
+        readers = {m for m in imports_of(name, path, modules) if m.startswith("modelport.formats")}
+        assert readers <= {"modelport.formats.caffe.mapped"}, (name, readers)
+        calls = {node.func.id for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+        assert "open" not in calls, name

@@ -310,8 +310,9 @@ class InfogainLoss(LossModule):
 def convert_infogain_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     """Caffe InfogainLoss (layers/infogain_loss_layer.cpp, Caffe 1.0): softmax over
     `infogain_loss_param.axis`, then -sum_l H[label, l] * log(max(p_l, FLT_MIN)) per position,
-    normalised like SoftmaxWithLoss (default VALID). H (K x K) is read from the binaryproto
-    `infogain_loss_param.source` or given as a third bottom."""
+    normalised like SoftmaxWithLoss (default VALID). H (K x K) is given as a third bottom or
+    comes from the binaryproto `infogain_loss_param.source`, which the loader read into the
+    layer's LayerParameter.blobs."""
     ctx.expect_bottoms(2, 3)
     p = layer.param.infogain_loss_param
     axis = ctx.axis(p.axis)
@@ -320,9 +321,14 @@ def convert_infogain_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
         if not p.source:
             raise ctx.error("has no infogain matrix",
                             "set infogain_loss_param.source or give H as a third bottom")
-        from modelport.formats.caffe.blobproto import read_binaryproto
-
-        mat = torch.from_numpy(np.array(read_binaryproto(p.source), dtype=np.float32))
+        if not layer.param.blobs:  # read by the loader (formats/caffe/layer_files.py)
+            raise ctx.error(f"its infogain matrix file '{p.source}' is missing or not a "
+                            "readable BlobProto",
+                            "check infogain_loss_param.source (a .binaryproto; Caffe opens it "
+                            "relative to the working directory)")
+        stored = layer.param.blobs[0]
+        mat = torch.from_numpy(np.array(stored.data, dtype=np.float32).reshape(
+            tuple(int(d) for d in stored.shape.dim)))
     lp = layer.param.loss_param
     ignore = int(lp.ignore_label) if lp.HasField("ignore_label") else None
     mode = normalization_mode(lp, Normalization.VALID)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from modelport.errors import FormatError, LayerError, WeightError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.caffemodel import StoredLayer, read_caffemodel
+from modelport.formats.caffe.layer_files import read_layer_files
 from modelport.formats.caffe.prototxt import parse_text, read_net_text
 from modelport.formats.caffe.upgrade import upgrade_net
 from modelport.ir import Layer, Net
@@ -56,6 +57,7 @@ def _net_from_param(param: caffe_pb2.NetParameter, source: str, phase: str | int
         stripped = caffe_pb2.LayerParameter()
         stripped.CopyFrom(lp)
         del stripped.blobs[:]
+        read_layer_files(stripped)  # e.g. InfogainLoss's matrix: converters do no I/O
         layers.append(Layer(lp.name, lp.type, tuple(lp.bottom), tuple(lp.top), stripped))
     notes = (f"unknown-field: {unknown_field_error}",) if unknown_field_error else ()
     net = Net(filtered.name, tuple(layers), source=source, phase=state.phase, notes=notes)
