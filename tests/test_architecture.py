@@ -41,9 +41,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str] | frozenset[str]] = {
     # read (formats) + filter (passes) composed in a pipeline module above both.
     ("modelport.formats.caffe.net_loader", "modelport.passes.phase_filter"),
     ("modelport.formats.caffe.net_loader", "modelport.passes.shared_params"),
-    # Emitters registered by codegen_layers import codegen's helpers and codegen imports the
-    # emitters. Fix: the helpers in their own module below both.
-    frozenset({"modelport.backends.codegen", "modelport.backends.codegen_layers"}),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from modelport.backends.codegen import Emitted, call, lit, register_emitter, register_helper
+from modelport.backends.codegen_base import Emitted, call, lit, register_emitter, register_helper
 from modelport.backends.portable import ConvolutionReLU, ConvolutionSum
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer
