@@ -31,33 +31,14 @@ from modelport.backends.torch_module import infer_tops, input_shapes_for, is_sou
 from modelport.errors import ModelportError, ShapeError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.net_loader import load_net
+from modelport.inspect_shapes import LayerInfo, Totals
 from modelport.ir import Layer, Net
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.registry import facts, lookup
 
 
 @dataclass
-class LayerInfo:
-    """One row of the inspect table."""
-
-    name: str
-    type: str
-    bottoms: tuple[str, ...]
-    tops: tuple[str, ...]
-    top_shapes: list[Shape | None]
-    params: int = 0
-    macs: int = 0
-    problem: str | None = None  # why the layer cannot be converted (None: it can)
-    no_converter: bool = False  # the problem is a type without a converter
-    weights_found: bool = False
-
-    @property
-    def supported(self) -> bool:
-        return self.problem is None
-
-
-@dataclass
-class NetInfo:
+class NetInfo(Totals):
     name: str
     layers: list[LayerInfo] = field(default_factory=list)
     has_weights: bool = False  # a caffemodel was read (some layer has blobs)
@@ -72,14 +53,6 @@ class NetInfo:
     @property
     def unsupported(self) -> list[LayerInfo]:
         return [la for la in self.layers if not la.supported]
-
-    @property
-    def total_params(self) -> int:
-        return sum(la.params for la in self.layers)
-
-    @property
-    def total_macs(self) -> int:
-        return sum(la.macs for la in self.layers)
 
 
 def layer_macs(layer: Layer, module: CaffeModule, bottoms: Sequence[Shape],

@@ -37,8 +37,9 @@ class _Unhandled(Exception):
 
 
 @dataclass
-class Row:
-    """One row of the inspect table, as `modelport.inspect.LayerInfo` has it."""
+class LayerInfo:
+    """One row of the inspect table (the same class for this torch-free path and for
+    `modelport.inspect`)."""
 
     name: str
     type: str
@@ -47,8 +48,8 @@ class Row:
     top_shapes: list[Shape | None]
     params: int = 0
     macs: int = 0
-    problem: str | None = None
-    no_converter: bool = False
+    problem: str | None = None  # why the layer cannot be converted (None: it can)
+    no_converter: bool = False  # the problem is a type without a converter
     weights_found: bool = False
 
     @property
@@ -56,15 +57,13 @@ class Row:
         return self.problem is None
 
 
-@dataclass
-class Rows:
-    """The whole table, as `modelport.inspect.NetInfo` has it (every layer supported)."""
+Row = LayerInfo
 
-    name: str
-    layers: list[Row] = field(default_factory=list)
-    has_weights: bool = False
-    missing_weights: list[Row] = field(default_factory=list)
-    unsupported: list[Row] = field(default_factory=list)
+
+class Totals:
+    """The table's totals over `layers` (for Rows and modelport.inspect.NetInfo)."""
+
+    layers: list[LayerInfo]
 
     @property
     def total_params(self) -> int:
@@ -73,6 +72,17 @@ class Rows:
     @property
     def total_macs(self) -> int:
         return sum(la.macs for la in self.layers)
+
+
+@dataclass
+class Rows(Totals):
+    """The whole table, as `modelport.inspect.NetInfo` has it (every layer supported)."""
+
+    name: str
+    layers: list[Row] = field(default_factory=list)
+    has_weights: bool = False
+    missing_weights: list[Row] = field(default_factory=list)
+    unsupported: list[Row] = field(default_factory=list)
 
 
 def _pair(scalar: Sequence[int] | int | None, h: tuple[bool, int], w: tuple[bool, int],

@@ -67,19 +67,9 @@ def write_caffemodel(path: str | os.PathLike[str], source: Net | CaffeNet,
                      blobs: Mapping[str, Sequence[BlobLike]] | None = None,
                      progress: Callable[[int, int], None] | None = None,
                      caffe_layout: bool = False) -> int:
-    """Write `source` (an IR Net with blobs, or a converted CaffeNet) as a V2 caffemodel.
-
-    Args:
-        path: destination; written atomically (a temporary file renamed into place).
-        source: the net; every layer is written with its parameters (as Caffe saves them).
-        blobs: optional weights by layer name overriding those of `source` (Caffe blob order);
-            a StreamedBlob is generated while writing, so the file never has to fit in memory.
-        progress: called with (bytes written, total bytes) after each layer.
-        caffe_layout: write the net as Caffe's own net.save() does (`caffe_saved_layers`); the
-            file then matches Caffe's byte for byte.
-
-    Returns the file size in bytes.
-    """
+    """`modelport.formats.caffe.writer.write_caffemodel` (same arguments, streamed, atomic;
+    returns the file size), with `caffe_layout`: the net as Caffe's own net.save() writes it
+    (`caffe_saved_layers`), so the file matches Caffe's byte for byte."""
     net = source if isinstance(source, Net) else source.net
     if caffe_layout:
         net = caffe_saved_layers(net)
