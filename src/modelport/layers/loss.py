@@ -129,10 +129,14 @@ class LossModule(CaffeModule):
                             "check the labels (or set loss_param.ignore_label)")
 
 
-class SoftmaxWithLoss(LossModule):
-    def __init__(self, name: str, axis: int, ignore_label: int | None, mode: int,
+class SoftmaxLoss(LossModule):
+    """What SoftmaxWithLoss and InfogainLoss share: a softmax over `axis`, labels per position
+    outside it (skipping `ignore_label`), Caffe's normalisation `mode`, and the optional second
+    top holding the probabilities."""
+
+    def __init__(self, name: str, type_: str, axis: int, ignore_label: int | None, mode: int,
                  with_prob: bool) -> None:
-        super().__init__(name, "SoftmaxWithLoss")
+        super().__init__(name, type_)
         self.axis = axis
         self.ignore_label = ignore_label
         self.mode = mode
@@ -140,6 +144,31 @@ class SoftmaxWithLoss(LossModule):
 
     def output_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
         return [(), tuple(bottom_shapes[0])] if self.with_prob else [()]
+
+    def valid_labels(self, label: torch.Tensor, outer: int, inner: int,
+                     n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labels as outer x inner and where they count (not ignore_label), checked."""
+        lab = _labels(label).reshape(outer, inner)
+        valid = torch.ones_like(lab, dtype=torch.bool)
+        if self.ignore_label is not None:
+            valid = lab != self.ignore_label
+        self.check_labels(lab, valid, n_classes)
+        return lab, valid
+
+    def normalized(self, total: torch.Tensor, valid: torch.Tensor, outer: int, inner: int,
+                   scores: torch.Tensor) -> Any:
+        """The loss `total` divided by Caffe's normaliser, with the probabilities if asked."""
+        count = valid.sum() if self.ignore_label is not None else None
+        loss = total / normalizer(self.mode, outer, inner, count)
+        if self.with_prob:
+            return loss, torch.softmax(scores.detach(), dim=self.axis)
+        return loss
+
+
+class SoftmaxWithLoss(SoftmaxLoss):
+    def __init__(self, name: str, axis: int, ignore_label: int | None, mode: int,
+                 with_prob: bool) -> None:
+        super().__init__(name, "SoftmaxWithLoss", axis, ignore_label, mode, with_prob)
 
     def forward(self, scores: torch.Tensor, label: torch.Tensor,
                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -151,20 +180,12 @@ class SoftmaxWithLoss(LossModule):
                             f"{shape} need {outer * inner} (one per position outside axis "
                             f"{self.axis})", "check the label shape")
         x = scores.reshape(outer, n_classes, inner)
-        lab = _labels(label).reshape(outer, inner)
+        lab, valid = self.valid_labels(label, outer, inner, n_classes)
         logp = torch.log_softmax(x, dim=1)
-        valid = torch.ones_like(lab, dtype=torch.bool)
-        if self.ignore_label is not None:
-            valid = lab != self.ignore_label
-        self.check_labels(lab, valid, n_classes)
         picked = logp.gather(1, torch.where(valid, lab, 0).unsqueeze(1)).squeeze(1)
         picked = clamp_min_straight(picked, math.log(FLT_MIN))
         total = -(picked * valid).sum()
-        count = valid.sum() if self.ignore_label is not None else None
-        loss = total / normalizer(self.mode, outer, inner, count)
-        if self.with_prob:
-            return loss, torch.softmax(scores.detach(), dim=self.axis)
-        return loss
+        return self.normalized(total, valid, outer, inner, scores)
 
 
 @register_layer("SoftmaxWithLoss", role="train")
@@ -264,19 +285,12 @@ def convert_hinge_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
     return HingeLoss(layer.name, int(layer.param.hinge_loss_param.norm))
 
 
-class InfogainLoss(LossModule):
+class InfogainLoss(SoftmaxLoss):
     infogain: torch.Tensor | None
     def __init__(self, name: str, axis: int, infogain: torch.Tensor | None,
                  ignore_label: int | None, mode: int, with_prob: bool) -> None:
-        super().__init__(name, "InfogainLoss")
-        self.axis = axis
+        super().__init__(name, "InfogainLoss", axis, ignore_label, mode, with_prob)
         self.register_buffer("infogain", infogain, persistent=False)
-        self.ignore_label = ignore_label
-        self.mode = mode
-        self.with_prob = with_prob
-
-    def output_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
-        return [(), tuple(bottom_shapes[0])] if self.with_prob else [()]
 
     def forward(self, scores: torch.Tensor, label: torch.Tensor,
                 h: torch.Tensor | None = None) -> Any:
@@ -290,20 +304,12 @@ class InfogainLoss(LossModule):
                             f"{k}x{k}", "check infogain_loss_param.source (or the third bottom)")
         mat = mat.detach().reshape(k, k).to(scores.dtype)
         x = scores.reshape(outer, k, inner)
-        lab = _labels(label).reshape(outer, inner)
-        valid = torch.ones_like(lab, dtype=torch.bool)
-        if self.ignore_label is not None:
-            valid = lab != self.ignore_label
-        self.check_labels(lab, valid, k)
+        lab, valid = self.valid_labels(label, outer, inner, k)
         logp = clamp_min_straight(torch.log_softmax(x, dim=1), math.log(FLT_MIN))
         rows = mat[torch.where(valid, lab, 0)]  # outer x inner x k
         per = -(rows.permute(0, 2, 1) * logp).sum(dim=1)
         total = (per * valid).sum()
-        count = valid.sum() if self.ignore_label is not None else None
-        loss = total / normalizer(self.mode, outer, inner, count)
-        if self.with_prob:
-            return loss, torch.softmax(scores.detach(), dim=self.axis)
-        return loss
+        return self.normalized(total, valid, outer, inner, scores)
 
 
 @register_layer("InfogainLoss", role="train")
