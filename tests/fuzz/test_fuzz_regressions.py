@@ -129,3 +129,26 @@ def test_long_string_literal_memory(tmp_path, quote: str, closed: bool) -> None:
         outcome = run_one(TARGETS["prototxt"], text.encode(), tmp_path)
     assert outcome.kind != "crash", outcome.detail
     assert outcome.memory_ok, f"peak heap {outcome.peak} bytes for a {outcome.size}-byte input"
+
+
+def test_unpacked_run_probe_is_linear(monkeypatch) -> None:
+    """Found by `make fuzz` (a 252 KB binaryproto alternating unpacked `data` values with
+    another field took 4.7 s): wire._run_length compared up to 65536 records with numpy to find
+    a run of length 1, so each field cost ~the rest of the file (O(fields x 64K)). The probe
+    must grow with the run: the records examined stay proportional to the input."""
+    from modelport.formats.caffe import wire
+    from modelport.formats.caffe.blobproto import decode_blob
+
+    examined = []
+    real = wire.np.frombuffer
+
+    def counting(buf, dtype=float, count=-1, offset=0):  # type: ignore[no-untyped-def]
+        examined.append(count)
+        return real(buf, dtype=dtype, count=count, offset=offset)
+
+    monkeypatch.setattr(wire.np, "frombuffer", counting)
+    pairs = 4096
+    data = (b"\x2d" + struct.pack("<f", 1.0) + b"\x08\x01") * pairs  # data value, num: 1
+    with pytest.raises(FormatError):
+        decode_blob(data, 0, len(data), "m.binaryproto")
+    assert sum(c for c in examined if c > 0) <= 64 * len(data), sum(examined)
