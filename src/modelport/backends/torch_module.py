@@ -312,13 +312,21 @@ class CaffeNet(nn.Module):
 
     def key_of(self, layer: Layer) -> str | None:
         """The submodule key of this Layer object (from `run_order` or `net.layers`), or None
-        for input/data layers and layers optimisation folded away."""
-        for lay, key in self.run_order:
-            if lay is layer:
-                return key
-        for lay, maybe in zip(self.net.layers, self.module_keys):
-            if lay is layer:
-                return maybe if maybe in self._modules else None
+        for input/data layers and layers optimisation folded away. One dict lookup by the
+        object's id (rebuilt when run_order, net or module_keys change): PhaseNet asks per layer."""
+        stamp = (id(self.run_order), len(self.run_order), id(self.net), len(self.module_keys))
+        cache = self.__dict__.get("_key_by_id")
+        if cache is None or cache[0] != stamp:
+            found: dict[int, tuple[Layer, str | None]] = {}
+            for lay, maybe in zip(self.net.layers, self.module_keys):
+                found.setdefault(id(lay), (lay, maybe if maybe in self._modules else None))
+            for lay, key in self.run_order:  # run_order first, as the scan did
+                found[id(lay)] = (lay, key)
+            cache = (stamp, found)
+            self.__dict__["_key_by_id"] = cache
+        hit = cache[1].get(id(layer))
+        if hit is not None and hit[0] is layer:
+            return hit[1]
         by_name = self.layer_keys.get(layer.name)
         return by_name if by_name is not None and by_name in self._modules else None
 

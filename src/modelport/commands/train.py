@@ -184,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
                              "replayed", level=logging.WARNING)
         solver = Solver(args.solver, workdir=args.workdir, weights=args.weights,
                         device=args.device, max_iter=args.max_iter, reporter=reporter,
-                        rank=rank, world=world, rng="caffe" if args.caffe_rng else "torch")
+                        rank=rank, world=world, rng="caffe" if args.caffe_rng else "torch",
+                        resuming=bool(args.resume) and args.resume != "auto")
         if args.metrics is None and rank == 0:
             reporter.open_csv(solver.snapshot_prefix() + "_metrics.csv")
         make_distributed(solver)
@@ -220,7 +221,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="the solver, as caffe train takes it (instead of the positional one)")
     p.add_argument("--weights", "-weights", dest="weights", metavar="W.caffemodel",
                    help="initialise from these weights (fine-tuning; comma-separated for "
-                        "several files)")
+                        "several files); replaces the solver's own `weights` entries, as "
+                        "caffe train does (-snapshot clears them)")
     p.add_argument("--resume", "-snapshot", "--snapshot", dest="resume",
                    metavar="S.solverstate",
                    help="continue from a snapshot (Caffe's or modelport's; caffe train's "

@@ -158,8 +158,11 @@ class Reporter:
     def iteration(self, it: int, loss: float, smoothed: float, lr: float,
                   outputs: Sequence[tuple[str, float, float]], display: bool,
                   rate: float | None = None, lapse: float | None = None,
-                  display_every: int = 1) -> None:
-        """One training iteration `it` (before its update); outputs: (name, value, weight)."""
+                  display_every: int = 1, multistep_step: int | None = None) -> None:
+        """One training iteration `it` (before its update); outputs: (name, value, weight).
+        multistep_step: the new current_step when the multistep policy just advanced (Caffe's
+        SGDSolver::GetLearningRate logs it on every iteration it happens, displayed or not,
+        between the train outputs and the lr line)."""
         if display:
             speed = ""
             if rate is not None and lapse is not None:
@@ -169,6 +172,9 @@ class Reporter:
                 extra = f" (* {g6(weight)} = {g6(weight * value)} loss)" if weight else ""
                 _log(_TRAIN_OUTPUT, "    Train net output #%d: %s = %s%s", i, name, g6(value),
                      extra)
+        if multistep_step is not None:
+            self.message("MultiStep Status: Iteration %d, step = %d", it, multistep_step)
+        if display:
             _log(_LR, "Iteration %d, lr = %s", it, g6(lr))
         row = {"iter": it, "phase": "train", "total_loss": loss, "smoothed_loss": smoothed,
                "lr": lr}

@@ -32,6 +32,7 @@ momentum buffer, so an lr change rescales the old velocity, which Caffe's does n
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -303,8 +304,13 @@ class Solver:
             the data lists are resolved against it; default: the current directory, falling
             back to the solver file's directory for files not found there).
         weights: a .caffemodel to initialise from (caffe train --weights); comma-separated
-            paths are applied in order.
-        device: torch device ("cpu", "cuda", ...).
+            paths are applied in order. As caffe.cpp does, it replaces the solver's own
+            `weights` entries (solver_param.clear_weights(), then add_weights(FLAGS_weights)).
+        resuming: True when the run continues a snapshot (caffe train -snapshot): caffe.cpp
+            clears the solver's `weights` entries then, so they are not read.
+        device: torch device ("cpu", "cuda", ...). None (default): the solver's solver_mode,
+            as Caffe does: GPU trains on cuda:device_id when torch has CUDA, else on the CPU
+            with one warning line in the log; CPU trains on the CPU.
         max_iter: overrides the solver's max_iter.
         feeds: {data layer name: Feed} to feed data layers yourself (train net).
         reporter: receives log lines / metrics (default: log only).
@@ -317,11 +323,11 @@ class Solver:
 
     def __init__(self, solver: str | os.PathLike[str] | caffe_pb2.SolverParameter, *,
                  workdir: str | os.PathLike[str] | None = None,
-                 weights: str | os.PathLike[str] | None = None, device: str = "cpu",
+                 weights: str | os.PathLike[str] | None = None, device: str | None = None,
                  max_iter: int | None = None, feeds: Mapping[str, Feed] | None = None,
                  test_feeds: Mapping[str, Feed] | None = None,
                  reporter: Reporter | None = None, rank: int = 0, world: int = 1,
-                 keep_records: int = 10000, rng: str = "torch") -> None:
+                 keep_records: int = 10000, rng: str = "torch", resuming: bool = False) -> None:
         if isinstance(solver, caffe_pb2.SolverParameter):
             self.param = caffe_pb2.SolverParameter()
             self.param.CopyFrom(solver)
@@ -341,9 +347,19 @@ class Solver:
         self.resolve = resolve_against(self.workdir, solver_dir)
         self.type = solver_type(self.param)
         check_solver(self.param, self.type)
-        self.device = _device(device)
         self.rank, self.world = rank, world
         self.reporter = reporter or Reporter()
+        if device is None:
+            device = "cpu"
+            if self.param.solver_mode == caffe_pb2.SolverParameter.GPU:
+                if torch.cuda.is_available():
+                    device = f"cuda:{self.param.device_id}"
+                elif rank == 0:
+                    self.reporter.message(
+                        "solver_mode: GPU (device_id %d) asks for a GPU, but CUDA is not "
+                        "available to this PyTorch; training on the CPU",
+                        self.param.device_id, level=logging.WARNING)
+        self.device = _device(device)
         seed = int(self.param.random_seed)
         if seed >= 0:
             torch.manual_seed(seed)
@@ -359,6 +375,7 @@ class Solver:
             self.caffe_rng = check_replayable(seed + rank, world)
 
         self._weights_cache: dict[str, Any] = {}  # each weights file read once for all nets
+        self._resuming = resuming
         (train_param, train_state), test_params = self._net_params()
         self.net = self._build(train_param, caffe_pb2.TRAIN, feeds, weights, rank, world,
                                train_state)
@@ -454,13 +471,16 @@ class Solver:
         work.CopyFrom(param)
         _resolve_net_paths(work, self.resolve)
         ir = net_from_param(work, work.name or "net", state.phase, state.level, state.stage)
-        # Caffe 1.0: the solver's own `weights` entries at net setup, then --weights
-        # (caffe.cpp CopyLayers), each a comma-separated list applied in order.
-        files = [self.resolve(w.strip()) for entry in self.param.weights
-                 for w in entry.split(",") if w.strip()]
+        # Caffe 1.0 (caffe.cpp train): -snapshot clears the solver's own `weights` entries,
+        # -weights replaces them; otherwise they are applied at net setup. Each entry is a
+        # comma-separated list applied in order.
+        files: list[str] = []
         if weights is not None:
-            files += [self._user_path(w.strip()) for w in os.fspath(weights).split(",")
-                      if w.strip()]
+            files = [self._user_path(w.strip()) for w in os.fspath(weights).split(",")
+                     if w.strip()]
+        elif not self._resuming:
+            files = [self.resolve(w.strip()) for entry in self.param.weights
+                     for w in entry.split(",") if w.strip()]
         for path in files:
             if path not in self._weights_cache:
                 self._weights_cache[path] = _read_weights(path)
@@ -542,8 +562,11 @@ class Solver:
             self._update_smoothed(float(loss), start_iter)
             outputs = subs[0] if len(subs) == 1 else {
                 k: np.mean([s[k] for s in subs], axis=0) for k in subs[0]}
+            before = self.current_step
             rate, self.current_step = lr_policy.learning_rate(self.param, self.iter,
                                                               self.current_step)
+            advanced = (self.current_step if self.param.lr_policy == "multistep"
+                        and self.current_step != before else None)
             record = IterationRecord(self.iter, float(loss), rate, outputs,
                                      subs if len(subs) > 1 else [])
             self.records.append(record)
@@ -556,7 +579,8 @@ class Solver:
                     self.iter, float(loss), self.smoothed_loss, rate,
                     [(n, float(v.reshape(-1)[k]), self.net.top_weight.get(n, 0.0))
                      for n, v in subs[-1].items() for k in range(v.size)],
-                    show, per_s, lapse if show else None, display or 1)
+                    show, per_s, lapse if show else None, display or 1,
+                    multistep_step=advanced)
                 if show:
                     timer = time.perf_counter()
                     last_display = self.iter
