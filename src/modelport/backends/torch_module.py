@@ -314,7 +314,8 @@ class CaffeNet(nn.Module):
         """The submodule key of this Layer object (from `run_order` or `net.layers`), or None
         for input/data layers and layers optimisation folded away. One dict lookup by the
         object's id (rebuilt when run_order, net or module_keys change): PhaseNet asks per layer."""
-        stamp = (id(self.run_order), len(self.run_order), id(self.net), len(self.module_keys))
+        stamp = (id(self.run_order), len(self.run_order), id(self.net), len(self.module_keys),
+                 len(self._modules))
         cache = self.__dict__.get("_key_by_id")
         if cache is None or cache[0] != stamp:
             found: dict[int, tuple[Layer, str | None]] = {}
