@@ -282,3 +282,27 @@ def test_chaotic_tolerance_rule() -> None:
 
         rel = json.loads(env.read_text())["loss_rel"]
         assert len(rel) == 20 and max(rel) <= AGREEMENT
+
+
+@pytest.mark.slow
+def test_siamese_with_caffe_train_flags(tmp_path: pathlib.Path,
+                                        capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`caffe train -solver S` then `-snapshot X_iter_3.solverstate`, as a Caffe user types
+    them in Caffe's root folder: the resumed run writes the same iteration-6 caffemodel."""
+    from modelport.cli import main
+
+    _siamese_workdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    solver = "examples/siamese/mnist_siamese_solver.prototxt"
+    assert main(["train", "-solver", solver, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    if not torch.cuda.is_available():  # solver_mode: GPU, said once
+        assert sum("asks for a GPU" in line for line in err.splitlines()) == 1
+    assert "Optimization Done." in err
+    final = tmp_path / "examples" / "siamese" / "mnist_siamese_iter_6.caffemodel"
+    first = final.read_bytes()
+    assert main(["train", "-solver", solver, "-snapshot",
+                 "examples/siamese/mnist_siamese_iter_3.solverstate", "--no-progress"]) == 0
+    assert "Resuming from" in capsys.readouterr().err
+    assert final.read_bytes() == first
