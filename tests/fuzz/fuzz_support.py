@@ -225,8 +225,10 @@ def mutate_pb_tree(fields: list[PbField], rng: random.Random,
             f.lie = rng.choice((2**31, 2**32 + 3, 2**62, 2**64 - 1, 0, 1)) if rng.random() < 0.5 \
                 else max(0, len(serialize_pb([f])) + rng.randint(-8, 8))
     elif op == 6:  # nest the field inside itself, possibly very deeply
-        depth = rng.choice((1, 2, 3, 10, 100, 1000, 5000))
         payload = serialize_pb([f])
+        # each level copies the payload: keep depth x size bounded (the mutator's own memory)
+        depth = min(rng.choice((1, 2, 3, 10, 100, 1000, 5000)), max(1, (4 << 20) // max(
+            1, len(payload))))
         key = _varint((f.number << 3) | LEN)
         for _ in range(depth - 1):  # built flat: a 5000-deep tree would hit our own recursion
             payload = key + _varint(len(payload)) + payload
@@ -252,8 +254,9 @@ def mutate_pb_tree(fields: list[PbField], rng: random.Random,
         # truncate or extend a packed payload (e.g. float data not a multiple of 4)
         f.value = f.value[: rng.randrange(len(f.value) + 1)] if rng.random() < 0.5 \
             else f.value + rng.randbytes(rng.randrange(1, 9))
-    elif op == 13:  # many copies (repeated dims, many blobs)
-        for _ in range(rng.choice((2, 10, 100))):
+    elif op == 13:  # many copies (repeated dims, many blobs), up to ~MAX_INPUT bytes
+        size = len(serialize_pb([f])) if isinstance(f.value, list) else 16
+        for _ in range(min(rng.choice((2, 10, 100)), max(1, MAX_INPUT // max(1, size)))):
             parent.insert(i, _copy(f))
 
 
@@ -352,6 +355,9 @@ HOSTILE_STRINGS = ('""', '"\\""', '"o\\"\\"\\"\\nimport os"', '"\\x00"', '"\\\\"
                    "'single'", '"\\z"', '"\\1234"', '"\xfc"')
 
 
+_MAX_TOKENS = 60_000  # ~ a 96 KB prototxt; bounds the mutator's own memory
+
+
 def _field_names() -> list[str]:
     from modelport.formats.caffe import caffe_pb2
 
@@ -395,6 +401,9 @@ def mutate_prototxt_tokens(toks: list[str], rng: random.Random,
     idx = [i for i, t in enumerate(toks) if not t.isspace()] or [0]
     if not toks:
         toks.append("")
+    if len(toks) > _MAX_TOKENS:  # the result is cut to max_len anyway: keep the list small
+        del toks[_MAX_TOKENS:]
+        idx = [j for j in idx if j < _MAX_TOKENS] or [0]
     i = rng.choice(idx)
     op = rng.randrange(13)
     if op == 0:  # numbers -> huge / odd numbers
@@ -440,7 +449,8 @@ def mutate_prototxt_tokens(toks: list[str], rng: random.Random,
                 if depth == 0:
                     break
             start = max(0, a - 2)
-            toks[b:b] = toks[start:b] * rng.choice((2, 10, 200))
+            times = min(rng.choice((2, 10, 200)), max(1, _MAX_TOKENS // max(1, b - start)))
+            toks[b:b] = toks[start:b] * times
     elif op == 11:  # comments and line structure
         toks.insert(i, rng.choice(("# comment\n", "#", "\n", "\r", "\t", "\v", "\f")))
     elif op == 12:  # list syntax and repeated-field shortcuts
