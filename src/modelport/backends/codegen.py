@@ -31,6 +31,7 @@ import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 from modelport.backends.codegen_base import (  # noqa: F401  (call, register_emitter: re-exported)
@@ -43,7 +44,7 @@ from modelport.backends.codegen_base import (  # noqa: F401  (call, register_emi
     register_emitter,
     register_helper,
 )
-from modelport.errors import UnsupportedLayerError
+from modelport.errors import ModelportError, UnsupportedLayerError
 from modelport.ir import Layer
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def shape_of(module: nn.Module, name: str) -> tuple[int, ...] | None:
 def unsupported_for_codegen(module: CaffeNet) -> list[tuple[str, str, str]]:
     """(layer, type, reason) for every layer whose module type has no source emitter."""
     _MERGED.clear()
+    _GLOBAL_ATTRS.clear()
     problems = []
     for layer, key in module.run_order:
         sub = module._modules[key]
@@ -301,9 +303,40 @@ class CannotEmit(Exception):
     """The generic emitter cannot express this module (reason in the message)."""
 
 
+# Per global name, the attributes read off it in the copied code (`caffe_pb2.X.Y`: {"X"}).
+_GLOBAL_ATTRS: dict[str, set[str]] = {}
+
+
 def _global_names(fn: Callable) -> set[str]:
-    return {ins.argval for ins in dis.get_instructions(fn)
-            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    """The globals `fn` reads; the attributes it reads off each go to _GLOBAL_ATTRS."""
+    names = set()
+    last: str | None = None
+    for ins in dis.get_instructions(fn):
+        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            names.add(ins.argval)
+            last = ins.argval
+            continue
+        if last is not None and ins.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            _GLOBAL_ATTRS.setdefault(last, set()).add(ins.argval)
+        last = None
+    return names
+
+
+def _pb2_namespace(name: str, module: types.ModuleType) -> str:
+    """A class standing in for protobuf module `name` with the enum values the copied code
+    reads off it (`caffe_pb2.HingeLossParameter.L1`, `caffe_pb2.TEST`)."""
+    body = []
+    for attr in sorted(_GLOBAL_ATTRS.get(name, ())):
+        value = getattr(module, attr, None)
+        if isinstance(value, int):
+            body.append(f"    {attr} = {value}")
+        elif value is not None:
+            body.append(textwrap.indent(_enum_namespace(attr, value), "    "))
+        else:
+            raise CannotEmit(f"uses '{name}.{attr}'")
+    if not body:
+        raise CannotEmit(f"uses module '{name}'")
+    return f'class {name}:\n    """The Caffe enums used below."""\n\n' + "\n".join(body)
 
 
 def _enum_namespace(name: str, obj: object) -> str:
@@ -343,10 +376,25 @@ def _resolve_globals(names: set[str], globs: dict, needs: list[str], seen: set[s
             register_helper(name, f"import numpy as {name}  # used by the helpers below")
         elif name == "LayerError":
             register_helper("LayerError", _LAYER_ERROR)
+        elif isinstance(obj, types.ModuleType) and obj.__name__.endswith("_pb2"):
+            register_helper(name, _pb2_namespace(name, obj))
+        elif (inspect.isclass(obj) and issubclass(obj, ModelportError)
+              and obj.__module__ == "modelport.errors"):
+            # a plain-message error (ConfigError(...)): ValueError with the same message
+            doc = (inspect.getdoc(obj) or "A modelport error.").splitlines()[0]
+            register_helper(name, f'class {name}(ValueError):\n    """{doc}"""')
         elif inspect.isfunction(obj):
             if not obj.__module__.startswith("modelport."):
                 raise CannotEmit(f"uses function '{name}' from {obj.__module__}")
             _resolve_globals(_global_names(obj), obj.__globals__, needs, seen)
+            register_helper(name, inspect.getsource(obj))
+        elif (inspect.isclass(obj) and issubclass(obj, torch.autograd.Function)
+              and obj.__module__.startswith("modelport.")):
+            # an explicit forward/backward (e.g. ContrastiveLoss's): the class copied whole
+            for member in vars(obj).values():
+                fn = member.__func__ if isinstance(member, staticmethod | classmethod) else member
+                if inspect.isfunction(fn):
+                    _resolve_globals(_global_names(fn), fn.__globals__, needs, seen)
             register_helper(name, inspect.getsource(obj))
         elif isinstance(obj, bool | int | float | str):
             register_helper(name, f"{name} = {lit(obj)}")
@@ -373,9 +421,25 @@ def _own_parts(m: nn.Module) -> tuple[dict, dict, dict, dict]:
         attrs[k] = v
     params = {k: (None if v is None else tuple(int(d) for d in v.shape))
               for k, v in m._parameters.items()}
-    buffers = {k: (None if v is None else tuple(int(d) for d in v.shape))
+    buffers = {k: (None if v is None else _buffer_value(k, v, k in m._non_persistent_buffers_set))
                for k, v in m._buffers.items()}
     return attrs, params, buffers, dict(m._modules)
+
+
+_MAX_WRITTEN_VALUES = 1 << 16
+
+
+def _buffer_value(name: str, t: torch.Tensor, written: bool) -> object:
+    """A buffer's constructor argument: its shape (model.safetensors holds its values), or,
+    for a non-persistent buffer (a constant the state dict lacks, e.g. InfogainLoss's H from
+    infogain_loss_param.source), (dtype name, shape, values) written into model.py."""
+    shape = tuple(int(d) for d in t.shape)
+    if not written:
+        return shape
+    if t.numel() > _MAX_WRITTEN_VALUES:
+        raise CannotEmit(f"its constant buffer '{name}' holds {t.numel()} values (more than "
+                         f"{_MAX_WRITTEN_VALUES} are not written into model.py)")
+    return (str(t.dtype).removeprefix("torch."), shape, t.detach().reshape(-1).tolist())
 
 
 def portable_form(m: nn.Module) -> nn.Module:
@@ -421,21 +485,60 @@ def _instance_parts(m: nn.Module) -> tuple[dict, dict, dict, dict]:
     return attrs, params, buffers, subs
 
 
-def _generic_class(cls: type, sample: nn.Module) -> tuple[str, list[str]]:
-    """The source of a standalone copy of layer class `cls` (built from instance `sample`)."""
-    from modelport.layers.base import CaffeModule
-
-    if cls.__bases__ != (CaffeModule,):
-        raise CannotEmit(f"{cls.__name__} derives from {cls.__bases__[0].__name__}")
-    needs: list[str] = []
-    seen: set[str] = set()
+def _copied_methods(cls: type, needs: list[str], seen: set[str]) -> list[str]:
+    """The source of the methods `cls` itself defines (not inherited ones); the helpers for
+    the globals they use are added to `needs`."""
     methods = []
     for attr, member in vars(cls).items():
         fn = member.__func__ if isinstance(member, staticmethod | classmethod) else member
         if attr in _SKIP_METHODS or not inspect.isfunction(fn):
             continue
-        _resolve_globals(_global_names(fn), fn.__globals__, needs, seen)
+        inner = inspect.unwrap(fn)  # a decorated method (@torch.no_grad()): its own globals
+        _resolve_globals(_global_names(inner), inner.__globals__, needs, seen)
         methods.append(textwrap.dedent(inspect.getsource(fn)))
+    return methods
+
+
+def _class_doc(cls: type) -> str:
+    doc = (inspect.getdoc(cls) or f"Caffe layer module {cls.__name__}.").replace('"""', "'''")
+    return f'"""{doc}\n"""' if "\n" in doc else f'"""{doc}"""'
+
+
+def _base_of(cls: type) -> str:
+    """The base class a copy of layer class `cls` is written with: nn.Module for a direct
+    CaffeModule subclass, else its modelport base class (e.g. LossModule, SoftmaxLoss), copied
+    once as a helper of its own after its own bases (its methods only: the generated __init__
+    of each layer class sets every attribute)."""
+    from modelport.layers.base import CaffeModule
+
+    if len(cls.__bases__) != 1:
+        raise CannotEmit(f"{cls.__name__} has {len(cls.__bases__)} base classes")
+    base = cls.__bases__[0]
+    if base is CaffeModule:
+        return "nn.Module"
+    if not issubclass(base, CaffeModule) or not base.__module__.startswith("modelport."):
+        raise CannotEmit(f"{cls.__name__} derives from {base.__name__} ({base.__module__}), "
+                         "not from a modelport layer class")
+    needs: list[str] = []
+    parent = _base_of(base)
+    if parent != "nn.Module":
+        needs.append(parent)
+    methods = _copied_methods(base, needs, set())
+    parts = [f"class {base.__name__}({parent}):", textwrap.indent(_class_doc(base), "    ")]
+    for m in methods:
+        parts += ["", textwrap.indent(m.rstrip(), "    ")]
+    register_helper(base.__name__, "\n".join(parts), needs)
+    return base.__name__
+
+
+def _generic_class(cls: type, sample: nn.Module) -> tuple[str, list[str]]:
+    """The source of a standalone copy of layer class `cls` (built from instance `sample`)."""
+    needs: list[str] = []
+    seen: set[str] = set()
+    parent = _base_of(cls)
+    if parent != "nn.Module":
+        needs.append(parent)
+    methods = _copied_methods(cls, needs, seen)
     attrs, params, buffers, subs = _instance_parts(sample)
     args = list(attrs) + list(params) + list(buffers) + list(subs)
     init = [f"def __init__(self{''.join(', ' + a for a in args)}):", "    super().__init__()"]
@@ -443,13 +546,15 @@ def _generic_class(cls: type, sample: nn.Module) -> tuple[str, list[str]]:
     init += [f"    self.{a} = nn.Parameter(torch.empty({a})) if {a} is not None else None"
              for a in params]
     for a in buffers:
-        extra = "" if a not in sample._non_persistent_buffers_set else ", persistent=False"
-        init.append(f"    self.register_buffer({a!r}, torch.empty({a}) if {a} is not None "
-                    f"else None{extra})")
+        if a in sample._non_persistent_buffers_set:  # (dtype, shape, values): see _buffer_value
+            init.append(f"    self.register_buffer({a!r}, torch.tensor({a}[2], dtype=getattr("
+                        f"torch, {a}[0])).reshape({a}[1]) if {a} is not None else None, "
+                        "persistent=False)")
+        else:
+            init.append(f"    self.register_buffer({a!r}, torch.empty({a}) if {a} is not None "
+                        "else None)")
     init += [f"    self.{a} = {a}" for a in subs]
-    doc = (inspect.getdoc(cls) or f"Caffe layer module {cls.__name__}.").replace('"""', "'''")
-    doc_text = f'"""{doc}\n"""' if "\n" in doc else f'"""{doc}"""'
-    parts = [f"class {cls.__name__}(nn.Module):", textwrap.indent(doc_text, "    "), "",
+    parts = [f"class {cls.__name__}({parent}):", textwrap.indent(_class_doc(cls), "    "), "",
              textwrap.indent("\n".join(init), "    ")]
     for m in methods:
         parts += ["", textwrap.indent(m.rstrip(), "    ")]
