@@ -6,6 +6,7 @@ base classes (LossModule, SoftmaxLoss) once each, bases first."""
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,9 +14,11 @@ import torch
 
 from modelport.backends.torch_module import build_module
 from modelport.convert import convert, load_generated
+from modelport.errors import UnsupportedLayerError
 from modelport.formats.caffe.net_loader import parse_net
 from modelport.layers import loss as loss_layers
-from modelport.layers.registry import layer_types, lookup
+from modelport.layers.base import CaffeModule
+from modelport.layers.registry import layer_types, lookup, register_layer, unregister_layer
 from modelport.schema import caffe_pb2
 
 N, K = 4, 5
@@ -141,3 +144,77 @@ def test_loss_model_py_matches_live_module(type_name: str, case_id: str, body: s
         if ref is not None:
             assert mine is not None and torch.equal(mine, ref)
     assert float(np.abs(theirs[live.output_names[0]].numpy()).max()) > 0  # a real value
+
+
+def test_shared_bases_are_written_once_before_their_subclasses(tmp_path: pathlib.Path) -> None:
+    """SoftmaxWithLoss, InfogainLoss (both SoftmaxLoss) and Accuracy (LossModule) in one net."""
+    text = ('name: "three"\n' + _input("x", N, K) + _input("label", N) + _input("h", K, K)
+            + 'layer { name: "sm" type: "SoftmaxWithLoss" bottom: "x" bottom: "label" '
+            'top: "sm" }\n'
+            'layer { name: "ig" type: "InfogainLoss" bottom: "x" bottom: "label" bottom: "h" '
+            'top: "ig" }\n'
+            'layer { name: "acc" type: "Accuracy" bottom: "x" bottom: "label" top: "acc" }\n')
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(text)
+    convert(proto, None, tmp_path / "out", phase="test", allow_missing_weights=True)
+    src = (tmp_path / "out" / "model.py").read_text()
+    heads = ["class LossModule(nn.Module):", "class SoftmaxLoss(LossModule):",
+             "class SoftmaxWithLoss(SoftmaxLoss):", "class InfogainLoss(SoftmaxLoss):",
+             "class Accuracy(LossModule):"]
+    for head in heads:
+        assert src.count(head) == 1, head
+    assert src.index(heads[0]) < src.index(heads[1]) < min(src.index(h) for h in heads[2:4])
+    gen = load_generated(tmp_path / "out" / "model.py").load()
+    live = build_module(parse_net(text, str(proto)), allow_missing_weights=True)
+    xs: dict[str, Any] = {"x": _scores(), "label": _labels(), "h": torch.rand(K, K)}
+    ours, theirs = gen.forward_blobs(**xs), live.forward_blobs(**xs)
+    for k, t in theirs.items():
+        assert torch.equal(ours[k], t), k
+
+
+class _ForeignBase(torch.nn.Module):
+    def scale(self) -> float:
+        return 2.0
+
+
+class _ForeignLoss(CaffeModule, _ForeignBase):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum() * self.scale()
+
+
+def test_a_loss_class_with_a_foreign_base_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    @register_layer("MyForeignLoss", replace=True, role="train")
+    def convert_foreign(layer: object, ctx: object) -> CaffeModule:
+        """Fork layer for this test: a loss whose class mixes in a non-modelport base."""
+        return _ForeignLoss()
+
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(_input("x", N, K)
+                     + 'layer { name: "odd" type: "MyForeignLoss" bottom: "x" top: "odd" }\n')
+    try:
+        with pytest.raises(UnsupportedLayerError,
+                           match=r"layer 'odd' \(type MyForeignLoss\).*_ForeignLoss.*Fix:"):
+            convert(proto, None, tmp_path / "out", phase="test", allow_missing_weights=True)
+        assert not (tmp_path / "out").exists()
+    finally:
+        unregister_layer("MyForeignLoss")
+
+
+def test_bvlc_siamese_train_test_converts(tmp_path: pathlib.Path) -> None:
+    """BVLC's mnist_siamese_train_test (TEST phase, ending in ContrastiveLoss): model.py gives
+    the live module's loss bit for bit."""
+    net = pathlib.Path(__file__).parents[1] / "train" / "bvlc" / "mnist_siamese_train_test.prototxt"
+    shapes = {"pair_data": (2, 2, 28, 28), "sim": (2,)}
+    convert(net, None, tmp_path / "out", phase="test", input_shapes=shapes,
+            allow_missing_weights=True)
+    gen = load_generated(tmp_path / "out" / "model.py").load()
+    from modelport.caffe import load
+
+    live = load(net, None, phase="test", input_shapes=shapes, allow_missing_weights=True)
+    live.load_state_dict(gen.state_dict())  # the same (randomly filled) weights
+    g = torch.Generator().manual_seed(3)
+    xs: dict[str, Any] = {"pair_data": torch.rand(2, 2, 28, 28, generator=g),
+                          "sim": torch.tensor([1.0, 0.0])}
+    with torch.no_grad():
+        ours, theirs = gen.forward_blobs(**xs), live.forward_blobs(**xs)
+    assert torch.equal(ours["loss"], theirs["loss"]) and float(theirs["loss"]) > 0
