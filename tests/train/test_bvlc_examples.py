@@ -34,13 +34,7 @@ AUTOENCODER_SOLVERS = ["mnist_autoencoder_solver.prototxt",
                        "mnist_autoencoder_solver_nesterov.prototxt"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Bit-identical resume needs the same reduction order; tiny nets, two shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Recorder(Reporter):

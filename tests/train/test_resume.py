@@ -19,12 +19,7 @@ from modelport.train.solver import Solver
 SOLVER_GOLDEN = pathlib.Path(__file__).parents[1] / "golden" / "solver"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _case_copy(case: str, tmp: pathlib.Path) -> pathlib.Path:

@@ -25,12 +25,7 @@ from modelport.weights_file import read_safetensors
 SOLVER_GOLDEN = pathlib.Path(__file__).parents[1] / "golden" / "solver"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _case(tmp: pathlib.Path, case: str = "sgd_step_lrmult") -> pathlib.Path:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-import torch
 from chaotic_tolerance import check_losses, rerun_spread
 
 from modelport.formats.caffe.caffemodel import read_caffemodel
@@ -41,13 +40,7 @@ class Run:
 _RUNS: dict[str, Run] = {}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets: one intra-op thread is faster (and the suite shares two cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bn_state(solver: Solver) -> dict[str, dict[str, np.ndarray]]:

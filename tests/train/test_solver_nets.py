@@ -45,12 +45,7 @@ layer { name: "accuracy_top2" type: "Accuracy" bottom: "ip3" bottom: "label"
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
