@@ -7,8 +7,6 @@ from __future__ import annotations
 import pytest
 
 from golden_support import CAFFE_CASES
-from modelport.inspect import format_shape as full_format_shape
-from modelport.inspect import human as full_human
 from modelport.inspect import inspect_files
 from modelport.inspect_shapes import format_shape, human, inspect_without_torch
 
@@ -96,8 +94,8 @@ def test_top_shapes_equal_the_meta_forward(path) -> None:
         pytest.skip("no layer the shortcut handles")
 
 
-def test_format_helpers_match() -> None:
-    for shape in (None, (), (1, 3, 224, 224)):
-        assert format_shape(shape) == full_format_shape(shape)
-    for n in (0, 999, 1000, 123456789, 7 * 10**9):
-        assert human(n) == full_human(n)
+def test_format_helpers() -> None:
+    assert [format_shape(s) for s in (None, (), (1, 3, 224, 224))] == ["?", "scalar",
+                                                                        "1x3x224x224"]
+    assert [human(n) for n in (0, 999, 1000, 123456789, 7 * 10**9)] == [
+        "0", "999", "1.00K", "123.46M", "7.00G"]

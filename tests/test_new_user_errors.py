@@ -32,6 +32,20 @@ def test_convert_to_an_unwritable_folder_is_one_line(output: str, says: str,
     assert says in err and "Fix: " in err
 
 
+@pytest.mark.parametrize("output, says", [
+    ("/proc/x/y", "/proc/x"),
+    ("/dev/null/x", "'/dev/null' is a file"),
+])
+def test_convert_api_checks_the_folder_like_the_cli(output: str, says: str) -> None:
+    """`modelport.convert.convert` runs the same folder check as `modelport convert -o`."""
+    from modelport.convert import convert
+    from modelport.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        convert(str(CONV / "net.prototxt"), str(CONV / "weights.caffemodel"), output)
+    assert says in str(info.value) and "Fix: " in str(info.value)
+
+
 def _typo_net(tmp_path: Path) -> str:
     path = tmp_path / "typo.prototxt"
     path.write_text((CONV / "net.prototxt").read_text().replace('"Convolution"',

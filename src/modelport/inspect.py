@@ -31,7 +31,7 @@ from modelport.backends.torch_module import infer_tops, input_shapes_for, is_sou
 from modelport.errors import ModelportError, ShapeError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.net_loader import load_net
-from modelport.inspect_shapes import LayerInfo, Totals
+from modelport.inspect_shapes import LayerInfo, Totals, format_shape, human  # noqa: F401 - public here since 0.1
 from modelport.ir import Layer, Net
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.registry import facts, lookup
@@ -163,12 +163,3 @@ def inspect_files(prototxt: str | os.PathLike[str],
     return inspect_net(net, input_shapes)
 
 
-def format_shape(shape: Shape | None) -> str:
-    return "?" if shape is None else "x".join(str(d) for d in shape) or "scalar"
-
-
-def human(n: int) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(n)

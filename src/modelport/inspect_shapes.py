@@ -287,12 +287,12 @@ def _rows(net: Net, given: Mapping[str, Sequence[int]] | None) -> Rows:
 
 
 def format_shape(shape: Shape | None) -> str:
-    """As `modelport.inspect.format_shape` (which imports torch)."""
+    """A shape as Caffe prints it (`2x3x7x9`; `?` when unknown); `modelport.inspect` uses it too."""
     return "?" if shape is None else "x".join(str(d) for d in shape) or "scalar"
 
 
 def human(n: int) -> str:
-    """As `modelport.inspect.human` (which imports torch)."""
+    """A count with a K/M/G suffix (two decimals); `modelport.inspect` uses it too."""
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
             return f"{n / size:.2f}{unit}"

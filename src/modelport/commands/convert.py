@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -54,32 +53,6 @@ def read_progress(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-def check_output_folder(path: str) -> None:
-    """`-o` must be a folder convert can create: an existing file, a parent that is a file, or
-    a parent that cannot be created (`/proc/x/y`, a read-only mount) is a one-line ConfigError
-    before any weights are read. (The parents are created as convert would create them.)"""
-    out = os.path.abspath(path)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"output '{path}' exists and is not a folder. Fix: give a folder "
-                          "path with -o")
-    ancestor = os.path.dirname(out)
-    while not os.path.exists(ancestor) and os.path.dirname(ancestor) != ancestor:
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise ConfigError(f"cannot create the output folder '{path}': '{ancestor}' is a file, "
-                          "not a folder. Fix: give a writable -o folder")
-    parent = os.path.dirname(out)
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the output folder '{path}': its parent '{parent}' "
-                          f"cannot be created ({exc.strerror or exc}). Fix: give a writable -o "
-                          "folder") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot create the output folder '{path}': '{parent}' is not "
-                          "writable. Fix: give a writable -o folder")
-
-
 def parameter_summary(module: Any) -> str:
     """'70 parameters (every weight blob, ...: 52 learnable + 18 BatchNorm statistics)': the
     count `modelport inspect` gives (every Caffe weight blob, i.e. every value stored in
@@ -97,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from modelport.convert import convert
+    from modelport.convert import check_output_folder, convert
     from modelport.layers.base import weights_shared_with_file
 
     check_output_folder(args.output)
