@@ -19,7 +19,7 @@ from modelport.errors import ConfigError
 __all__ = ["EXTRAS", "MissingDependencyError", "available", "require"]
 
 # The extras of pyproject.toml, as `pip install 'modelport[<extra>]'` installs them.
-EXTRAS = ("images", "data", "export", "report", "transfer", "dev")
+EXTRAS = ("images", "data", "export", "report", "transfer", "tf", "keras", "tensorflow", "dev")
 
 # Import name -> the pip distribution that provides it.
 PIP_NAMES = {
@@ -35,6 +35,10 @@ PIP_NAMES = {
     "scipy": "scipy",
     "jsonschema": "jsonschema",
     "tensorboard": "tensorboard",
+    "google_crc32c": "google-crc32c",
+    "ml_dtypes": "ml_dtypes",
+    "keras": "keras",
+    "tensorflow": "tensorflow-cpu",
 }
 
 
