@@ -28,7 +28,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("layers", ("modelport.layers", "modelport.fillers")),
     ("backends", ("modelport.backends", "modelport.inspect_shapes")),
     ("tools", ("modelport.optimize", "modelport.export", "modelport.verify", "modelport.train",
-               "modelport.transfer", "modelport.inspect", "modelport.convert", "modelport.caffe")),
+               "modelport.transfer", "modelport.inspect", "modelport.convert", "modelport.caffe",
+               "modelport.tf")),
     ("commands", ("modelport.commands", "modelport.cli", "modelport.__main__",
                   "modelport.demo")),
 ]
