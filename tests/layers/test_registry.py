@@ -19,7 +19,7 @@ from modelport.formats.caffe.net_loader import parse_net
 from modelport.layers.base import CaffeModule
 from modelport.layers.registry import layer_types, lookup
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Types whose parity is checked outside the Caffe goldens, and the test file that does it
 # (each against an independent reference: a transcription of Caffe's loops, cv2.dnn, or the
