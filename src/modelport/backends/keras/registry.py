@@ -1,0 +1,276 @@
+"""The Keras emitter registry: one `@register_keras("<Caffe type>")` function per Caffe type.
+
+An emitter turns one converted layer into what `model_keras.py` holds for it. It receives the
+IR layer and the layer's converted torch submodule (`backends/torch_module.CaffeNet`), so the
+Caffe semantics modelport's converters already decoded are reused: an emitter reads the
+module's attributes and tensors, never the prototxt. Through the `EmitContext` it sees the
+Keras tensors of its bottoms (their variable names in `build()`, Caffe shapes and layouts),
+and it returns a `KerasEmitted`: the source line(s) of `build()` that assign its tops, the
+weights of its Keras layer in Keras order and layout (numpy), and the runtime custom classes
+(`backends/keras/runtime.py`) the lines use.
+
+Layouts. A Keras tensor holds a Caffe blob either in Caffe's axis order (`CAFFE`) or
+channels-last (`CHANNELS_LAST`: Caffe axes (0, 2, 3, ..., 1), i.e. NHWC for N x C x H x W).
+4-D (and 5-D) inputs and convolution/pooling outputs are channels-last; blobs of 2 or fewer
+axes are always in Caffe order. `EmitContext.as_layout` writes the Permute that converts one
+into the other when an emitter needs a given layout.
+
+Rules every emitter follows:
+- the Keras layer that produces the tops is named `ctx.keras_name` (the Caffe layer name,
+  `/` written as `__` since Keras forbids `/`), so the self-check and `model.get_layer` find
+  it; helper layers it adds (padding, permutes) are named `ctx.helper_name("pad")`;
+- every user string is written with `repr()` (`lit`); nothing from a prototxt runs as code;
+- what has no faithful Keras form raises `ctx.unsupported(why, fix)` (an
+  UnsupportedLayerError naming the layer); an approximation is never emitted.
+
+Keras itself is not imported here: emitters produce text and numpy arrays only.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelport.backends.codegen_base import lit
+from modelport.errors import UnsupportedLayerError
+from modelport.ir import Layer
+
+__all__ = [
+    "CAFFE",
+    "CHANNELS_LAST",
+    "EmitContext",
+    "KerasEmitted",
+    "KerasEmitter",
+    "KerasTensor",
+    "emitter_for",
+    "keras_types",
+    "lit",
+    "register_keras",
+]
+
+Shape = tuple[int, ...]
+
+CAFFE = "caffe"                  # Keras axes = Caffe axes
+CHANNELS_LAST = "channels_last"  # Keras axes = Caffe axes (0, 2, ..., rank-1, 1)
+
+
+def keras_perm(rank: int, layout: str) -> tuple[int, ...]:
+    """Caffe axis of each Keras axis: identity for CAFFE, (0, 2, ..., rank-1, 1) channels-last."""
+    if layout == CHANNELS_LAST and rank >= 3:
+        return (0, *range(2, rank), 1)
+    return tuple(range(rank))
+
+
+@dataclass(frozen=True)
+class KerasTensor:
+    """A Caffe blob as a Keras tensor of the generated `build()`: its Python variable, its
+    Caffe shape (batch axis included) and the layout its Keras axes follow."""
+
+    var: str
+    caffe_shape: Shape
+    layout: str = CAFFE
+
+    def __post_init__(self) -> None:
+        if len(self.caffe_shape) < 3 and self.layout != CAFFE:
+            object.__setattr__(self, "layout", CAFFE)  # one layout below 3 axes
+
+    @property
+    def rank(self) -> int:
+        return len(self.caffe_shape)
+
+    @property
+    def perm(self) -> tuple[int, ...]:
+        """Caffe axis held by each Keras axis."""
+        return keras_perm(self.rank, self.layout)
+
+    @property
+    def keras_shape(self) -> Shape:
+        """The Keras tensor's shape (batch axis included)."""
+        return tuple(self.caffe_shape[a] for a in self.perm)
+
+    def keras_axis(self, caffe_axis: int) -> int:
+        """The Keras axis holding Caffe axis `caffe_axis` (negative counts from the end)."""
+        axis = caffe_axis + self.rank if caffe_axis < 0 else caffe_axis
+        return self.perm.index(axis)
+
+    def to_caffe(self, array: np.ndarray) -> np.ndarray:
+        """A numpy value of this tensor (Keras axes) in Caffe's axis order."""
+        if self.layout == CAFFE or array.ndim != self.rank:
+            return array
+        inverse = tuple(self.perm.index(a) for a in range(self.rank))
+        return np.ascontiguousarray(np.transpose(array, inverse))
+
+
+@dataclass
+class KerasEmitted:
+    """What one Caffe layer becomes in model_keras.py.
+
+    `lines`: statements of `build()` (normally one) that assign the tops' variables;
+    `tops`: the KerasTensor of each Caffe top (in top order), as the layer named
+    `ctx.keras_name` outputs them (`None` names no layer: the tops are aliases of tensors
+    other lines made, and the self-check skips them);
+    `weights`: `model.get_layer(keras_name).set_weights(weights)`, Keras order and layout;
+    `runtime`: names of custom classes/functions of backends/keras/runtime.py the lines use.
+    """
+
+    lines: list[str]
+    tops: list[KerasTensor]
+    weights: list[np.ndarray] = field(default_factory=list)
+    runtime: tuple[str, ...] = ()
+    layer_name: str | None = None
+
+
+class EmitContext:
+    """What an emitter sees of the net around one layer (see the module docstring)."""
+
+    def __init__(self, layer: Layer, module: Any, bottoms: Sequence[KerasTensor],
+                 top_shapes: Sequence[Shape], keras_name: str, ident: str,
+                 names: NameAllocator, source: str = "the net") -> None:
+        self.layer = layer
+        self.module = module
+        self.bottoms = tuple(bottoms)
+        self.top_shapes = tuple(tuple(int(d) for d in s) for s in top_shapes)
+        self.keras_name = keras_name
+        self.ident = ident
+        self.names = names
+        self.source = source
+        self.pre_lines: list[str] = []  # lines as_layout() adds before the emitter's own
+        self._runtime: list[str] = []
+
+    # -- names ------------------------------------------------------------------------------
+    @property
+    def name_arg(self) -> str:
+        """`name='<keras name>'` for the layer producing the tops."""
+        return f"name={lit(self.keras_name)}"
+
+    def helper_name(self, role: str) -> str:
+        """A unique Keras name for a helper layer of this one (`conv1__pad`)."""
+        return self.names.keras(f"{self.keras_name}__{role}")
+
+    def top_var(self, index: int = 0) -> str:
+        """The Python variable for top `index` (unique in build())."""
+        top = self.layer.tops[index] if index < len(self.layer.tops) else f"top{index}"
+        return self.names.var(top)
+
+    def temp_var(self, role: str) -> str:
+        """A fresh Python variable for an intermediate tensor."""
+        return self.names.var(f"{self.ident}_{role}")
+
+    # -- layouts ----------------------------------------------------------------------------
+    def as_layout(self, tensor: KerasTensor, layout: str) -> KerasTensor:
+        """`tensor` in `layout`: itself when it already is, else a Permute line (added to
+        `pre_lines`, before the emitter's own lines) and the permuted tensor."""
+        if tensor.layout == layout or tensor.rank < 3:
+            return tensor
+        target = KerasTensor("", tensor.caffe_shape, layout)
+        # Keras axis i of the target holds Caffe axis target.perm[i], found in the source at
+        # Keras axis tensor.perm.index(...); Permute counts axes from 1, without the batch.
+        dims = tuple(tensor.perm.index(a) for a in target.perm[1:])
+        var = self.temp_var(layout)
+        self.pre_lines.append(f"{var} = keras.layers.Permute({lit(dims)}, "
+                              f"name={lit(self.helper_name('to_' + layout))})({tensor.var})")
+        return KerasTensor(var, tensor.caffe_shape, layout)
+
+    def same_layout(self, tensors: Sequence[KerasTensor]) -> list[KerasTensor]:
+        """The tensors all in the first one's layout (Concat, Eltwise, ...)."""
+        layout = next((t.layout for t in tensors if t.rank >= 3), CAFFE)
+        return [self.as_layout(t, layout) for t in tensors]
+
+    # -- errors -----------------------------------------------------------------------------
+    def unsupported(self, why: str, fix: str | None = None) -> UnsupportedLayerError:
+        """The error for what has no faithful Keras form (raise it)."""
+        text = why.rstrip(".")
+        text += f"; {fix.rstrip('.')}" if fix else ""
+        return UnsupportedLayerError([(self.layer.name, self.layer.type,
+                                       f"no faithful Keras form: {text}")], self.source)
+
+    def emitted(self, lines: Sequence[str], tops: Sequence[KerasTensor],
+                weights: Sequence[np.ndarray] = (), runtime: Sequence[str] = ()) -> KerasEmitted:
+        """A KerasEmitted with the context's pre_lines first and the layer named keras_name."""
+        return KerasEmitted([*self.pre_lines, *lines], list(tops),
+                            [np.ascontiguousarray(w, dtype=np.float32) for w in weights],
+                            tuple(runtime), self.keras_name)
+
+
+KerasEmitter = Callable[[EmitContext], KerasEmitted]
+
+_EMITTERS: dict[str, KerasEmitter] = {}
+
+
+def register_keras(*caffe_types: str) -> Callable[[KerasEmitter], KerasEmitter]:
+    """Register `fn(ctx) -> KerasEmitted` as the Keras emitter of the given Caffe types."""
+
+    def decorator(fn: KerasEmitter) -> KerasEmitter:
+        for t in caffe_types:
+            _EMITTERS[t] = fn
+        return fn
+
+    return decorator
+
+
+def _load_builtin() -> None:
+    """Import the emitter modules of this package (emit_*.py) so they register."""
+    import importlib
+    import pathlib
+    import pkgutil
+
+    package = __name__.rpartition(".")[0]
+    for info in pkgutil.iter_modules([str(pathlib.Path(__file__).parent)]):
+        if info.name.startswith("emit_"):
+            importlib.import_module(f"{package}.{info.name}")
+
+
+def emitter_for(caffe_type: str) -> KerasEmitter | None:
+    """The registered Keras emitter of a Caffe type, or None."""
+    _load_builtin()
+    return _EMITTERS.get(caffe_type)
+
+
+def keras_types() -> frozenset[str]:
+    """Every Caffe type with a registered Keras emitter."""
+    _load_builtin()
+    return frozenset(_EMITTERS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+
+_KERAS_UNSAFE = re.compile(r"/")
+
+
+class NameAllocator:
+    """Unique Keras layer names and Python variable names for one generated file."""
+
+    def __init__(self, reserved_vars: Sequence[str] = ()) -> None:
+        self._keras: set[str] = set()
+        self._vars: set[str] = set(reserved_vars)
+
+    def keras(self, wanted: str) -> str:
+        """`wanted` as a Keras layer name (`/` -> `__`; Keras forbids `/`), made unique."""
+        base = _KERAS_UNSAFE.sub("__", wanted) or "_"
+        name, n = base, 0
+        while name in self._keras:
+            n += 1
+            name = f"{base}_{n}"
+        self._keras.add(name)
+        return name
+
+    def var(self, wanted: str) -> str:
+        """A fresh Python identifier resembling `wanted` (never a keyword or a taken name)."""
+        base = re.sub(r"\W", "_", wanted, flags=re.ASCII) or "_"
+        if base[0].isdigit():
+            base = "_" + base
+        if keyword.iskeyword(base) or keyword.issoftkeyword(base):
+            base += "_"
+        base = "t_" + base if not base.startswith("t_") else base
+        name, n = base, 0
+        while name in self._vars:
+            n += 1
+            name = f"{base}_{n}"
+        self._vars.add(name)
+        return name
