@@ -48,6 +48,7 @@ __all__ = [
     "KerasEmitter",
     "KerasTensor",
     "emitter_for",
+    "find_emitter",
     "keras_types",
     "lit",
     "register_keras",
@@ -198,43 +199,70 @@ class EmitContext:
 
 
 KerasEmitter = Callable[[EmitContext], KerasEmitted]
+#: `when(layer, module) -> bool`: whether an emitter handles this form of its type.
+Predicate = Callable[[Layer, Any], bool]
 
-_EMITTERS: dict[str, KerasEmitter] = {}
+# Caffe type -> [(predicate or None, emitter)], newest first: a later registration for a
+# form of a type (3-D Convolution, an unusual Reshape) is tried before the general one.
+_EMITTERS: dict[str, list[tuple[Predicate | None, KerasEmitter]]] = {}
 
 
-def register_keras(*caffe_types: str) -> Callable[[KerasEmitter], KerasEmitter]:
-    """Register `fn(ctx) -> KerasEmitted` as the Keras emitter of the given Caffe types."""
+def register_keras(*caffe_types: str, when: Predicate | None = None,
+                   ) -> Callable[[KerasEmitter], KerasEmitter]:
+    """Register `fn(ctx) -> KerasEmitted` as the Keras emitter of the given Caffe types; with
+    `when`, only for the layers (and their converted modules) it accepts."""
 
     def decorator(fn: KerasEmitter) -> KerasEmitter:
         for t in caffe_types:
-            _EMITTERS[t] = fn
+            entries = _EMITTERS.setdefault(t, [])
+            entries[:] = [e for e in entries if e[1] is not fn]  # re-registering replaces
+            entries.insert(0, (when, fn))
         return fn
 
     return decorator
 
 
+_LOADED = False
+
+
 def _load_builtin() -> None:
-    """Import the emitter modules of this package (emit_*.py) so they register."""
+    """Import the emitter modules of this package (emit_*.py) once, so they register."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
     import importlib
     import pathlib
     import pkgutil
 
     package = __name__.rpartition(".")[0]
-    for info in pkgutil.iter_modules([str(pathlib.Path(__file__).parent)]):
+    for info in sorted(pkgutil.iter_modules([str(pathlib.Path(__file__).parent)]),
+                       key=lambda i: i.name):
         if info.name.startswith("emit_"):
             importlib.import_module(f"{package}.{info.name}")
 
 
-def emitter_for(caffe_type: str) -> KerasEmitter | None:
-    """The registered Keras emitter of a Caffe type, or None."""
+def find_emitter(layer: Layer, module: Any) -> KerasEmitter | None:
+    """The emitter for this layer (the newest registered for its type whose `when` accepts
+    it), or None when there is none."""
     _load_builtin()
-    return _EMITTERS.get(caffe_type)
+    for when, fn in _EMITTERS.get(layer.type, ()):
+        if when is None or when(layer, module):
+            return fn
+    return None
+
+
+def emitter_for(caffe_type: str) -> KerasEmitter | None:
+    """The newest emitter registered for a Caffe type (any form), or None."""
+    _load_builtin()
+    entries = _EMITTERS.get(caffe_type)
+    return entries[0][1] if entries else None
 
 
 def keras_types() -> frozenset[str]:
-    """Every Caffe type with a registered Keras emitter."""
+    """Every Caffe type with a registered Keras emitter (for some form of it)."""
     _load_builtin()
-    return frozenset(_EMITTERS)
+    return frozenset(t for t, entries in _EMITTERS.items() if entries)
 
 
 # ---------------------------------------------------------------------------------------------
