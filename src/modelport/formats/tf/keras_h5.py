@@ -55,7 +55,8 @@ from modelport.formats.tf.source import KerasLayer, TFVariable, WeightSource
 from modelport.limits import format_bytes, memory_limit
 from modelport.optional import require
 
-__all__ = ["H5Node", "is_keras_h5", "open_h5", "read_keras3_tree", "read_keras_h5"]
+__all__ = ["H5Node", "check_sizes", "dataset_value", "entry_name", "is_keras_h5", "layer_configs",
+           "open_h5", "order_notes", "read_keras3_tree", "read_keras_h5"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _LAYER_LISTS = ("layers", "_layer_checkpoint_dependencies")
@@ -131,7 +132,7 @@ def _has_list_attr(group: Any, name: str) -> bool:
 # ------------------------------------------------------------------------------- reading values
 
 
-def _check_sizes(datasets: list[Any], where: str) -> None:
+def check_sizes(datasets: list[Any], where: str) -> None:
     total = sum(int(ds.size) * int(ds.dtype.itemsize) for ds in datasets)
     cap = memory_limit()
     if cap is not None and total > cap:
@@ -140,7 +141,7 @@ def _check_sizes(datasets: list[Any], where: str) -> None:
                           "MODELPORT_MEMORY_LIMIT if the file is genuine.")
 
 
-def _value(ds: Any) -> np.ndarray:
+def dataset_value(ds: Any) -> np.ndarray:
     """A dataset's array in its stored dtype (native byte order); Keras 3 marks bfloat16 with a
     `dtype` attribute on a 2-byte dataset (H5IOStore.__getitem__)."""
     arr = np.asarray(ds[()])
@@ -244,13 +245,13 @@ def _keras3_source(path: Path, h5: Any, read: ByteReader, label: str) -> WeightS
         raise FormatError(f"{label}: a Keras 3 weights file without any layer (no layers/ "
                           "group with vars).")
     tops = root.layers or []
-    _check_sizes([ds for _, ds in root.all_datasets()], label)
+    check_sizes([ds for _, ds in root.all_datasets()], label)
     # Keras writes a group for every layer (weightless too) exactly when it writes names
     complete = bool(tops) and all(n.stored_name is not None for n in tops)
     layers: list[KerasLayer] = []
     for position, top in enumerate(tops):
         for name, node in _leaves(top, None):
-            variables = [TFVariable(p, _value(ds)) for p, ds in node.datasets]
+            variables = [TFVariable(p, dataset_value(ds)) for p, ds in node.datasets]
             if not variables:
                 continue
             class_name = class_from_group(node.key)
@@ -259,18 +260,18 @@ def _keras3_source(path: Path, h5: Any, read: ByteReader, label: str) -> WeightS
             layers.append(KerasLayer(name, class_name, {}, variables,
                                      position if complete else None))
     if root.datasets:
-        variables = [TFVariable(p, _value(ds), root.stored_name or "model") for p, ds in
+        variables = [TFVariable(p, dataset_value(ds), root.stored_name or "model") for p, ds in
                      root.datasets]
         layers.append(KerasLayer(root.stored_name or "model", "", {}, variables, None))
     named = all(n.stored_name is not None for n in tops)
-    notes = _order_notes(ordered, label)
+    notes = order_notes(ordered, label)
     if skipped:
         notes.append(f"not read: {', '.join(skipped)} (training state, not model weights)")
     return WeightSource(path, "keras3-weights-h5", _by_name(layers), layers,
                         names_from="h5 name attributes" if named else "positions", notes=notes)
 
 
-def _order_notes(ordered: bool, label: str) -> list[str]:
+def order_notes(ordered: bool, label: str) -> list[str]:
     if ordered:
         return ["layer order: the creation order of the HDF5 groups (Keras writes them in "
                 "model.layers order)"]
@@ -353,14 +354,14 @@ def _keras2_source(path: Path, h5: Any, kind: str, label: str) -> WeightSource:
             raise FormatError(f"{label}: layer '{name}' lists weight '{missing[0]}' that the "
                               "file does not hold.")
         groups.append((name, group, weight_names))
-    _check_sizes([g[w] for _, g, ws in groups for w in ws], label)
+    check_sizes([g[w] for _, g, ws in groups for w in ws], label)
     layers: list[KerasLayer] = []
     for index, (name, group, weight_names) in enumerate(groups):
         entry = by_name.get(name)
         for leaf, entry_of, stored in _keras2_leaves(name, weight_names, entry):
             class_name = str(entry_of.get("class_name", "")) if entry_of else ""
             config = entry_of.get("config") if entry_of else None
-            variables = [TFVariable(f"{prefix}{name}/{w}", _value(group[w]), leaf,
+            variables = [TFVariable(f"{prefix}{name}/{w}", dataset_value(group[w]), leaf,
                                     role_from_name(w, class_name)) for w in stored]
             layers.append(KerasLayer(leaf, class_name, config if isinstance(config, dict) else {},
                                      variables, index))
