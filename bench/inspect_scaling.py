@@ -60,8 +60,8 @@ def measure(path: str) -> tuple[float, float, float, float]:
     """(parse s, inspect s, whole `modelport inspect` command s, its CPU s), each in CPU time
     of this process but the third (wall clock): the machine may be shared."""
     from modelport.cli import main
-    from modelport.formats.caffe.net_loader import read_net
     from modelport.inspect import inspect_net
+    from modelport.pipeline import read_net
 
     t0 = time.process_time()
     net = read_net(path)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelport.formats.caffe.caffemodel import StoredLayer
-from modelport.formats.caffe.net_loader import attach_weights, load_net
 from modelport.ir import Blob, Net
+from modelport.pipeline import attach_weights, load_net
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 CAFFE_CASES = GOLDEN / "caffe"

@@ -8,8 +8,8 @@ import pytest
 
 from golden_support import caffe_cases
 from modelport.cli import main
-from modelport.formats.caffe.net_loader import parse_net
 from modelport.inspect import inspect_files, inspect_net
+from modelport.pipeline import parse_net
 
 CASES = {c.name: c for c in caffe_cases()}
 

@@ -75,7 +75,7 @@ def test_top_shapes_equal_the_meta_forward(path) -> None:
     """What CaffeNet's shape inference takes from top_shapes is what the module computes."""
     import modelport.inspect_shapes as shortcut
     from modelport.backends.torch_module import build_module
-    from modelport.formats.caffe.net_loader import load_net
+    from modelport.pipeline import load_net
 
     net = load_net(path, None, "test")
     try:

@@ -108,8 +108,8 @@ def test_convert_refuses_weights_over_the_cap_before_allocating(tmp_path, capsys
 def test_verify_refuses_activations_over_the_cap(tmp_path, capsys) -> None:
     """8 KB of weights, 32 GB of activations: refused naming the layer, nothing allocated."""
     from modelport.backends.torch_module import build_module
-    from modelport.formats.caffe.net_loader import parse_net
     from modelport.formats.caffe.writer import write_caffemodel
+    from modelport.pipeline import parse_net
 
     proto = _write(tmp_path, "wide.prototxt", WIDE_CONV)
     weights = tmp_path / "wide.caffemodel"
@@ -312,7 +312,7 @@ def test_limit_settings_are_validated(monkeypatch) -> None:
 
 
 def test_parse_net_text_is_capped_too(monkeypatch) -> None:
-    from modelport.formats.caffe.net_loader import parse_net
+    from modelport.pipeline import parse_net
 
     monkeypatch.setenv(limits.PROTOTXT_MB_ENV, "0.001")
     with pytest.raises(FormatError, match=limits.PROTOTXT_MB_ENV):

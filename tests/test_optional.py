@@ -88,7 +88,7 @@ def test_verify_reference_without_a_package_names_the_extra(
 
 
 def _lmdb_source(tmp_path: Path) -> Callable[[], object]:
-    from modelport.formats.caffe.net_loader import parse_net
+    from modelport.pipeline import parse_net
     from modelport.train.data import make_batches
 
     (tmp_path / "db").mkdir()
@@ -99,7 +99,7 @@ def _lmdb_source(tmp_path: Path) -> Callable[[], object]:
 
 
 def _hdf5_source(tmp_path: Path) -> Callable[[], object]:
-    from modelport.formats.caffe.net_loader import parse_net
+    from modelport.pipeline import parse_net
     from modelport.train.data import make_batches
 
     (tmp_path / "list.txt").write_text("a.h5\n")

@@ -180,6 +180,8 @@ def run_worker(args: argparse.Namespace) -> int:
             import modelport.formats.caffe.upgrade
             import modelport.formats.caffe.wire
             import modelport.passes.phase_filter
+            import modelport.passes.shared_params
+            import modelport.pipeline
             import modelport.train.lr_policy
             import modelport.train.snapshot  # noqa: F401
     import fuzz_support as fs

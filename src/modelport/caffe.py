@@ -9,8 +9,8 @@ import numpy as np
 
 from modelport.backends.torch_module import CaffeNet, build_module
 from modelport.formats.caffe.blobproto import read_mean as _read_mean
-from modelport.formats.caffe.net_loader import load_net
 from modelport.ir import Net
+from modelport.pipeline import load_net
 
 __all__ = ["CaffeNet", "load", "load_ir", "read_mean"]
 

@@ -30,11 +30,11 @@ from modelport import limits
 from modelport.backends.torch_module import infer_tops, input_shapes_for, is_source
 from modelport.errors import ModelportError, ShapeError
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import load_net
 from modelport.inspect_shapes import LayerInfo, Totals, format_shape, human  # noqa: F401 - public here since 0.1
 from modelport.ir import Layer, Net
 from modelport.layers.base import CaffeModule, ConvertContext, Shape
 from modelport.layers.registry import facts, lookup
+from modelport.pipeline import load_net
 
 
 @dataclass

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from modelport import caffe_math
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import load_net
 from modelport.ir import Layer, Net
+from modelport.pipeline import load_net
 
 Shape = tuple[int, ...]
 PP = caffe_pb2.PoolingParameter

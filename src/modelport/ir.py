@@ -53,7 +53,7 @@ class Layer:
 
 @dataclass(frozen=True)
 class Net:
-    """A whole net after format upgrades and phase filtering."""
+    """A whole net after format upgrades (and, from `modelport.pipeline`, phase filtering)."""
 
     name: str
     layers: tuple[Layer, ...]

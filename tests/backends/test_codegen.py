@@ -18,9 +18,9 @@ from modelport.backends.codegen import generate_source
 from modelport.backends.torch_module import build_module
 from modelport.convert import convert, load_generated
 from modelport.errors import UnsupportedLayerError
-from modelport.formats.caffe.net_loader import parse_net
 from modelport.layers.base import CaffeModule
 from modelport.layers.registry import layer_types, lookup
+from modelport.pipeline import parse_net
 
 SNAPSHOT = pathlib.Path(__file__).parent / "snapshots" / "codegen_conv_basic.py.txt"
 CASES = {c.name: c for c in caffe_cases() if c.name != "nsfw"}

@@ -15,10 +15,10 @@ import torch
 from modelport.backends.torch_module import build_module
 from modelport.convert import convert, load_generated
 from modelport.errors import UnsupportedLayerError
-from modelport.formats.caffe.net_loader import parse_net
 from modelport.layers import loss as loss_layers
 from modelport.layers.base import CaffeModule
 from modelport.layers.registry import layer_types, lookup, register_layer, unregister_layer
+from modelport.pipeline import parse_net
 from modelport.schema import caffe_pb2
 
 N, K = 4, 5

@@ -15,7 +15,7 @@ from modelport.backends.torch_module import build_module
 from modelport.cli import main
 from modelport.export.common import ExportError
 from modelport.export.torchscript import export_program
-from modelport.formats.caffe.net_loader import parse_net
+from modelport.pipeline import parse_net
 
 CONV = next(c for c in caffe_cases() if c.name == "conv_basic")
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from modelport.backends.torch_module import build_module
-from modelport.formats.caffe.net_loader import parse_net
+from modelport.pipeline import parse_net
 
 
 def test_memorydata_and_dummydata_tops_are_inputs_with_declared_shapes() -> None:

@@ -15,8 +15,8 @@ from modelport.backends.torch_module import build_module, module_keys
 from modelport.convert import convert, load_generated
 from modelport.errors import LayerError, WeightError
 from modelport.formats.caffe.caffemodel import StoredLayer
-from modelport.formats.caffe.net_loader import attach_weights, parse_net
 from modelport.ir import Blob
+from modelport.pipeline import attach_weights, parse_net
 
 
 def _ip(name: str, bottom: str, top: str, n: int, neuron: str | None = None) -> str:

@@ -11,7 +11,7 @@ from modelport.errors import FormatError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.blobproto import decode_blob, read_mean
 from modelport.formats.caffe.caffemodel import read_caffemodel
-from modelport.formats.caffe.net_loader import load_net, parse_net
+from modelport.pipeline import load_net, parse_net
 
 
 def _blob_bytes(**fields) -> bytes:

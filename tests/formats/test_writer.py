@@ -17,8 +17,8 @@ from modelport.export.caffemodel import (
 )
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.caffemodel import read_caffemodel
-from modelport.formats.caffe.net_loader import attach_weights, parse_net
 from modelport.ir import Blob
+from modelport.pipeline import attach_weights, parse_net
 
 # Every golden caffemodel Caffe itself saved (net.save()); the legacy cases were written by the
 # fixture generator in the pre-2015 layouts on purpose, so they are not Caffe's bytes.

@@ -539,7 +539,7 @@ def _run_caffemodel(path: str, data: bytes) -> None:
 
 def _run_prototxt(path: str, data: bytes) -> None:
     from modelport.formats.caffe.inputs import declared_input_shapes
-    from modelport.formats.caffe.net_loader import read_net
+    from modelport.pipeline import read_net
 
     net = read_net(path, phase="train" if len(data) % 2 else "test")
     declared_input_shapes(net)

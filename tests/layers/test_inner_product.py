@@ -17,8 +17,8 @@ import torch
 from modelport.backends.torch_module import build_module
 from modelport.errors import LayerError, ShapeError, WeightError
 from modelport.formats.caffe.caffemodel import StoredLayer
-from modelport.formats.caffe.net_loader import attach_weights, parse_net
 from modelport.ir import Blob
+from modelport.pipeline import attach_weights, parse_net
 
 F32 = np.float32
 SHAPE = (2, 3, 4, 5)

@@ -17,7 +17,6 @@ from modelport.backends.torch_module import CaffeNet
 from modelport.convert import convert, load_generated
 from modelport.errors import LayerError
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import load_net
 from modelport.formats.caffe.writer import write_caffemodel
 from modelport.inspect import inspect_net
 from modelport.ir import Layer
@@ -35,6 +34,7 @@ from modelport.layers.registry import (
     weight_bias_fillers,
 )
 from modelport.optimize.inference import OptimizeReport, optimize_for_inference
+from modelport.pipeline import load_net
 from modelport.transfer.surgery import Surgery, blob_count, param_mults
 
 PROTOTXT = """name: "facts"

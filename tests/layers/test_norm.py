@@ -19,10 +19,10 @@ from golden_support import GOLDEN, assert_blob_close
 from modelport.backends.torch_module import build_module
 from modelport.errors import ShapeError, WeightError
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import load_net, parse_net
 from modelport.ir import Blob, Net
 from modelport.layers.base import ConvertContext
 from modelport.layers.registry import lookup
+from modelport.pipeline import load_net, parse_net
 
 RNG = np.random.RandomState(1234)
 

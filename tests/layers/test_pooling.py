@@ -15,7 +15,7 @@ import torch
 
 from modelport.backends.torch_module import build_module
 from modelport.errors import ShapeError
-from modelport.formats.caffe.net_loader import parse_net
+from modelport.pipeline import parse_net
 
 FLT_MAX = np.float32(3.4028234663852886e38)
 

@@ -15,9 +15,9 @@ from golden_support import CAFFE_CASES
 from modelport import register_layer
 from modelport.backends.torch_module import build_module
 from modelport.errors import ConfigError, UnsupportedLayerError
-from modelport.formats.caffe.net_loader import parse_net
 from modelport.layers.base import CaffeModule
 from modelport.layers.registry import layer_types, lookup
+from modelport.pipeline import parse_net
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ import torch
 
 from modelport.backends.torch_module import build_module
 from modelport.errors import ShapeError
-from modelport.formats.caffe.net_loader import parse_net
+from modelport.pipeline import parse_net
 
 F32 = np.float32
 

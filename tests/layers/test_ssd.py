@@ -21,10 +21,10 @@ from golden_support import assert_blob_close
 from modelport.backends.torch_module import build_module
 from modelport.errors import ShapeError
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import load_net, parse_net
 from modelport.ir import Blob, Net
 from modelport.layers.registry import lookup
 from modelport.layers.ssd import jaccard_overlap, nms_fast
+from modelport.pipeline import load_net, parse_net
 
 RNG = np.random.RandomState(77)
 

@@ -12,8 +12,8 @@ from golden_support import assert_blob_close, caffe_cases
 from modelport.backends.torch_module import build_module
 from modelport.errors import UnsupportedLayerError
 from modelport.export.onnx import export_onnx
-from modelport.formats.caffe.net_loader import load_net
 from modelport.optimize.inference import OptimizeReport, optimize_for_inference
+from modelport.pipeline import load_net
 
 CASES = [c for c in caffe_cases() if c.name != "nsfw"]
 

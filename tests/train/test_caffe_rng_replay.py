@@ -19,8 +19,8 @@ from modelport.backends.torch_module import build_module
 from modelport.caffe_rng import CaffeRNG
 from modelport.errors import ConfigError, ModelportError
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import net_from_param
 from modelport.formats.caffe.prototxt import read_net_text
+from modelport.pipeline import net_from_param
 from modelport.train import Solver
 from modelport.train.caffe_replay import init_module, init_net
 from modelport.train.feeds import make_feed, resolve_against

@@ -17,8 +17,8 @@ import torch
 from modelport.backends.torch_module import build_module
 from modelport.errors import ConfigError, LayerError
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import parse_net, read_net
 from modelport.layers.registry import layer_types
+from modelport.pipeline import parse_net, read_net
 from modelport.train.data import (
     data_top_shapes,
     make_batches,

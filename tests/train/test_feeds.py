@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import parse_net
+from modelport.pipeline import parse_net
 from modelport.train.feeds import HDF5Feed, resolve_against
 
 

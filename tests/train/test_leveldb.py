@@ -19,8 +19,8 @@ import torch
 
 from modelport.errors import LayerError
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import parse_net
 from modelport.formats.caffe.prototxt import read_net_text
+from modelport.pipeline import parse_net
 from modelport.train.data import make_batches, make_loader
 from modelport.train.data_leveldb import close_all
 from modelport.train.data_lmdb import LmdbRecords

@@ -15,10 +15,10 @@ import torch
 
 from modelport.errors import LayerError
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import parse_net
 from modelport.layers.base import ConvertContext
 from modelport.layers.loss import loss_weights
 from modelport.layers.registry import lookup
+from modelport.pipeline import parse_net
 
 FLT_MIN = float(np.finfo(np.float32).tiny)
 LW = 0.7

@@ -236,9 +236,9 @@ def _deploy(folder: pathlib.Path) -> pathlib.Path:
 
 
 def _weights_file(path: pathlib.Path, deploy: pathlib.Path, blobs: dict) -> None:
-    from modelport.formats.caffe.net_loader import load_net
     from modelport.formats.caffe.writer import write_caffemodel
     from modelport.ir import Net
+    from modelport.pipeline import load_net
 
     net = load_net(deploy)
     kept = Net(net.name, tuple(la for la in net.layers if la.name in blobs or not

@@ -15,7 +15,7 @@ from modelport.backends.torch_module import build_module
 from modelport.errors import ConfigError, LayerError
 from modelport.fillers import fill
 from modelport.formats.caffe import caffe_pb2
-from modelport.formats.caffe.net_loader import read_net
+from modelport.pipeline import read_net
 from modelport.transfer import surgery
 from modelport.transfer.surgery import Surgery
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelport.formats.caffe.net_loader import parse_net
 from modelport.ir import Blob, Net
+from modelport.pipeline import parse_net
 
 TINY_PROTOTXT = """
 name: "tiny"

@@ -13,7 +13,7 @@ import torch
 from golden_support import CAFFE_CASES
 from modelport.backends.torch_module import build_module
 from modelport.cli import main
-from modelport.formats.caffe.net_loader import load_net
+from modelport.pipeline import load_net
 from modelport.verify import random_inputs
 
 

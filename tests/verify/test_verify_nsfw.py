@@ -11,7 +11,7 @@ import pytest
 
 import modelport
 from modelport.backends.torch_module import build_module
-from modelport.formats.caffe.net_loader import load_net
+from modelport.pipeline import load_net
 from modelport.verify.ref_opencv import OpenCVReference
 
 CASE = pathlib.Path(__file__).resolve().parents[1] / "golden" / "caffe" / "nsfw"

@@ -11,7 +11,7 @@ from verify_support import convert_or_skip, golden_case
 
 import modelport
 from modelport.errors import ConfigError, ModelportError
-from modelport.formats.caffe.net_loader import parse_net
+from modelport.pipeline import parse_net
 from modelport.verify import BlobResult, DumpReference, Tolerance, compare_arrays
 from modelport.verify.compare import _classifier_agreement
 

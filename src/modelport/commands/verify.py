@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from modelport.atomic import write_text
     from modelport.backends.torch_module import build_module
-    from modelport.formats.caffe.net_loader import load_net
+    from modelport.pipeline import load_net
     from modelport.verify.compare import verify
     from modelport.verify.inputs import (
         describe_images,

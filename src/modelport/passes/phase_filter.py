@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from modelport.errors import FormatError
+from modelport.ir import Net
 from modelport.schema import caffe_pb2
 
 
@@ -59,13 +60,8 @@ def layer_included(layer: caffe_pb2.LayerParameter, state: caffe_pb2.NetState) -
     return included
 
 
-def filter_net(net: caffe_pb2.NetParameter, state: caffe_pb2.NetState) -> caffe_pb2.NetParameter:
-    """Return a copy of `net` holding only the layers that run in `state`."""
-    out = caffe_pb2.NetParameter()
-    out.CopyFrom(net)
-    del out.layer[:]
-    for layer in net.layer:
-        if layer_included(layer, state):
-            out.layer.add().CopyFrom(layer)
-    out.state.CopyFrom(state)
-    return out
+def filter_phase(net: Net, state: caffe_pb2.NetState) -> Net:
+    """The IR net with only the layers that run in `state` (each layer's LayerParameter keeps
+    its include/exclude rules), marked with the state's phase."""
+    kept = tuple(layer for layer in net.layers if layer_included(layer.param, state))
+    return Net(net.name, kept, net.source, state.phase, net.notes)

@@ -50,10 +50,10 @@ from modelport.caffe_rng import CaffeRNG
 from modelport.errors import ConfigError, FormatError, ModelportError
 from modelport.formats.caffe import caffe_pb2
 from modelport.formats.caffe.caffemodel import read_caffemodel
-from modelport.formats.caffe.net_loader import attach_weights, net_from_param
 from modelport.formats.caffe.prototxt import read_net_text, read_solver_text
 from modelport.ir import Layer, Net
 from modelport.layers.loss import LOSS_LAYER_TYPES, loss_weights
+from modelport.pipeline import attach_weights, net_from_param
 from modelport.train import lr_policy
 from modelport.train.feeds import DATA_LAYER_TYPES, Feed, make_feed, resolve_against
 from modelport.train.param_groups import (

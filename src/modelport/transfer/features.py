@@ -426,7 +426,7 @@ def extract_from_files(prototxt: str, caffemodel: str | None, names: Sequence[st
     `preprocess_args` are `Preprocess` fields except `size`, which is the net input's H x W.
     """
     from modelport.backends.torch_module import build_module
-    from modelport.formats.caffe.net_loader import load_net
+    from modelport.pipeline import load_net
 
     net = load_net(prototxt, caffemodel, "test")
     blobs = resolve_blobs(net, names)

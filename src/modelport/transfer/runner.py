@@ -239,7 +239,7 @@ def run_experiment(prototxt: str, caffemodel: str, dataset: Dataset, out_dir: st
     extract_seconds = time.perf_counter() - t0
     blob_keys = [k for k in feats["train"] if k not in ("paths", "labels")]
     # The npz keeps the requested order only by name: recover it from the request.
-    from modelport.formats.caffe.net_loader import read_net
+    from modelport.pipeline import read_net
     from modelport.transfer.features import resolve_blobs
 
     blobs = resolve_blobs(read_net(prototxt), cfg.layers)

@@ -411,7 +411,7 @@ class Surgery:
     def load(cls, prototxt: str | os.PathLike[str],
              caffemodel: str | os.PathLike[str] | None = None, phase: str = "test",
              input_shapes: Mapping[str, Sequence[int]] | None = None) -> Surgery:
-        from modelport.formats.caffe.net_loader import load_net
+        from modelport.pipeline import load_net
 
         return cls(load_net(prototxt, caffemodel, phase), input_shapes)
 
