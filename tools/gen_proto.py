@@ -21,7 +21,8 @@ PROTO = PROTO_DIR / "caffe.proto"
 GENERATED = PROTO_DIR / "caffe_pb2.py"
 STUB = PROTO_DIR / "caffe_pb2.pyi"
 TF_PROTO_DIR = PROTO_DIR / "tf"
-TF_PROTOS = (TF_PROTO_DIR / "tensor_bundle.proto", TF_PROTO_DIR / "trackable_object_graph.proto")
+TF_PROTOS = tuple(TF_PROTO_DIR / name for name in (
+    "tensor_bundle.proto", "trackable_object_graph.proto", "checkpoint_state.proto"))
 # google/protobuf/wrappers.proto (imported by trackable_object_graph.proto) ships with grpc_tools.
 WELL_KNOWN = importlib.resources.files("grpc_tools") / "_proto"
 
