@@ -105,9 +105,9 @@ class _Walk:
                         if (m := _KERAS2_LAYER.fullmatch(n)))
         if keras2:
             self.style.add("keras2")
-            rest = [(n, i, None) for n, i in kids if not _KERAS2_LAYER.fullmatch(n)
-                    and not _KERAS2_WEIGHTED.fullmatch(n)]
-            return [(n, i, pos) for pos, n, i in keras2] + rest
+            ordered: list[tuple[str, int, int | None]] = [(n, i, pos) for pos, n, i in keras2]
+            return ordered + [(n, i, None) for n, i in kids if not _KERAS2_LAYER.fullmatch(n)
+                              and not _KERAS2_WEIGHTED.fullmatch(n)]
         if "_operations" in names or "_functional" in names:
             self.style.add("keras3")
         out: list[tuple[str, int, int | None]] = []
