@@ -154,7 +154,7 @@ class EmitContext:
         return self.names.keras(f"{self.keras_name}__{role}")
 
     def top_var(self, index: int = 0) -> str:
-        """The Python variable for top `index` (unique in build())."""
+        """A new Python variable for top `index` (unique in build(); call once per top)."""
         top = self.layer.tops[index] if index < len(self.layer.tops) else f"top{index}"
         return self.names.var(top)
 
@@ -277,6 +277,7 @@ class NameAllocator:
     def __init__(self, reserved_vars: Sequence[str] = ()) -> None:
         self._keras: set[str] = set()
         self._vars: set[str] = set(reserved_vars)
+        self._idents: set[str] = set()
 
     def keras(self, wanted: str) -> str:
         """`wanted` as a Keras layer name (`/` -> `__`; Keras forbids `/`), made unique."""
@@ -289,16 +290,29 @@ class NameAllocator:
         return name
 
     def var(self, wanted: str) -> str:
-        """A fresh Python identifier resembling `wanted` (never a keyword or a taken name)."""
-        base = re.sub(r"\W", "_", wanted, flags=re.ASCII) or "_"
-        if base[0].isdigit():
-            base = "_" + base
-        if keyword.iskeyword(base) or keyword.issoftkeyword(base):
-            base += "_"
-        base = "t_" + base if not base.startswith("t_") else base
-        name, n = base, 0
-        while name in self._vars:
-            n += 1
-            name = f"{base}_{n}"
-        self._vars.add(name)
-        return name
+        """A fresh Python variable (`t_...`) resembling `wanted` for build()."""
+        base = _identifier(wanted)
+        return _fresh(base if base.startswith("t_") else "t_" + base, self._vars)
+
+    def ident(self, wanted: str) -> str:
+        """A unique Python identifier per layer resembling its name (for helper names)."""
+        return _fresh(_identifier(wanted), self._idents)
+
+
+def _identifier(text: str) -> str:
+    """`text` as an ASCII identifier: other characters `_`, no leading digit, no keyword."""
+    base = re.sub(r"\W", "_", text, flags=re.ASCII) or "_"
+    if base[0].isdigit():
+        base = "_" + base
+    if keyword.iskeyword(base) or keyword.issoftkeyword(base):
+        base += "_"
+    return base
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name, n = base, 0
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken.add(name)
+    return name
