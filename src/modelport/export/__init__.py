@@ -1,5 +1,5 @@
-"""Deploying a converted net: ONNX (standard ops only), TorchScript and torch.export programs
-(inference optimisation is modelport.optimize).
+"""Deploying a converted net: ONNX (standard ops only), TorchScript and torch.export programs,
+Keras 3 (`export_keras`: model_keras.py + weights; inference optimisation is modelport.optimize).
 
 Every exporter checks what it wrote against the live module on the same inputs and refuses to
 write a file that does not match; files are written atomically.
@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "ExportError",
     "ExportReport",
+    "export_keras",
     "export_onnx",
     "export_program",
     "export_torchscript",
@@ -20,6 +21,7 @@ __all__ = [
 _WHERE = {
     "ExportError": "modelport.export.common",
     "ExportReport": "modelport.export.common",
+    "export_keras": "modelport.export.keras",
     "export_onnx": "modelport.export.onnx",
     "export_torchscript": "modelport.export.torchscript",
     "export_program": "modelport.export.torchscript",
