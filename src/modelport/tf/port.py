@@ -1,0 +1,589 @@
+"""`port_weights`: TensorFlow / Keras variables onto a PyTorch module's parameters and buffers.
+
+Pairs are found in three passes, in this priority:
+
+1. explicit rules (`mapping`, a regex rename table, see `mapping.Rules`): a renamed name that is
+   a state-dict key fills that key; any other renamed name is a scope matched by name (2.);
+2. names, by the built-in Keras and TF-slim conventions (`mapping`): a layer / scope whose
+   path equals a module path (`/` and `.` alike, case-insensitive, leading scopes such as
+   `InceptionV4/` dropped) fills that module, or the one module of the right kind inside it
+   (TF-slim's `Conv2d_1a_3x3/BatchNorm` fills the BatchNorm inside `Conv2d_1a_3x3`);
+3. structure: the layers still unmatched, in the file's order (Keras's `model.layers` order
+   when the file knows Keras layers; sorted names for a plain checkpoint), against the modules
+   still unfilled in registration order; a pair must fit in kind and shape, and the walk stops
+   at the first pair that does not (nothing after a misfit is guessed).
+
+Layouts are converted (`layouts`): conv HWIO -> OIHW, depthwise, separable, transposed conv,
+Dense transposed and, after a Flatten of an NHWC map, its rows re-ordered. The shape of that map
+comes from `flatten_shapes={linear path or Keras layer name: (H, W, C)}` or from tracing the
+module on `sample_input` (the first nn.Linear called after an nn.Flatten of a 4-D tensor); a
+module with an nn.Flatten and neither is refused rather than ported wrong.
+
+Nothing is written until everything is staged and checked: a failing port (strict=True, the
+default, and any problem) raises `PortError` and leaves the module as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelport.errors import ConfigError
+from modelport.formats.tf.source import TFVariable, WeightSource
+from modelport.tf import layouts
+from modelport.tf.mapping import Rules, SourceGroup, _clean, group_source, role_of_name
+from modelport.tf.report import PortError, PortReport, PortRow
+from modelport.tf.units import ROLE_ATTRS, Unit, torch_units
+
+__all__ = ["port_weights"]
+
+_BN_ALIASES = ("batchnorm", "bn", "batch_norm", "norm")
+_KEEP_BUFFERS = ("num_batches_tracked",)  # torch bookkeeping with no TF counterpart
+
+
+def _norm(part: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in part.lower())
+
+
+def _parts(path: str) -> list[str]:
+    return [_norm(p) for p in path.replace(".", "/").split("/") if p]
+
+
+# -- the source ------------------------------------------------------------------------------
+
+def _open(path: Path) -> WeightSource:
+    """A file's WeightSource via the formats/tf readers (.h5 / .keras / TF checkpoints)."""
+    try:
+        from modelport.formats.tf.open import open_weights  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:  # pragma: no cover - the reader is part of the package
+        open_weights = None
+    if open_weights is not None:
+        return open_weights(path)  # type: ignore[no-any-return, unused-ignore]
+    from modelport.formats.tf.checkpoint import (  # type: ignore[import-not-found, unused-ignore]
+        read_checkpoint_source,
+    )
+
+    return read_checkpoint_source(path)  # type: ignore[no-any-return, unused-ignore]
+
+
+def as_source(source: Any) -> WeightSource:
+    """A WeightSource from a path, a WeightSource, or a dict name -> array."""
+    if isinstance(source, WeightSource):
+        return source
+    if isinstance(source, str | os.PathLike):
+        return _open(Path(source))
+    if isinstance(source, Mapping):
+        variables = {}
+        for name, value in source.items():
+            arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) \
+                else np.asarray(value)
+            variables[str(name)] = TFVariable(str(name), arr)
+        return WeightSource(Path("<arrays>"), "arrays", variables)
+    raise ConfigError(f"port_weights: source must be a path, a WeightSource or a dict of "
+                      f"arrays, not {type(source).__name__}")
+
+
+# -- flatten shapes --------------------------------------------------------------------------
+
+def _trace_flatten(module: nn.Module, sample_input: Any) -> dict[str, tuple[int, int, int]]:
+    """{Linear path: (H, W, C)} for each nn.Linear called first after an nn.Flatten of a 4-D
+    (N, C, H, W) tensor, found by running `module` once on `sample_input` (eval, no grad)."""
+    names = {id(m): p for p, m in module.named_modules()}
+    found: dict[str, tuple[int, int, int]] = {}
+    pending: list[tuple[int, ...]] = []
+
+    def on_flatten(mod: nn.Module, args: tuple[Any, ...]) -> None:
+        pending[:] = [tuple(args[0].shape)] if args and hasattr(args[0], "shape") else []
+
+    def on_linear(mod: nn.Module, args: tuple[Any, ...]) -> None:
+        if pending and len(pending[0]) == 4:
+            _, c, h, w = pending[0]
+            found.setdefault(names[id(mod)], (h, w, c))
+        pending.clear()
+
+    hooks = []
+    modes = {id(m): m.training for m in module.modules()}
+    for m in module.modules():
+        if isinstance(m, nn.Flatten):
+            hooks.append(m.register_forward_pre_hook(on_flatten))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_pre_hook(on_linear))
+    module.eval()
+    try:
+        args = sample_input if isinstance(sample_input, tuple | list) else (sample_input,)
+        with torch.no_grad():
+            module(*args)
+    except Exception as exc:  # the user's module fails on the sample: one line, not a traceback
+        raise ConfigError(f"port_weights: running the module on sample_input failed "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                          "). Fix: give an input the module accepts") from None
+    finally:
+        for h in hooks:
+            h.remove()
+        for m in module.modules():
+            m.training = modes[id(m)]
+    return found
+
+
+# -- layouts ---------------------------------------------------------------------------------
+
+def _layout(group: SourceGroup, role: str, value: np.ndarray, unit: Unit, want: tuple[int, ...],
+            nhwc: tuple[int, int, int] | None, flip: bool) -> tuple[np.ndarray, str]:
+    """The value in the torch layout of `unit`'s slot for `role`, and what was done."""
+    spatial = value.ndim - 2
+    flipped = " + spatial axes flipped" if flip and spatial > 0 else ""
+    kind = unit.kind
+    if value.ndim != len(want) and not (kind == "dense" and role == "kernel"):
+        return value, "as is (rank differs)"
+    if role == "kernel" and kind == "conv_transpose":
+        return layouts.transpose_kernel(value, flip), "(H,W,out,in) -> (in,out,H,W)" + flipped
+    if role == "depthwise_kernel" or (role == "kernel" and group.kind == "depthwise"):
+        return layouts.depthwise_kernel(value, flip), \
+            "depthwise (H,W,in,mult) -> (in*mult,1,H,W)" + flipped
+    if role in ("kernel", "pointwise_kernel") and kind in ("conv", "depthwise"):
+        out = layouts.conv_kernel(value, flip)
+        if out.shape != want and kind == "depthwise" and group.kind == "conv?":
+            return layouts.depthwise_kernel(value, flip), \
+                "depthwise (H,W,in,mult) -> (in*mult,1,H,W)" + flipped
+        return out, "HWIO -> OIHW" + flipped
+    if role == "kernel" and kind == "dense":
+        if value.ndim != 2:
+            return value, "as is (rank differs)"
+        if nhwc is not None and math.prod(nhwc) == value.shape[0] and nhwc[0] * nhwc[1] > 1:
+            h, w, c = nhwc
+            return layouts.dense_kernel(value, nhwc), \
+                f"(in,out) -> (out,in), rows NHWC {h}x{w}x{c} flatten -> NCHW flatten"
+        return layouts.dense_kernel(value), "(in,out) -> (out,in)"
+    return value, "as is"
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+@dataclass
+class _Plan:
+    staged: dict[str, np.ndarray] = field(default_factory=dict)
+    var_rows: dict[str, PortRow] = field(default_factory=dict)
+    slot_rows: dict[str, PortRow] = field(default_factory=dict)  # filled slots
+    targeted: set[str] = field(default_factory=set)  # keys a variable aimed at
+    claimed: dict[str, str] = field(default_factory=dict)  # unit path -> source group name
+    eps: list[tuple[Unit, float]] = field(default_factory=list)
+    eps_rows: list[PortRow] = field(default_factory=list)
+
+
+@dataclass
+class _Options:
+    flip: bool
+    set_eps: bool
+    allow_eps: bool
+    bn_eps: float | None
+    flat_by_unit: dict[str, tuple[int, int, int]]
+    flat_by_layer: dict[str, tuple[int, int, int]]
+
+
+def _var_row(v: TFVariable, **kw: Any) -> PortRow:
+    return PortRow(variable=v.name, shape=v.shape, dtype=str(v.value.dtype), **kw)
+
+
+def _targets(group: SourceGroup, units: list[Unit]) -> dict[str, tuple[Unit, str]]:
+    """role -> (unit, attr) for placing `group` on `units` (one unit, or a separable pair)."""
+    if len(units) == 2:  # separable: depthwise then pointwise
+        dw, pw = units
+        return {"depthwise_kernel": (dw, "weight"), "pointwise_kernel": (pw, "weight"),
+                "bias": (pw, "bias")}
+    unit = units[0]
+    return {role: (unit, attr) for role, attr in ROLE_ATTRS.get(unit.kind, {}).items()}
+
+
+def _fit(group: SourceGroup, units: list[Unit], opts: _Options,
+         targets: dict[str, tuple[Unit, str]] | None = None
+         ) -> tuple[bool, list[tuple[TFVariable, PortRow, np.ndarray | None]], str]:
+    """Place every variable of `group` on `units` (or on the given role -> (unit, attr)
+    targets): (all fit, rows with staged values, why not)."""
+    targets = targets if targets is not None else _targets(group, units)
+    out: list[tuple[TFVariable, PortRow, np.ndarray | None]] = []
+    why = ""
+    for v, role in zip(group.variables, group.roles):
+        if role is None:
+            out.append((v, _var_row(v, status="leftover",
+                                    reason="its role in the layer is unknown"), None))
+            why = why or f"'{v.name}' has no known role"
+            continue
+        place = targets.get(role)
+        if place is None or place[1] not in place[0].slots:
+            where = " / ".join(u.describe() for u in units)
+            out.append((v, _var_row(v, status="leftover",
+                                    reason=f"{where} has nothing for a {role}"), None))
+            why = why or f"{where} has nothing for {role}"
+            continue
+        unit, attr = place
+        key, want = unit.slots[attr]
+        nhwc = opts.flat_by_unit.get(unit.path) or opts.flat_by_layer.get(group.name)
+        if v.value.dtype.kind not in "fiub" and v.value.dtype.name != "bfloat16":
+            out.append((v, _var_row(v, status="mismatch", target=key, target_shape=want,
+                                    reason=f"dtype {v.value.dtype} is not numeric"), None))
+            why = why or f"'{v.name}' is not numeric"
+            continue
+        try:
+            arr, desc = _layout(group, role, v.value, unit, want, nhwc, opts.flip)
+        except ValueError as exc:  # a flatten shape that does not divide the rows, ...
+            arr, desc = v.value, f"layout failed ({exc})"
+        if tuple(arr.shape) != want:
+            out.append((v, _var_row(v, status="mismatch", target=key, target_shape=want,
+                                    layout=desc,
+                                    reason=f"shape after the layout is "
+                                           f"{'x'.join(map(str, arr.shape))}"), None))
+            why = why or (f"'{v.name}' {'x'.join(map(str, v.shape))} does not fit {key} "
+                          f"{'x'.join(map(str, want))}")
+            continue
+        out.append((v, _var_row(v, status="ported", target=key, target_shape=want,
+                                layout=desc), arr))
+    return not why, out, why
+
+
+def _commit_group(plan: _Plan, group: SourceGroup, units: list[Unit], rule: str,
+                  rows: list[tuple[TFVariable, PortRow, np.ndarray | None]],
+                  opts: _Options) -> None:
+    for v, row, arr in rows:
+        row.rule = rule
+        plan.var_rows[v.name] = row
+        if row.target:
+            plan.targeted.add(row.target)
+        if arr is not None:
+            plan.staged[row.target] = arr
+    for u in units:
+        plan.claimed[u.path] = group.name
+    if len(units) == 1 and units[0].kind in ("bn", "layernorm"):
+        _bn_extras(plan, group, units[0], opts)
+
+
+def _bn_extras(plan: _Plan, group: SourceGroup, unit: Unit, opts: _Options) -> None:
+    """BatchNorm without gamma (scale=False) / beta (center=False): weight 1 / bias 0; and the
+    epsilon check."""
+    roles = set(r for r in group.roles if r)
+    for role, attr, value, flag in (("gamma", "weight", 1.0, "scale"),
+                                    ("beta", "bias", 0.0, "center")):
+        if role not in roles and attr in unit.slots:
+            key, shape = unit.slots[attr]
+            plan.staged[key] = np.full(shape, value, np.float32)
+            plan.slot_rows[key] = PortRow(status="filled", target=key, target_shape=shape,
+                                          rule=f"layer '{group.name}'",
+                                          reason=f"the source has no {role} ({flag}=False): "
+                                                 f"{attr} = {value:g}")
+    if unit.kind != "bn":
+        return
+    src_eps = group.epsilon if group.epsilon is not None else opts.bn_eps
+    mod_eps = float(unit.module.eps)  # type: ignore[arg-type]  # a BatchNorm's float
+    key = unit.key("eps")
+    if src_eps is None:
+        plan.eps_rows.append(PortRow(status="kept", target=key, rule=f"layer '{group.name}'",
+                                     reason=f"the source does not store epsilon; module eps "
+                                            f"{mod_eps:g} kept (TF-slim and Keras default to "
+                                            "0.001: pass bn_eps=)"))
+        return
+    if math.isclose(src_eps, mod_eps, rel_tol=1e-6, abs_tol=0.0):
+        return
+    if opts.set_eps:
+        plan.eps.append((unit, src_eps))
+        plan.eps_rows.append(PortRow(status="filled", target=key, rule=f"layer '{group.name}'",
+                                     reason=f"eps {mod_eps:g} -> {src_eps:g} (set_eps=True)"))
+    elif opts.allow_eps:
+        plan.eps_rows.append(PortRow(status="kept", target=key, rule=f"layer '{group.name}'",
+                                     reason=f"eps {mod_eps:g} kept although the source's is "
+                                            f"{src_eps:g} (allow_eps_mismatch=True)"))
+    else:
+        plan.eps_rows.append(PortRow(status="eps", target=key, rule=f"layer '{group.name}'",
+                                     reason=f"module eps {mod_eps:g} but the source's "
+                                            f"BatchNorm epsilon is {src_eps:g}. Fix: "
+                                            "set_eps=True, or build it with eps="
+                                            f"{src_eps:g}"))
+
+
+# -- matching --------------------------------------------------------------------------------
+
+_COMPATIBLE = {
+    "conv": ("conv", "depthwise"), "conv?": ("conv", "depthwise", "conv_transpose"),
+    "depthwise": ("depthwise", "conv"), "conv_transpose": ("conv_transpose",),
+    "dense": ("dense",), "bn": ("bn",), "layernorm": ("layernorm", "bn"),
+    "embedding": ("embedding",),
+}
+
+
+def _is_pointwise(u: Unit) -> bool:
+    m = u.module
+    return u.kind == "conv" and tuple(getattr(m, "kernel_size", ())) in ((1, 1), (1,))
+
+
+def _by_name(group: SourceGroup, scope: str, units: list[Unit], plan: _Plan,
+             paths: dict[str, str]) -> list[Unit] | None:
+    """The units `scope` names (see the module docstring), or None."""
+    parts = _parts(scope)
+    free = [u for u in units if u.path not in plan.claimed]
+    kinds = _COMPATIBLE.get(group.kind, ())
+    for k in range(len(parts)):
+        tails = [parts[k:]]
+        if parts[-1] in _BN_ALIASES and len(parts) - k > 1:
+            tails += [parts[k:-1] + [a] for a in _BN_ALIASES] + [parts[k:-1]]
+        for tail in tails:
+            path = paths.get(".".join(tail))
+            if path is None:
+                continue
+            inside = [u for u in free if u.path == path or u.path.startswith(path + ".")]
+            if group.kind == "separable":
+                dws = [u for u in inside if u.kind == "depthwise"]
+                pws = [u for u in inside if _is_pointwise(u)]
+                if len(dws) == 1 and len(pws) == 1:
+                    return [dws[0], pws[0]]
+                continue
+            own = [u for u in inside if u.path == path]
+            if own and (not kinds or own[0].kind in kinds):
+                return own
+            fits = [u for u in inside if u.kind in kinds]
+            if len(fits) == 1:
+                return fits
+    return None
+
+
+def _structural(pending: list[tuple[SourceGroup, str]], units: list[Unit], plan: _Plan,
+                opts: _Options, keras_order: bool) -> list[PortRow]:
+    """Pair the remaining groups with the remaining units in order; stop at the first misfit."""
+    free = [u for u in units if u.path not in plan.claimed and u.kind != "other"]
+    leftover: list[PortRow] = []
+    j = 0
+    stopped = ""
+    for i, (group, rule) in enumerate(pending):
+        if stopped:
+            leftover += [_var_row(v, status="leftover", reason=f"not matched by name; structural "
+                                  f"matching stopped earlier ({stopped})")
+                         for v in group.variables]
+            continue
+        if j >= len(free):
+            stopped = f"no module left for layer '{group.name}'"
+            leftover += [_var_row(v, status="leftover", reason="no module left to fill "
+                                  "(all are filled or matched)") for v in group.variables]
+            continue
+        if group.kind == "separable":
+            cand = free[j:j + 2]
+            fits_kind = len(cand) == 2 and cand[0].kind == "depthwise" and _is_pointwise(cand[1])
+        else:
+            cand = free[j:j + 1]
+            fits_kind = cand[0].kind in _COMPATIBLE.get(group.kind, ())
+        ok, rows, why = _fit(group, cand, opts) if fits_kind else (False, [], "")
+        if not ok:
+            what = why or (f"a {group.class_name or group.kind or 'layer'} does not go into "
+                           + " + ".join(u.describe() for u in cand))
+            stopped = f"at layer '{group.name}' vs module {cand[0].describe()}: {what}"
+            leftover += [_var_row(v, status="leftover",
+                                  reason=f"structural matching stopped here: {what}")
+                         for v in group.variables]
+            continue
+        order = "model.layers order" if keras_order else "file order"
+        pos = f"[{group.index}]" if group.index is not None else f" #{i}"
+        text = f"structure: {order}{pos} -> module #{units.index(cand[0])}"
+        _commit_group(plan, group, cand, (rule + "; " if rule else "") + text, rows, opts)
+        j += len(cand)
+    return leftover
+
+
+def _flatten_maps(module: nn.Module, flatten_shapes: Mapping[str, Sequence[int]] | None,
+                  sample_input: Any, units: list[Unit]
+                  ) -> tuple[dict[str, tuple[int, int, int]], dict[str, tuple[int, int, int]],
+                             list[str]]:
+    by_unit: dict[str, tuple[int, int, int]] = {}
+    by_layer: dict[str, tuple[int, int, int]] = {}
+    notes: list[str] = []
+    unit_paths = {u.path for u in units}
+    for name, shape in (flatten_shapes or {}).items():
+        dims = tuple(int(d) for d in shape)
+        if len(dims) != 3:
+            raise ConfigError(f"flatten_shapes['{name}'] = {tuple(shape)} must be (H, W, C)")
+        (by_unit if name in unit_paths else by_layer)[name] = dims  # type: ignore[index]
+    if sample_input is not None:
+        traced = _trace_flatten(module, sample_input)
+        for path, dims in traced.items():
+            by_unit.setdefault(path, dims)
+            notes.append(f"traced: nn.Linear '{path}' reads an nn.Flatten of an NCHW map "
+                         f"{dims[2]}x{dims[0]}x{dims[1]}: its Dense rows are re-ordered from "
+                         "the NHWC flatten")
+    elif flatten_shapes is None:
+        flats = [p for p, m in module.named_modules() if isinstance(m, nn.Flatten)]
+        if flats:
+            raise ConfigError(
+                f"port_weights: the module has nn.Flatten '{flats[0]}': the Dense after a "
+                "Flatten of an NHWC map needs its rows re-ordered for NCHW, and its (H, W, C) "
+                "is unknown. Fix: pass sample_input=<an (N, C, H, W) tensor> (the module is "
+                "traced) or flatten_shapes={'<linear path>': (H, W, C)} (flatten_shapes={} "
+                "when no re-order is needed)")
+    return by_unit, by_layer, notes
+
+
+def port_weights(source: Any, torch_module: nn.Module,
+                 mapping: Mapping[str, str] | Sequence[tuple[str, str]] | None = None, *,
+                 strict: bool = True, flip_kernels: bool = False, set_eps: bool = False,
+                 allow_eps_mismatch: bool = False, bn_eps: float | None = None,
+                 flatten_shapes: Mapping[str, Sequence[int]] | None = None,
+                 sample_input: Any = None, by_name: bool = True,
+                 by_structure: bool = True) -> PortReport:
+    """Copy a TF / Keras file's variables into `torch_module` (see the module docstring).
+
+    Args:
+        source: a path (`.h5`, `.keras`, a checkpoint prefix or folder), a WeightSource, or a
+            dict name -> array (a plain checkpoint's names).
+        torch_module: the PyTorch twin; changed only when the port succeeds.
+        mapping: explicit rename rules `{regex: replacement}` (or pairs), applied in order.
+        strict: raise PortError on any leftover variable, unfilled parameter, shape mismatch
+            or epsilon mismatch (default). False ports what fits and reports the rest.
+        flip_kernels: reverse conv kernels' spatial axes (Theano-style true convolution).
+        set_eps: set each BatchNorm's eps to the source's epsilon; `allow_eps_mismatch` keeps
+            a different one (reported); `bn_eps`: the epsilon of a file that stores none.
+        flatten_shapes / sample_input: where the Dense row re-order after a Flatten gets the
+            NHWC map's (H, W, C) (see the module docstring).
+        by_name / by_structure: turn the name or the structure pass off.
+    """
+    src = as_source(source)
+    rules = Rules(mapping)
+    groups, ignored = group_source(src)
+    units = torch_units(torch_module)
+    module_name = type(torch_module).__name__
+    report = PortReport(source=str(src.path), module=module_name)
+    by_unit, by_layer, flat_notes = _flatten_maps(torch_module, flatten_shapes, sample_input,
+                                                  units)
+    opts = _Options(flip_kernels, set_eps, allow_eps_mismatch, bn_eps, by_unit, by_layer)
+    report.notes += flat_notes
+    by_key = {key: (u, attr) for u in units for attr, (key, _) in u.slots.items()}
+    paths = {".".join(_parts(p)): p for p, _ in torch_module.named_modules() if p}
+    plan = _Plan()
+    names_ok = by_name and src.names_from != "positions"
+    if by_name and not names_ok:
+        report.notes.append("the file keeps no user layer names (names_from=positions): layers "
+                            "are matched by rules and by structure only")
+
+    # 1. explicit rules
+    pending: list[tuple[SourceGroup, str, bool]] = []  # group, rule text, renamed by a rule
+    for g in groups:
+        subgroups: dict[tuple[str, str], SourceGroup] = {}
+        for v, role in zip(g.variables, g.roles):
+            canon = f"{g.name}/{role}" if g.keras and role else _clean(v.name)
+            new, used = rules.rename(canon)
+            if not used and canon != v.name:
+                new, used = rules.rename(v.name)
+            rule = "rule " + " + ".join(f"r'{u}'" for u in used) if used else ""
+            if used and new in by_key:
+                unit, attr = by_key[new]
+                inv = {a: r for r, a in ROLE_ATTRS.get(unit.kind, {}).items()}
+                vrole = role or role_of_name(v.name) or inv.get(attr, "kernel")
+                one = SourceGroup(g.name, g.class_name, g.config, [v], [vrole], g.keras, g.index)
+                _, rows, _ = _fit(one, [unit], opts, targets={vrole: (unit, attr)})
+                _commit_group(plan, one, [], rule, rows, opts)
+                plan.claimed.setdefault(unit.path, g.name)
+                continue
+            if used:
+                nrole = role_of_name(new)
+                scope = new.rsplit("/", 1)[0] if nrole and "/" in new else new
+                srole = role or nrole
+            else:
+                scope, srole = g.name, role
+            sub = subgroups.get((scope, rule))
+            if sub is None:
+                sub = subgroups[(scope, rule)] = SourceGroup(scope, g.class_name, g.config, [],
+                                                             [], g.keras, g.index)
+            sub.variables.append(v)
+            sub.roles.append(srole)
+        pending += [(s, rule, bool(rule)) for (_, rule), s in subgroups.items()]
+
+    # 2. names
+    rest: list[tuple[SourceGroup, str]] = []
+    for g, rule, renamed in pending:
+        found = _by_name(g, g.name, units, plan, paths) if (names_ok or renamed) else None
+        if found is None:
+            if renamed:
+                for v in g.variables:
+                    plan.var_rows[v.name] = _var_row(v, status="leftover", rule=rule,
+                                                     reason=f"renamed to '{g.name}', which "
+                                                            "names no free module or key")
+            else:
+                rest.append((g, rule))
+            continue
+        _, rows, _ = _fit(g, found, opts)
+        text = f"name '{g.name}' -> " + " + ".join(f"'{u.path}'" for u in found)
+        _commit_group(plan, g, found, (rule + "; " if rule else "") + text, rows, opts)
+
+    # 3. structure
+    if by_structure:
+        keras_order = src.layers is not None
+        if rest:
+            report.notes.append(
+                "structural matching followed " + ("Keras's model.layers order" if keras_order
+                                                   else "the file's variable order (sorted "
+                                                   "names, rarely the model's order)")
+                + " against the module's registration order (named_modules)")
+        for row in _structural(rest, units, plan, opts, keras_order):
+            plan.var_rows[row.variable] = row
+    else:
+        for g, _ in rest:
+            for v in g.variables:
+                plan.var_rows[v.name] = _var_row(v, status="leftover",
+                                                 reason="no rule or name matched it")
+
+    for v, why in ignored:
+        plan.var_rows[v.name] = _var_row(v, status="ignored", reason=why)
+
+    # rows: variables in file order, then the parameters / buffers nothing filled
+    report.rows = [plan.var_rows[name] for name in src.variables if name in plan.var_rows]
+    seen = set(src.variables)
+    for layer in src.layers or []:  # variables a reader listed only under layers
+        for v in layer.variables:
+            if v.name not in src.variables and v.name in plan.var_rows and v.name not in seen:
+                report.rows.append(plan.var_rows[v.name])
+    for u in units:
+        for attr, (key, shape) in u.slots.items():
+            if key in plan.staged and key not in plan.slot_rows:
+                continue
+            if key in plan.slot_rows:
+                report.rows.append(plan.slot_rows[key])
+            elif attr in _KEEP_BUFFERS:
+                report.rows.append(PortRow(status="kept", target=key, target_shape=shape,
+                                           reason="torch bookkeeping, no TF counterpart"))
+            elif key in plan.targeted:
+                continue  # its variable's row already says why (shape mismatch)
+            else:
+                report.rows.append(PortRow(status="missing", target=key, target_shape=shape,
+                                           reason=_missing_reason(u, attr, plan)))
+    report.rows += plan.eps_rows
+
+    if report.problems and strict:
+        raise PortError(report)
+    _apply(torch_module, plan)
+    report.applied = True
+    return report
+
+
+def _missing_reason(u: Unit, attr: str, plan: _Plan) -> str:
+    if u.path in plan.claimed:
+        return f"its layer '{plan.claimed[u.path]}' has no variable for {attr}"
+    if u.kind == "other":
+        return (f"a {type(u.module).__name__} has no built-in TF counterpart. Fix: map it with "
+                "mapping={regex: key}")
+    return "no variable matched it by rule, name or structure"
+
+
+def _apply(module: nn.Module, plan: _Plan) -> None:
+    """Copy every staged value in (all shapes were checked: nothing here can half-fail)."""
+    state = dict(module.named_parameters()) | dict(module.named_buffers())
+    with torch.no_grad():
+        for key, arr in plan.staged.items():
+            target = state[key]
+            np_dtype = torch.empty(0, dtype=target.dtype).numpy().dtype
+            value = np.ascontiguousarray(arr, dtype=np_dtype)
+            if not value.flags.writeable:  # a read-only view of a mapped checkpoint shard
+                value = value.copy()
+            target.copy_(torch.from_numpy(value))
+    for unit, eps in plan.eps:
+        setattr(unit.module, "eps", eps)  # noqa: B010  # nn.Module's __setattr__ types

@@ -1,0 +1,68 @@
+"""TensorFlow's 'SAME' padding as a PyTorch module.
+
+TF pads each spatial axis of size `n` for a kernel `k`, stride `s` and dilation `d` by
+
+    pad_total = max((ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
+
+split as `pad_total // 2` before and the rest (the odd pixel) after: bottom / right
+(tensorflow/core/framework/kernel_shape_util.cc, GetWindowedOutputSizeVerbose). The output has
+`ceil(n / s)` positions. PyTorch's `padding=` is symmetric and `padding="same"` refuses
+strides > 1, so a ported model that pads as torch does differs from TF on every odd total.
+`SamePad2d` computes the amounts from the input's size at run time (any input size works, odd
+ones included) with integer arithmetic only, so `torch.export` / ONNX export trace it to one
+`pad` op.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SamePad2d", "pad_same", "same_pad_amounts"]
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def same_pad_amounts(size: int, kernel: int, stride: int = 1, dilation: int = 1
+                     ) -> tuple[int, int]:
+    """TF 'SAME' padding (before, after) of one axis of `size` elements."""
+    out = (size + stride - 1) // stride
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+             dilation: tuple[int, int] = (1, 1), value: float = 0.0) -> torch.Tensor:
+    """`x` (N, C, H, W) padded as TF 'SAME' pads it for this window (the extra pixel after)."""
+    top, bottom = same_pad_amounts(x.shape[-2], kernel[0], stride[0], dilation[0])
+    left, right = same_pad_amounts(x.shape[-1], kernel[1], stride[1], dilation[1])
+    if top == bottom == left == right == 0:
+        return x
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
+class SamePad2d(nn.Module):
+    """Pads (N, C, H, W) exactly as TF 'SAME' does for a window `kernel_size`, `stride`,
+    `dilation`; follow it with the conv / pool at `padding=0`.
+
+    `value` is the fill: 0 for convolutions; `-inf` before a max pool (TF's SAME max pool
+    ignores the padded positions). An average pool is not this: TF's SAME average divides each
+    window by its count of real (unpadded) elements."""
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] = 1,
+                 dilation: int | tuple[int, int] = 1, value: float = 0.0) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.dilation = _pair(dilation)
+        self.value = float(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pad_same(x, self.kernel_size, self.stride, self.dilation, self.value)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"dilation={self.dilation}" + (f", value={self.value}" if self.value else ""))

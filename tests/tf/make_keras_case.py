@@ -1,0 +1,187 @@
+"""Build the Keras 3 (TensorFlow backend) models of the port tests and save each one as a TF2
+checkpoint, a `.weights.h5` and a `.keras`, with its input and TF's outputs (NHWC `.npy`).
+
+Run with the TensorFlow backend (the test suite's conftest defaults Keras to torch):
+
+    KERAS_BACKEND=tensorflow .venv/bin/python tests/tf/make_keras_case.py OUT_DIR [CASE ...]
+
+The tests run it once per session into a temporary folder. The shipped fixtures that the
+TensorFlow-free tests read are regenerated with
+
+    KERAS_BACKEND=tensorflow .venv/bin/python tests/tf/make_keras_case.py --fixture \
+        tests/fixtures/tf_port
+
+(`--fixture` keeps `model.weights.h5` for H5_FIXTURE_CASES only and drops `live.*`, to stay
+small).
+Every weight is drawn from a seeded generator (moving variances positive), so BatchNorm
+statistics and biases are not the trivial 0 / 1 of a fresh layer.
+
+Per case, in OUT_DIR/<case>/: `input.npy` (NHWC), `output.npy` (TF's output, NHWC),
+`ckpt.index` + `ckpt.data-00000-of-00001` (tf.train.Checkpoint(model=...).write),
+`model.weights.h5`, `model.keras`, `live.json` + `live.npz` (each weighted layer's name,
+class, config and `[(w.path, w.numpy())]`, read from the live model), and `layers/<name>.npy`,
+each weighted layer's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+    sys.exit("run with KERAS_BACKEND=tensorflow")
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+L = keras.layers
+
+
+def conv_pad() -> keras.Model:
+    """SAME and VALID padding, kernels with h != w."""
+    x = inp = keras.Input((9, 11, 3))
+    x = L.Conv2D(4, (3, 5), padding="same", name="conv_same")(x)
+    x = L.ReLU()(x)
+    x = L.Conv2D(6, (2, 3), padding="valid", name="conv_valid")(x)
+    return keras.Model(inp, x, name="conv_pad")
+
+
+def stride2_odd() -> keras.Model:
+    """Stride 2 on odd sizes: TF's odd padding pixel goes bottom / right; a SAME max pool."""
+    x = inp = keras.Input((11, 13, 3))
+    x = L.Conv2D(4, 3, strides=2, padding="same", name="conv_s2")(x)
+    x = L.Conv2D(5, (4, 2), strides=(2, 3), padding="same", name="conv_even_k")(x)
+    x = L.MaxPooling2D(3, strides=2, padding="same", name="pool")(x)
+    x = L.Conv2D(3, 1, name="conv_1x1")(x)
+    return keras.Model(inp, x, name="stride2_odd")
+
+
+def bn_nobias() -> keras.Model:
+    """Conv without bias + BatchNorm (Keras's epsilon 1e-3), and center=False / scale=False."""
+    x = inp = keras.Input((8, 10, 3))
+    x = L.Conv2D(6, 3, padding="same", use_bias=False, name="conv_a")(x)
+    x = L.BatchNormalization(name="bn_a")(x)
+    x = L.ReLU()(x)
+    x = L.Conv2D(5, 3, padding="same", use_bias=False, name="conv_b")(x)
+    x = L.BatchNormalization(center=False, epsilon=1e-2, name="bn_b")(x)
+    x = L.Conv2D(4, 1, use_bias=False, name="conv_c")(x)
+    x = L.BatchNormalization(scale=False, name="bn_c")(x)
+    return keras.Model(inp, x, name="bn_nobias")
+
+
+def depthwise_separable() -> keras.Model:
+    x = inp = keras.Input((9, 12, 3))
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, strides=2, padding="same", name="dw")(x)
+    x = L.SeparableConv2D(7, 3, padding="valid", name="sep_valid")(x)
+    x = L.SeparableConv2D(4, (3, 2), padding="same", depth_multiplier=2, name="sep_same")(x)
+    return keras.Model(inp, x, name="depthwise_separable")
+
+
+def flatten_dense() -> keras.Model:
+    """Flatten of a non-square NHWC map (5 x 4 x 4) into Dense layers."""
+    x = inp = keras.Input((10, 7, 3))
+    x = L.Conv2D(4, 3, strides=2, padding="same", name="conv")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(6, name="fc1")(x)
+    x = L.ReLU()(x)
+    x = L.Dense(3, name="fc2")(x)
+    return keras.Model(inp, x, name="flatten_dense")
+
+
+def inception() -> keras.Model:
+    """Branches concatenated on the channel axis (-1 in NHWC, 1 in NCHW)."""
+    inp = keras.Input((9, 10, 4))
+    b0 = L.Conv2D(3, 1, name="b0_1x1")(inp)
+    b1 = L.Conv2D(2, 1, name="b1_1x1")(inp)
+    b1 = L.Conv2D(4, 3, padding="same", name="b1_3x3")(b1)
+    b2 = L.MaxPooling2D(3, strides=1, padding="same", name="b2_pool")(inp)
+    b2 = L.Conv2D(2, 1, name="b2_1x1")(b2)
+    x = L.Concatenate(axis=-1, name="concat")([b0, b1, b2])
+    x = L.Conv2D(5, 3, strides=2, padding="same", name="head")(x)
+    return keras.Model(inp, x, name="inception")
+
+
+def conv_transpose() -> keras.Model:
+    """Conv2DTranspose, SAME and VALID, a kernel smaller than the stride on one axis."""
+    x = inp = keras.Input((5, 6, 3))
+    x = L.Conv2DTranspose(4, 3, strides=2, padding="same", name="up_same")(x)
+    x = L.Conv2DTranspose(3, (2, 4), strides=(2, 3), padding="valid", name="up_valid")(x)
+    x = L.Conv2DTranspose(2, (3, 2), strides=2, padding="same", name="up_small_k")(x)
+    return keras.Model(inp, x, name="conv_transpose")
+
+
+CASES: dict[str, Callable[[], keras.Model]] = {
+    f.__name__: f for f in (conv_pad, stride2_odd, bn_nobias, depthwise_separable,
+                            flatten_dense, inception, conv_transpose)
+}
+
+
+def randomize(model: keras.Model, rng: np.random.Generator) -> None:
+    for layer in model.layers:
+        for w in layer.weights:
+            shape = tuple(w.shape)
+            if w.path.endswith("moving_variance"):
+                value = rng.uniform(0.5, 2.0, shape)
+            else:
+                value = rng.standard_normal(shape) * (0.5 if len(shape) > 1 else 0.3)
+            w.assign(value.astype(np.float32))
+
+
+def build(name: str, out: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    model = CASES[name]()
+    randomize(model, rng)
+    d = out / name
+    (d / "layers").mkdir(parents=True, exist_ok=True)
+    x = rng.standard_normal((1, *model.input_shape[1:])).astype(np.float32)
+    np.save(d / "input.npy", x)
+    np.save(d / "output.npy", np.asarray(model(x), np.float32))
+    model.save_weights(d / "model.weights.h5")
+    model.save(d / "model.keras")
+    tf.train.Checkpoint(model=model).write(str(d / "ckpt"))
+    live, arrays = [], {}
+    weighted = [layer for layer in model.layers if layer.weights]
+    for i, layer in enumerate(model.layers):
+        if not layer.weights:
+            continue
+        names = []
+        for j, w in enumerate(layer.weights):
+            arrays[f"{i}:{j}"] = w.numpy()
+            names.append(w.path)
+        live.append({"index": i, "name": layer.name, "class_name": type(layer).__name__,
+                     "config": layer.get_config(), "paths": names})
+    probe = keras.Model(model.inputs, [layer.output for layer in weighted])
+    for layer, value in zip(weighted, probe(x)):
+        np.save(d / "layers" / f"{layer.name}.npy", np.asarray(value, np.float32))
+    (d / "live.json").write_text(json.dumps(live, indent=1, default=str) + "\n")
+    np.savez(d / "live.npz", **arrays)
+
+
+# The shipped fixtures keep `.weights.h5` only for these cases (the `.keras` archive holds the
+# same HDF5 for every case): a few hundred KB in all.
+H5_FIXTURE_CASES = ("bn_nobias", "inception")
+
+
+def main(argv: list[str]) -> None:
+    fixture = "--fixture" in argv
+    args = [a for a in argv if a != "--fixture"]
+    out = Path(args[0])
+    names = args[1:] or list(CASES)
+    for name in names:
+        build(name, out, seed=list(CASES).index(name))
+        if fixture:  # the readers' files only; live.* is for the in-session TF tests
+            for extra in ("live.json", "live.npz") + (
+                    () if name in H5_FIXTURE_CASES else ("model.weights.h5",)):
+                (out / name / extra).unlink()
+    print("built", ", ".join(names), "in", out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

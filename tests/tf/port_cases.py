@@ -1,0 +1,181 @@
+"""The PyTorch twins of make_keras_case.py's Keras models, and how the port tests read a case.
+
+Each twin mirrors its Keras model layer by layer (attribute names = Keras layer names, modules
+registered in `model.layers` order), padding with `SamePad2d` or the `modelport.tf.twins`.
+`live_source` builds a WeightSource straight from what the live Keras model listed (layer name,
+class, config, `[(w.path, w.numpy())]`), independent of any file reader.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modelport.formats.tf.source import KerasLayer, TFVariable, WeightSource
+from modelport.tf import SamePad2d
+from modelport.tf.twins import Conv2dSame, ConvTranspose2dSame, DepthwiseConv2dSame, SeparableConv2d
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf_port"
+
+
+class ConvPad(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_same = nn.Sequential(SamePad2d((3, 5)), nn.Conv2d(3, 4, (3, 5)))
+        self.conv_valid = nn.Conv2d(4, 6, (2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_valid(F.relu(self.conv_same(x)))
+
+
+class Stride2Odd(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_s2 = nn.Sequential(SamePad2d(3, 2), nn.Conv2d(3, 4, 3, stride=2))
+        self.conv_even_k = Conv2dSame(4, 5, (4, 2), stride=(2, 3))
+        self.pool = nn.Sequential(SamePad2d(3, 2, value=float("-inf")), nn.MaxPool2d(3, 2))
+        self.conv_1x1 = nn.Conv2d(5, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_1x1(self.pool(self.conv_even_k(self.conv_s2(x))))
+
+
+class BnNoBias(nn.Module):
+    def __init__(self, eps: tuple[float, float, float] = (1e-3, 1e-2, 1e-3)) -> None:
+        super().__init__()
+        self.conv_a = Conv2dSame(3, 6, 3, bias=False)
+        self.bn_a = nn.BatchNorm2d(6, eps=eps[0])
+        self.conv_b = Conv2dSame(6, 5, 3, bias=False)
+        self.bn_b = nn.BatchNorm2d(5, eps=eps[1])
+        self.conv_c = nn.Conv2d(5, 4, 1, bias=False)
+        self.bn_c = nn.BatchNorm2d(4, eps=eps[2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn_a(self.conv_a(x)))
+        return self.bn_c(self.conv_c(self.bn_b(self.conv_b(x))))
+
+
+class DepthwiseSeparable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dw = DepthwiseConv2dSame(3, 3, depth_multiplier=2, stride=2)
+        self.sep_valid = SeparableConv2d(6, 7, 3, padding="valid")
+        self.sep_same = SeparableConv2d(7, 4, (3, 2), depth_multiplier=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sep_same(self.sep_valid(self.dw(x)))
+
+
+class FlattenDense(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = Conv2dSame(3, 4, 3, stride=2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(5 * 4 * 4, 6)
+        self.fc2 = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(self.flatten(self.conv(x)))))
+
+
+class Inception(nn.Module):
+    """Registered in Keras's model.layers order (b1_1x1 before b0_1x1), as structure needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b1_1x1 = nn.Conv2d(4, 2, 1)
+        self.b0_1x1 = nn.Conv2d(4, 3, 1)
+        self.b1_3x3 = Conv2dSame(2, 4, 3)
+        self.b2_pool = nn.Sequential(SamePad2d(3, 1, value=float("-inf")), nn.MaxPool2d(3, 1))
+        self.b2_1x1 = nn.Conv2d(4, 2, 1)
+        self.head = Conv2dSame(9, 5, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b0 = self.b0_1x1(x)
+        b1 = self.b1_3x3(self.b1_1x1(x))
+        b2 = self.b2_1x1(self.b2_pool(x))
+        return self.head(torch.cat([b0, b1, b2], dim=1))
+
+
+class ConvTranspose(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up_same = ConvTranspose2dSame(3, 4, 3, stride=2, padding="same")
+        self.up_valid = ConvTranspose2dSame(4, 3, (2, 4), stride=(2, 3), padding="valid")
+        self.up_small_k = ConvTranspose2dSame(3, 2, (3, 2), stride=2, padding="same")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up_small_k(self.up_valid(self.up_same(x)))
+
+
+TWINS: dict[str, Callable[[], nn.Module]] = {
+    "conv_pad": ConvPad, "stride2_odd": Stride2Odd, "bn_nobias": BnNoBias,
+    "depthwise_separable": DepthwiseSeparable, "flatten_dense": FlattenDense,
+    "inception": Inception, "conv_transpose": ConvTranspose,
+}
+CASES = list(TWINS)
+
+
+def live_source(case_dir: Path) -> WeightSource:
+    """The WeightSource of the live Keras model's own weight list (live.json + live.npz)."""
+    meta = json.loads((case_dir / "live.json").read_text())
+    with np.load(case_dir / "live.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    layers, variables = [], {}
+    for entry in meta:
+        vs = []
+        for j, path in enumerate(entry["paths"]):
+            v = TFVariable(path, arrays[f"{entry['index']}:{j}"], layer=entry["name"],
+                           role=path.rsplit("/", 1)[-1])
+            vs.append(v)
+            variables[path] = v
+        layers.append(KerasLayer(entry["name"], entry["class_name"], entry["config"], vs,
+                                 entry["index"]))
+    return WeightSource(case_dir / "live.json", "keras-live", variables, layers,
+                        names_from="config.json")
+
+
+def sample(case_dir: Path) -> torch.Tensor:
+    """The case's input, NCHW, as the twin takes it."""
+    x = np.load(case_dir / "input.npy", allow_pickle=False)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+FORMATS = ("live", "keras", "weights_h5", "ckpt")
+FILES = {"keras": "model.keras", "weights_h5": "model.weights.h5", "ckpt": "ckpt.index",
+         "live": "live.json"}
+# A Keras 3 .weights.h5 keeps no layer config: bn_nobias's BatchNorms with center=False /
+# scale=False are ambiguous there (test_port_failures covers that refusal and the rule fix).
+AMBIGUOUS = {("bn_nobias", "weights_h5")}
+
+
+def file_source(case_dir: Path, fmt: str) -> WeightSource | Path:
+    """What port_weights gets for one format of a case (a path for the file formats)."""
+    import pytest
+
+    if fmt == "live":
+        return live_source(case_dir)
+    path = case_dir / ("ckpt" if fmt == "ckpt" else FILES[fmt])
+    import importlib.util
+
+    if importlib.util.find_spec("modelport.formats.tf.open") is None:
+        pytest.skip("modelport.formats.tf.open (the file readers) has not landed yet")
+    return path
+
+
+def port_and_verify(case_dir: Path, fmt: str) -> tuple[object, object]:
+    """Port one case's file into its twin and compare the twin with TF's outputs."""
+    from modelport.tf import port_weights
+    from modelport.tf.verify_tf import verify_tf
+
+    case = case_dir.name
+    twin = TWINS[case]()
+    report = port_weights(file_source(case_dir, fmt), twin, sample_input=sample(case_dir))
+    parity = verify_tf(twin, case_dir / "input.npy", case_dir)
+    return report, parity
