@@ -17,7 +17,7 @@ from modelport import __version__
 from modelport.errors import ModelportError
 
 # Subcommand modules, in the order `modelport --help` lists them.
-COMMANDS = ("convert", "inspect", "verify", "export", "train", "features", "transfer")
+COMMANDS = ("convert", "inspect", "verify", "export", "train", "features", "transfer", "tf")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -193,9 +193,12 @@ def _nearby(folder: Path, stem: str = "") -> str:
     except OSError:
         return f"folder {folder} cannot be listed"
     indexes = [n[:-len(".index")] for n in names if n.endswith(".index")]
-    similar = [n for n in names if stem and n.startswith(stem)]
+    similar = [n for n in indexes if stem and n.startswith(stem)]
     if similar:
-        return "files there with that name: " + ", ".join(similar[:6])
+        return f"checkpoint prefixes there starting with '{stem}': " + ", ".join(similar[:6])
+    others = [n for n in names if stem and n.startswith(stem)]
+    if others:
+        return f"files there starting with '{stem}': " + ", ".join(others[:6])
     if indexes:
         return "checkpoint prefixes there: " + ", ".join(indexes[:6])
     return f"no checkpoint (.index file) in {folder}"
