@@ -60,18 +60,11 @@ def _parts(path: str) -> list[str]:
 # -- the source ------------------------------------------------------------------------------
 
 def _open(path: Path) -> WeightSource:
-    """A file's WeightSource via the formats/tf readers (.h5 / .keras / TF checkpoints)."""
-    try:
-        from modelport.formats.tf.open import open_weights  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:  # pragma: no cover - the reader is part of the package
-        open_weights = None
-    if open_weights is not None:
-        return open_weights(path)  # type: ignore[no-any-return, unused-ignore]
-    from modelport.formats.tf.checkpoint import (  # type: ignore[import-not-found, unused-ignore]
-        read_checkpoint_source,
-    )
+    """A file's WeightSource via the formats/tf readers (.keras, Keras .h5, TF checkpoints:
+    `open_weights` dispatches by content)."""
+    from modelport.formats.tf.open import open_weights
 
-    return read_checkpoint_source(path)  # type: ignore[no-any-return, unused-ignore]
+    return open_weights(path)
 
 
 def as_source(source: Any) -> WeightSource:
