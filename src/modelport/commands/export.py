@@ -91,18 +91,25 @@ def run(args: argparse.Namespace) -> int:
 
     from modelport.commands.convert import parse_input_shapes
 
-    if not any(getattr(args, t.dest, None) for t in export_targets()):
-        flags = [f"{t.flag} FILE" for t in export_targets()]
+    keras_dir = getattr(args, "keras", None)
+    if not keras_dir and not any(getattr(args, t.dest, None) for t in export_targets()):
+        flags = [f"{t.flag} FILE" for t in export_targets()] + ["--keras OUTDIR"]
         raise ConfigError(f"nothing to export. Fix: give {', '.join(flags[:-1])} and/or "
                           f"{flags[-1]}")
-    module = load_source(args.source, args.weights, parse_input_shapes(args.input_shape),
-                         args.phase, args.allow_missing_weights)
-    if args.optimize:
-        module = optimize_source(module, args.source)
     inputs = read_inputs(args.input)
-    outputs = [o for o in (args.outputs or "").split(",") if o] or None
+    reports = []
+    if any(getattr(args, t.dest, None) for t in export_targets()):
+        module = load_source(args.source, args.weights, parse_input_shapes(args.input_shape),
+                             args.phase, args.allow_missing_weights)
+        if args.optimize:
+            module = optimize_source(module, args.source)
+        outputs = [o for o in (args.outputs or "").split(",") if o] or None
+        reports = export_all(module, args, inputs, outputs)
+    if keras_dir:  # a folder target, published after the file targets were written
+        from modelport.export.keras import export_keras_args
+
+        reports.append(export_keras_args(args, inputs, parse_input_shapes(args.input_shape)))
     console = Console(soft_wrap=True)
-    reports = export_all(module, args, inputs, outputs)
     for report in reports:
         console.print(f"[bold green]exported[/] {escape(report.summary())}", highlight=False)
     return 0
@@ -143,6 +150,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("weights", nargs="?", help="weights.caffemodel (with a prototxt)")
     for target in export_targets():
         p.add_argument(target.flag, metavar=target.metavar, help=target.help)
+    p.add_argument("--keras", metavar="OUTDIR",
+                   help="write a Keras 3 model into OUTDIR (model_keras.py, model.weights.h5, "
+                        "model.keras), every named layer output checked first")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset (default {DEFAULT_OPSET}; below 18 uses torch's "
                         "TorchScript-based exporter)")

@@ -251,3 +251,18 @@ def export_keras(net_or_convert_dir: Any, outdir: str | os.PathLike[str], *,
         folder.publish(names)
     report.files = names
     return report
+
+
+def export_keras_args(args: Any, inputs: Mapping[str, np.ndarray] | None,
+                      input_shapes: Mapping[str, Sequence[int]] | None) -> KerasExportReport:
+    """`modelport export SOURCE [WEIGHTS] --keras OUTDIR` with the command's options
+    (--input arrays, --tolerance, --input-shape, --phase, --allow-missing-weights)."""
+    refused = [flag for flag, given in (("--optimize", getattr(args, "optimize", False)),
+                                        ("--outputs", getattr(args, "outputs", None)))
+               if given]
+    if refused:
+        raise ConfigError(f"--keras exports the whole net as converted, so {' and '.join(refused)} "
+                          "cannot apply to it. Fix: export --keras in a command of its own")
+    return export_keras(args.source, args.keras, weights=args.weights, inputs=inputs,
+                        rel=args.tolerance, input_shapes=input_shapes,
+                        phase=args.phase, allow_missing_weights=args.allow_missing_weights)
