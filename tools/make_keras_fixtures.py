@@ -19,6 +19,14 @@ positive), so no zero or one hides a swapped variable. Saved as:
                       weight_names attributes. tf_keras is not installed; this is Keras's own
                       code writing that layout, not a hand-made imitation.
 - `keras2_weights.h5` the same module's `save_weights_to_hdf5_group` (Keras 2 weights-only).
+- `keras2_style_ckpt/` a TF2 object checkpoint tracked the way tf.keras (Keras 2) models
+                      track their layers: `layer-<i>` for model.layers[i] and the same object
+                      again as `layer_with_weights-<j>`, the model itself as the root (what
+                      tf.keras `model.save_weights(prefix)` writes). tf_keras is not installed,
+                      so this one is hand-made: tf.Module objects holding tf.Variables named by
+                      the Keras 3 variable paths (a DepthwiseConv2D's kernel is `kernel`, where
+                      tf.keras said `depthwise_kernel`), written by TensorFlow's own
+                      tf.train.Checkpoint.
 - `expected.json` + `expected.npz`: Keras's own view, taken from `model.layers[i].weights`
   (nested models expanded into their layers): per weighted leaf layer its path name, class,
   position in model.layers, and per variable its Keras name (`variable.path`), shape, dtype
@@ -93,6 +101,40 @@ def leaf_layers(model: Any) -> list[tuple[int, str, Any]]:
     return out
 
 
+def write_keras2_style_checkpoint(model: Any, folder: pathlib.Path) -> None:
+    """`keras2_style_ckpt/` of the module docstring."""
+    import tensorflow as tf
+
+    def children(layers: list[Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        weighted = 0
+        for i, layer in enumerate(layers):  # tf.keras _layer_checkpoint_dependencies' order
+            child = mirror(layer)
+            if layer.weights:
+                out[f"layer_with_weights-{weighted}"] = child
+                weighted += 1
+            out[f"layer-{i}"] = child
+        return out
+
+    def mirror(layer: Any) -> Any:
+        module = tf.Module(name=layer.name)
+        inner = getattr(layer, "layers", None)
+        if inner is not None and hasattr(layer, "get_layer"):
+            for name, child in children(inner).items():
+                setattr(module, name, child)
+        else:
+            for w in layer.weights:
+                setattr(module, w.path.rsplit("/", 1)[-1],
+                        tf.Variable(w.numpy(), name=w.path))
+        return module
+
+    root = tf.train.Checkpoint(**children(model.layers))
+    ckpt = folder / "keras2_style_ckpt"
+    ckpt.mkdir(exist_ok=True)
+    root.write(str(ckpt / "weights"))
+    tf.compat.v1.train.update_checkpoint_state(str(ckpt), "weights")
+
+
 def expected(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Keras's own description of the weights (module docstring): json, npz arrays."""
     import keras
@@ -134,6 +176,7 @@ def write_all(model: Any, folder: pathlib.Path) -> None:
                                         include_optimizer=False)
     with h5py.File(folder / "keras2_weights.h5", "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    write_keras2_style_checkpoint(model, folder)
     meta, arrays = expected(model)
     (folder / "expected.json").write_text(json.dumps(meta, indent=1) + "\n")
     np.savez(folder / "expected.npz", **arrays)

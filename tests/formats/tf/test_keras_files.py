@@ -36,6 +36,7 @@ FILES = {
     "tf2-object-checkpoint": "ckpt",
     "keras2-model": "keras2_model.h5",
     "keras2-weights": "keras2_weights.h5",
+    "keras2-style-checkpoint": "keras2_style_ckpt",
 }
 # What each file knows: class names, user names, configs.
 KNOWS_CLASS = {"keras3-weights-h5", "keras-archive", "keras2-model"}
@@ -88,8 +89,8 @@ def check_source(source: WeightSource, kind: str, folder: pathlib.Path) -> None:
 @pytest.mark.parametrize("kind", list(FILES))
 def test_fixture_reads_as_keras_wrote_it(kind: str) -> None:
     source = open_weights(FIXTURES / FILES[kind])
-    assert source.kind == {"keras2-model": "keras2-h5", "keras2-weights": "keras2-h5"}.get(
-        kind, kind)
+    assert source.kind == {"keras2-model": "keras2-h5", "keras2-weights": "keras2-h5",
+                           "keras2-style-checkpoint": "tf2-object-checkpoint"}.get(kind, kind)
     check_source(source, kind, FIXTURES)
 
 
@@ -97,7 +98,8 @@ def test_names_come_from_where_the_file_keeps_them() -> None:
     names = {kind: open_weights(FIXTURES / f).names_from for kind, f in FILES.items()}
     assert names == {"keras3-weights-h5": "h5 name attributes", "keras-archive": "config.json",
                      "tf2-object-checkpoint": "object graph",
-                     "keras2-model": "h5 layer_names", "keras2-weights": "h5 layer_names"}
+                     "keras2-model": "h5 layer_names", "keras2-weights": "h5 layer_names",
+                     "keras2-style-checkpoint": "object graph"}
 
 
 def test_weights_h5_without_name_attributes_is_matched_by_position(tmp_path) -> None:
@@ -135,6 +137,32 @@ def test_h5py_sorted_order_is_the_trap_and_the_heap_order_is_keras_order() -> No
         ordered_names = [f["layers"][k]["vars"].attrs["name"] for k in order]
     assert sorted_names != meta["model_layers"]
     assert ordered_names == meta["model_layers"]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def test_tf_keras_weight_names_with_device_suffix(tmp_path) -> None:
+    """tf.keras names a weight `conv_a/kernel:0` and a nested model's weights by the inner
+    layer only (`blk_conv/kernel:0` in group `block`): the same file rewritten with those
+    names reads into the same layers and roles."""
+    path = tmp_path / "tf_keras.h5"
+    with h5py.File(FIXTURES / "keras2_weights.h5", "r") as src, h5py.File(path, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        for layer in map(_text, src.attrs["layer_names"]):
+            group = dst.create_group(layer)
+            names = []
+            for w in map(_text, src[layer].attrs["weight_names"]):
+                rel = w[len(layer) + 1:] if w.startswith(layer + "/") else w
+                new = (rel if "/" in rel else f"{layer}/{rel}") + ":0"
+                group[new] = src[layer][w][()]
+                names.append(new.encode())
+            group.attrs["weight_names"] = np.array(names)
+    source = open_weights(path)
+    check_source(source, "keras2-weights", FIXTURES)
+    assert "block/blk_conv/kernel:0" in source.variables
 
 
 def test_checkpoint_positions_sort_by_integer() -> None:
