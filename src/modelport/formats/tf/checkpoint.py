@@ -504,16 +504,21 @@ class Checkpoint:
             actual = crc.crc32c(memoryview(mapped)[start:start + size])
             self._check_crc(entry, actual)
         count = math.prod(entry.shape)
-        stored = dtype.newbyteorder(">") if self.big_endian and dtype.itemsize > 1 else dtype
+        if self.big_endian and dtype.itemsize > 1:
+            # Swapped per item (per component for complex), as ByteSwapTensor does; through
+            # unsigned ints, since ml_dtypes' types have no big-endian form.
+            item = dtype.itemsize // 2 if dtype.kind == "c" else dtype.itemsize
+            raw = np.frombuffer(mapped, f"<u{item}", size // item, start)
+            return raw.byteswap().view(dtype).reshape(entry.shape)
         if dtype == np.bool_:
             raw = np.frombuffer(mapped, np.uint8, count, start)
             if count and int(raw.max()) > 1:
                 raise self._fail(entry.key, "a bool value is neither 0 nor 1 (corrupt data)",
                                  self.shard_paths[entry.shard])
             return raw.view(np.bool_).reshape(entry.shape)
-        value = np.frombuffer(mapped, stored, count, start)
-        if stored is not dtype or not value.flags.aligned:
-            value = value.astype(dtype)
+        value = np.frombuffer(mapped, dtype, count, start)
+        if not value.flags.aligned:
+            value = value.copy()
         return value.reshape(entry.shape)
 
     def _check_crc(self, entry: CheckpointEntry, actual: int) -> None:
