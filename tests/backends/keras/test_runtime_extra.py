@@ -116,9 +116,9 @@ def test_prelu_per_channel_any_rank(shape) -> None:
 
 def test_prelu_shared() -> None:
     x = data()
-    slope = np.array(0.2, F32)
+    slope = np.array(0.2, F32)  # Caffe's shared slope blob has shape (); Keras's weight (1,)
     same('type: "PReLU" prelu_param { channel_shared: true }', rx.CaffePReLU(True, -1), x,
-         [slope], [slope])
+         [slope], [slope.reshape(1)])
 
 
 def test_prelu_slope_is_per_channel_on_the_channels_last_axis() -> None:

@@ -50,7 +50,8 @@ __all__ = [
 @keras.saving.register_keras_serializable(package="modelport")
 class CaffePReLU(keras.layers.Layer):
     """Caffe PReLU (prelu_layer.cpp): y = max(x, 0) + a * min(x, 0), a one learned slope
-    (channel_shared) or one per channel of `channel_axis` (Caffe's axis 1, in Keras layout)."""
+    (channel_shared; a 1-value weight) or one per channel of `channel_axis` (Caffe's axis 1, in
+    Keras layout)."""
 
     def __init__(self, channel_shared=False, channel_axis=-1, **kwargs):
         super().__init__(**kwargs)
@@ -58,15 +59,14 @@ class CaffePReLU(keras.layers.Layer):
         self.channel_axis = int(channel_axis)
 
     def build(self, input_shape):
-        shape = () if self.channel_shared else (int(input_shape[self.channel_axis]),)
+        shape = (1,) if self.channel_shared else (int(input_shape[self.channel_axis]),)
         self.slope = self.add_weight(name="slope", shape=shape, initializer="zeros")
 
     def call(self, x):
-        slope = self.slope
+        view = [1] * len(x.shape)
         if not self.channel_shared:
-            view = [1] * len(x.shape)
             view[self.channel_axis] = -1
-            slope = keras.ops.reshape(slope, view)
+        slope = keras.ops.reshape(self.slope, view)
         return keras.ops.maximum(x, 0.0) + slope * keras.ops.minimum(x, 0.0)
 
     def get_config(self):
@@ -371,8 +371,12 @@ class CaffeReduction(keras.layers.Layer):
     def call(self, x):
         if self.to_caffe is not None:
             x = keras.ops.transpose(x, self.to_caffe)
-        lead = tuple(int(d) for d in x.shape[: self.axis])
-        flat = keras.ops.reshape(x, lead + (-1,))
+        if self.axis == 0:  # the whole batch into one number (a 0-axis top)
+            flat = keras.ops.reshape(x, (-1,))
+        else:  # the batch axis is left free (-1): Keras's symbolic batch size is unknown
+            lead = (-1,) + tuple(int(d) for d in x.shape[1: self.axis])
+            reduced = int(np.prod([int(d) for d in x.shape[self.axis:]]))
+            flat = keras.ops.reshape(x, lead + (reduced,))
         if self.operation == "ASUM":
             flat = keras.ops.abs(flat)
         elif self.operation == "SUMSQ":
@@ -428,14 +432,14 @@ class CaffeArgMax(keras.layers.Layer):
         if self.to_caffe is not None:
             x = keras.ops.transpose(x, self.to_caffe)
         if self.axis is None:
-            num = int(x.shape[0])
-            values, index = self._top_k_last(keras.ops.reshape(x, (num, -1)))
+            per_sample = int(np.prod([int(d) for d in x.shape[1:]]))
+            values, index = self._top_k_last(keras.ops.reshape(x, (-1, per_sample)))
             tail = (1,) * (self.out_rank - 3)
             if self.out_max_val:
                 y = keras.ops.reshape(keras.ops.stack([index, values], axis=1),
-                                (num, 2, self.top_k) + tail)
+                                      (-1, 2, self.top_k) + tail)
             else:
-                y = keras.ops.reshape(index, (num, 1, self.top_k) + tail)
+                y = keras.ops.reshape(index, (-1, 1, self.top_k) + tail)
         else:
             last = len(x.shape) - 1
             moved = keras.ops.moveaxis(x, self.axis, last)
@@ -465,10 +469,9 @@ class CaffeCrop(keras.layers.Layer):
 
     def call(self, inputs):
         x = inputs[0] if isinstance(inputs, list | tuple) else inputs
-        shape = [int(d) for d in x.shape]
-        size = [shape[i] - b if s == -1 else s for i, (b, s) in
-                enumerate(zip(self.begin, self.size))]
-        return keras.ops.slice(x, self.begin, size)
+        window = tuple(slice(b, None) if s == -1 else slice(b, b + s)
+                       for b, s in zip(self.begin, self.size))
+        return x[window]
 
     def compute_output_shape(self, input_shape):
         shape = input_shape[0] if isinstance(input_shape[0], list | tuple) else input_shape
@@ -541,8 +544,8 @@ class CaffeDeconvolution(keras.layers.Layer):
                                            dilation_rate=tuple(self.dilation)))
         y = outs[0] if self.group == 1 else keras.ops.concatenate(outs, axis=-1)
         sizes = self._out_sizes(x.shape[1:-1])
-        begin = [0, *self.pad, 0]
-        y = keras.ops.slice(y, begin, [int(y.shape[0]), *sizes, self.filters])
+        window = tuple(slice(p, p + n) for p, n in zip(self.pad, sizes))
+        y = y[(slice(None), *window, slice(None))]
         if self.bias is not None:
             y = y + self.bias
         return y
