@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+    from modelport.schema import caffe_pb2
+
+Dims = tuple[int, ...]
+# How a geometry function refuses: given what is wrong (and the fix, when there is one), returns
+# the exception to raise (a converter's ConvertContext.error; the torch-free inspect's "hand
+# this layer to the full inspect").
+Refuse = Callable[..., Exception]
 
 # Caffe initialises max pooling with -FLT_MAX, so a window lying wholly outside the image gives
 # this value rather than -inf.
@@ -32,6 +41,85 @@ def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool = True
     if any_pad and (out - 1) * stride >= size + pad:
         out -= 1
     return out
+
+
+def conv_geometry(p: caffe_pb2.ConvolutionParameter, num_spatial: int, refuse: Refuse,
+                  ) -> tuple[Dims, Dims, Dims, Dims]:
+    """Caffe's kernel/stride/pad/dilation fields as per-axis tuples.
+
+    Caffe (BaseConvolutionLayer::LayerSetUp): `kernel_h`/`kernel_w` (2-D only) override
+    `kernel_size`; a repeated field gives one value for all axes or one per axis; defaults are
+    stride 1, pad 0, dilation 1.
+    """
+
+    def resolve(repeated: Sequence[int], h_set: bool, h: int, w_set: bool, w: int,
+                default: int | None, what: str) -> Dims:
+        if h_set or w_set:
+            if num_spatial != 2:
+                raise refuse(f"{what}_h/{what}_w can only be used for 2-D convolution")
+            if not (h_set and w_set):
+                raise refuse(f"{what}_h and {what}_w must be given together")
+            if repeated:
+                raise refuse(f"give either {what} or {what}_h/{what}_w, not both")
+            return (h, w)
+        if not repeated:
+            if default is None:
+                raise refuse(f"{what} is not set", f"set {what} (or {what}_h and {what}_w)")
+            return (default,) * num_spatial
+        if len(repeated) == 1:
+            return (int(repeated[0]),) * num_spatial
+        if len(repeated) != num_spatial:
+            raise refuse(f"{what} has {len(repeated)} values for {num_spatial} spatial axes")
+        return tuple(int(v) for v in repeated)
+
+    kernel = resolve(p.kernel_size, p.HasField("kernel_h"), p.kernel_h, p.HasField("kernel_w"),
+                     p.kernel_w, None, "kernel")
+    stride = resolve(p.stride, p.HasField("stride_h"), p.stride_h, p.HasField("stride_w"),
+                     p.stride_w, 1, "stride")
+    pad = resolve(p.pad, p.HasField("pad_h"), p.pad_h, p.HasField("pad_w"), p.pad_w, 0, "pad")
+    dilation = resolve(p.dilation, False, 0, False, 0, 1, "dilation")
+    if any(k <= 0 for k in kernel):
+        raise refuse(f"kernel size {kernel} must be positive")
+    if any(s <= 0 for s in stride):
+        raise refuse(f"stride {stride} must be positive")
+    return kernel, stride, pad, dilation
+
+
+def pooling_geometry(p: caffe_pb2.PoolingParameter, refuse: Refuse,
+                     ) -> tuple[Dims | None, Dims, Dims]:
+    """Kernel (None when global), stride and pad of a PoolingParameter, with Caffe's checks
+    (PoolingLayer::LayerSetUp)."""
+
+    def pair(scalar_set: bool, scalar: int, h_set: bool, h: int, w_set: bool, w: int,
+             what: str) -> Dims | None:
+        if h_set or w_set:
+            if not (h_set and w_set):
+                raise refuse(f"{what}_h and {what}_w must be given together")
+            if scalar_set:
+                raise refuse(f"give either {what} or {what}_h/{what}_w, not both")
+            return (h, w)
+        return (scalar, scalar) if scalar_set else None
+
+    kernel = pair(p.HasField("kernel_size"), p.kernel_size, p.HasField("kernel_h"), p.kernel_h,
+                  p.HasField("kernel_w"), p.kernel_w, "kernel")
+    stride = pair(p.HasField("stride"), p.stride, p.HasField("stride_h"), p.stride_h,
+                  p.HasField("stride_w"), p.stride_w, "stride") or (1, 1)
+    pad = pair(p.HasField("pad"), p.pad, p.HasField("pad_h"), p.pad_h, p.HasField("pad_w"),
+               p.pad_w, "pad") or (0, 0)
+    if p.global_pooling:
+        if kernel is not None:
+            raise refuse("global_pooling with a kernel size",
+                         "remove kernel_size (the kernel is the whole input)")
+        if any(pad) or any(s != 1 for s in stride):
+            raise refuse("global_pooling allows only pad 0 and stride 1")
+        return None, stride, pad
+    if kernel is None:
+        raise refuse("kernel_size (or kernel_h and kernel_w) is not set")
+    if any(k <= 0 for k in kernel) or any(s <= 0 for s in stride):
+        raise refuse(f"kernel {kernel} and stride {stride} must be positive")
+    if any(pd >= k for pd, k in zip(pad, kernel)):
+        raise refuse(f"pad {pad} must be smaller than the kernel {kernel}")
+    return kernel, stride, pad
 
 
 def ave_pool_divisor(index: int, size: int, kernel: int, stride: int, pad: int) -> int:

@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from modelport import caffe_math
+from modelport import caffe_math, limits
 from modelport.formats.caffe import caffe_pb2
 from modelport.ir import Layer, Net
 from modelport.pipeline import load_net
@@ -85,28 +85,9 @@ class Rows(Totals):
     unsupported: list[Row] = field(default_factory=list)
 
 
-def _pair(scalar: Sequence[int] | int | None, h: tuple[bool, int], w: tuple[bool, int],
-          default: int | None) -> tuple[int, int]:
-    """Caffe's kernel/stride/pad for 2 spatial axes: `_h`/`_w` together, else the scalar (an
-    optional field: int or None; a repeated one: one value or one per axis), else the
-    default."""
-    given = scalar is not None and (isinstance(scalar, int) or len(scalar) > 0)
-    if h[0] or w[0]:
-        if not (h[0] and w[0]) or given:
-            raise _Unhandled
-        return h[1], w[1]
-    if isinstance(scalar, int):
-        return (scalar, scalar)
-    values = list(scalar or [])
-    if not values:
-        if default is None:
-            raise _Unhandled
-        return (default, default)
-    if len(values) == 1:
-        return (values[0], values[0])
-    if len(values) == 2:
-        return (values[0], values[1])
-    raise _Unhandled
+def _unhandled(*_: object) -> Exception:
+    """caffe_math's geometry refusals: the converter reports them, so the full inspect runs."""
+    return _Unhandled()
 
 
 def _axis(axis: int, ndim: int) -> int:
@@ -121,15 +102,10 @@ def _convolution(layer: Layer, b: Shape) -> tuple[list[Shape], int, int]:
     p = layer.param.convolution_param
     if len(b) != 4 or p.axis != 1 or p.force_nd_im2col or len(layer.tops) != 1:
         raise _Unhandled
-    kernel = _pair(p.kernel_size, (p.HasField("kernel_h"), p.kernel_h),
-                   (p.HasField("kernel_w"), p.kernel_w), None)
-    stride = _pair(p.stride, (p.HasField("stride_h"), p.stride_h),
-                   (p.HasField("stride_w"), p.stride_w), 1)
-    pad = _pair(p.pad, (p.HasField("pad_h"), p.pad_h), (p.HasField("pad_w"), p.pad_w), 0)
-    dilation = _pair(p.dilation, (False, 0), (False, 0), 1)
+    kernel, stride, pad, dilation = caffe_math.conv_geometry(p, 2, _unhandled)
     channels, group, num_output = b[1], p.group, p.num_output
-    if (min(kernel) <= 0 or min(stride) <= 0 or min(dilation) <= 0 or min(pad) < 0
-            or num_output <= 0 or group <= 0 or channels % group or num_output % group):
+    if (min(dilation) <= 0 or num_output <= 0 or group <= 0 or channels % group
+            or num_output % group):
         raise _Unhandled
     out = []
     for n, k, s, pd, d in zip(b[2:], kernel, stride, pad, dilation):
@@ -148,21 +124,10 @@ def _pooling(layer: Layer, b: Shape) -> list[Shape]:
     p = layer.param.pooling_param
     if len(b) != 4 or len(layer.tops) != 1 or p.pool not in (PP.MAX, PP.AVE):
         raise _Unhandled
-    kernel_set = p.HasField("kernel_size") or p.HasField("kernel_h") or p.HasField("kernel_w")
-    stride = _pair(p.stride if p.HasField("stride") else None,
-                   (p.HasField("stride_h"), p.stride_h), (p.HasField("stride_w"), p.stride_w), 1)
-    pad = _pair(p.pad if p.HasField("pad") else None, (p.HasField("pad_h"), p.pad_h),
-                (p.HasField("pad_w"), p.pad_w), 0)
-    if p.global_pooling:
-        if kernel_set or any(pad) or any(s != 1 for s in stride):
-            raise _Unhandled
+    kernel, stride, pad = caffe_math.pooling_geometry(p, _unhandled)
+    if kernel is None:  # global_pooling
         return [(b[0], b[1], 1, 1)]
-    kernel = _pair(p.kernel_size if p.HasField("kernel_size") else None,
-                   (p.HasField("kernel_h"), p.kernel_h), (p.HasField("kernel_w"), p.kernel_w),
-                   None)
-    if min(kernel) <= 0 or min(stride) <= 0 or min(pad) < 0 \
-            or any(pd >= k for pd, k in zip(pad, kernel)) \
-            or any(n + 2 * pd < k for n, k, pd in zip(b[2:], kernel, pad)):
+    if any(n + 2 * pd < k for n, k, pd in zip(b[2:], kernel, pad)):
         raise _Unhandled
     ceil = p.round_mode == PP.CEIL and p.ceil_mode
     any_pad = any(pad)
@@ -287,8 +252,9 @@ def _rows(net: Net, given: Mapping[str, Sequence[int]] | None) -> Rows:
 
 
 def format_shape(shape: Shape | None) -> str:
-    """A shape as Caffe prints it (`2x3x7x9`; `?` when unknown); `modelport.inspect` uses it too."""
-    return "?" if shape is None else "x".join(str(d) for d in shape) or "scalar"
+    """A shape as Caffe prints it (`2x3x7x9`, `limits.format_shape`; `?` when unknown);
+    `modelport.inspect` uses it too."""
+    return "?" if shape is None else limits.format_shape(shape)
 
 
 def human(n: int) -> str:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modelport.ir import Layer
-from modelport.layers.base import CaffeModule, ConvertContext, Shape
+from modelport.layers.base import CaffeModule, ConvertContext, Shape, filler_or_constant
 from modelport.layers.registry import WEIGHT, Affine, fixed_roles, register_layer
 from modelport.schema import caffe_pb2
 
@@ -82,8 +82,7 @@ class CaffePReLU(CaffeModule):
 def _prelu_fillers(layer: Layer) -> tuple[caffe_pb2.FillerParameter, ...]:
     """prelu_param.filler, else Caffe's default constant 0.25."""
     p = layer.param.prelu_param
-    return (p.filler if p.HasField("filler")
-            else caffe_pb2.FillerParameter(type="constant", value=0.25),)
+    return (filler_or_constant(p, "filler", 0.25),)
 
 
 @register_layer("PReLU", blobs=fixed_roles(WEIGHT), fillers=_prelu_fillers)

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from google.protobuf.message import Message
 from torch import nn
 
+from modelport import caffe_math
 from modelport.errors import ShapeError, WeightError
 from modelport.formats.caffe.mapped import mapping_of, owned_copy
 from modelport.ir import Blob, Layer
@@ -149,41 +151,14 @@ class ConvertContext:
 
 def spatial_params(p: caffe_pb2.ConvolutionParameter, num_spatial: int, ctx: ConvertContext,
                    ) -> tuple[Shape, Shape, Shape, Shape]:
-    """Resolve Caffe's kernel/stride/pad/dilation fields into per-axis tuples.
+    """Caffe's kernel/stride/pad/dilation fields as per-axis tuples (caffe_math.conv_geometry,
+    refused as the layer's ShapeError)."""
+    return caffe_math.conv_geometry(p, num_spatial, ctx.error)
 
-    Caffe (BaseConvolutionLayer::LayerSetUp): `kernel_h`/`kernel_w` (2-D only) override
-    `kernel_size`; a repeated field gives one value for all axes or one per axis; defaults are
-    stride 1, pad 0, dilation 1.
-    """
 
-    def resolve(repeated: Sequence[int], h_set: bool, h: int, w_set: bool, w: int,
-                default: int | None, what: str) -> Shape:
-        if h_set or w_set:
-            if num_spatial != 2:
-                raise ctx.error(f"{what}_h/{what}_w can only be used for 2-D convolution")
-            if not (h_set and w_set):
-                raise ctx.error(f"{what}_h and {what}_w must be given together")
-            if repeated:
-                raise ctx.error(f"give either {what} or {what}_h/{what}_w, not both")
-            return (h, w)
-        if not repeated:
-            if default is None:
-                raise ctx.error(f"{what} is not set", f"set {what} (or {what}_h and {what}_w)")
-            return (default,) * num_spatial
-        if len(repeated) == 1:
-            return (int(repeated[0]),) * num_spatial
-        if len(repeated) != num_spatial:
-            raise ctx.error(f"{what} has {len(repeated)} values for {num_spatial} spatial axes")
-        return tuple(int(v) for v in repeated)
-
-    kernel = resolve(p.kernel_size, p.HasField("kernel_h"), p.kernel_h, p.HasField("kernel_w"),
-                     p.kernel_w, None, "kernel")
-    stride = resolve(p.stride, p.HasField("stride_h"), p.stride_h, p.HasField("stride_w"),
-                     p.stride_w, 1, "stride")
-    pad = resolve(p.pad, p.HasField("pad_h"), p.pad_h, p.HasField("pad_w"), p.pad_w, 0, "pad")
-    dilation = resolve(p.dilation, False, 0, False, 0, 1, "dilation")
-    if any(k <= 0 for k in kernel):
-        raise ctx.error(f"kernel size {kernel} must be positive")
-    if any(s <= 0 for s in stride):
-        raise ctx.error(f"stride {stride} must be positive")
-    return kernel, stride, pad, dilation
+def filler_or_constant(param: Message, field: str, value: float) -> caffe_pb2.FillerParameter:
+    """The FillerParameter `param.<field>` when the prototxt sets it, else the layer type's
+    default constant `value` (what its LayerSetUp fills a blob with when given no filler)."""
+    given: caffe_pb2.FillerParameter = getattr(param, field)
+    return given if param.HasField(field) else caffe_pb2.FillerParameter(type="constant",
+                                                                          value=value)

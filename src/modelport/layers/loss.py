@@ -128,6 +128,18 @@ class LossModule(CaffeModule):
             raise self.fail(f"label {value} is outside 0..{n_classes - 1}",
                             "check the labels (or set loss_param.ignore_label)")
 
+    def sample_labels(self, x: torch.Tensor, label: torch.Tensor,
+                      ) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """N, the scores as N x (the rest) and one in-range label per sample, as HingeLoss and
+        MultinomialLogisticLoss read them (label[i] indexes row i)."""
+        num = x.shape[0]
+        flat = x.reshape(num, -1)
+        lab = _labels(label).reshape(-1)
+        if lab.numel() != num:
+            raise self.fail(f"the label blob has {lab.numel()} values for {num} samples")
+        self.check_labels(lab, torch.ones_like(lab, dtype=torch.bool), flat.shape[1])
+        return num, flat, lab
+
 
 class SoftmaxLoss(LossModule):
     """What SoftmaxWithLoss and InfogainLoss share: a softmax over `axis`, labels per position
@@ -263,12 +275,7 @@ class HingeLoss(LossModule):
         self.norm = norm
 
     def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        num = x.shape[0]
-        flat = x.reshape(num, -1)
-        lab = _labels(label).reshape(-1)
-        if lab.numel() != num:
-            raise self.fail(f"the label blob has {lab.numel()} values for {num} samples")
-        self.check_labels(lab, torch.ones_like(lab, dtype=torch.bool), flat.shape[1])
+        num, flat, lab = self.sample_labels(x, label)
         sign = torch.ones_like(flat)
         sign[torch.arange(num), lab] = -1.0
         margin = torch.relu(1 + sign * flat)
@@ -343,12 +350,7 @@ def convert_infogain_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 
 class MultinomialLogisticLoss(LossModule):
     def forward(self, prob: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        num = prob.shape[0]
-        flat = prob.reshape(num, -1)
-        lab = _labels(label).reshape(-1)
-        if lab.numel() != num:
-            raise self.fail(f"the label blob has {lab.numel()} values for {num} samples")
-        self.check_labels(lab, torch.ones_like(lab, dtype=torch.bool), flat.shape[1])
+        num, flat, lab = self.sample_labels(prob, label)
         picked = flat[torch.arange(num), lab]
         return -torch.log(clamp_min_straight(picked, LOG_THRESHOLD)).sum() / num
 

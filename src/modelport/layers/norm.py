@@ -12,7 +12,7 @@ from torch import nn
 from modelport import caffe_math
 from modelport.caffe_math import batchnorm_scale_tensor  # by name: model.py copies it
 from modelport.ir import Layer
-from modelport.layers.base import CaffeModule, ConvertContext, Shape
+from modelport.layers.base import CaffeModule, ConvertContext, Shape, filler_or_constant
 from modelport.layers.pooling import CaffePooling
 from modelport.layers.registry import (
     BIAS,
@@ -308,8 +308,7 @@ def _scale_roles(layer: Layer) -> tuple[str, ...]:
 def _scale_fillers(layer: Layer) -> tuple[caffe_pb2.FillerParameter, ...]:
     """scale_param.filler (default constant 1) for a learned scale, then bias_filler."""
     p = layer.param.scale_param
-    scale = (p.filler if p.HasField("filler")
-             else caffe_pb2.FillerParameter(type="constant", value=1.0),)
+    scale = (filler_or_constant(p, "filler", 1.0),)
     return (scale if len(layer.bottoms) == 1 else ()) + (
         (p.bias_filler,) if p.bias_term else ())
 

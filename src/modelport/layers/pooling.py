@@ -96,38 +96,9 @@ class CaffePooling(CaffeModule):
 
 def pooling_geometry(p: caffe_pb2.PoolingParameter, ctx: ConvertContext,
                      ) -> tuple[Shape | None, Shape, Shape]:
-    """Kernel (None when global), stride and pad of a PoolingParameter, Caffe's checks included."""
-
-    def pair(scalar_set: bool, scalar: int, h_set: bool, h: int, w_set: bool, w: int,
-             what: str) -> Shape | None:
-        if h_set or w_set:
-            if not (h_set and w_set):
-                raise ctx.error(f"{what}_h and {what}_w must be given together")
-            if scalar_set:
-                raise ctx.error(f"give either {what} or {what}_h/{what}_w, not both")
-            return (h, w)
-        return (scalar, scalar) if scalar_set else None
-
-    kernel = pair(p.HasField("kernel_size"), p.kernel_size, p.HasField("kernel_h"), p.kernel_h,
-                  p.HasField("kernel_w"), p.kernel_w, "kernel")
-    stride = pair(p.HasField("stride"), p.stride, p.HasField("stride_h"), p.stride_h,
-                  p.HasField("stride_w"), p.stride_w, "stride") or (1, 1)
-    pad = pair(p.HasField("pad"), p.pad, p.HasField("pad_h"), p.pad_h, p.HasField("pad_w"),
-               p.pad_w, "pad") or (0, 0)
-    if p.global_pooling:
-        if kernel is not None:
-            raise ctx.error("global_pooling with a kernel size",
-                            "remove kernel_size (the kernel is the whole input)")
-        if any(pad) or any(s != 1 for s in stride):
-            raise ctx.error("global_pooling allows only pad 0 and stride 1")
-        return None, stride, pad
-    if kernel is None:
-        raise ctx.error("kernel_size (or kernel_h and kernel_w) is not set")
-    if any(k <= 0 for k in kernel) or any(s <= 0 for s in stride):
-        raise ctx.error(f"kernel {kernel} and stride {stride} must be positive")
-    if any(pd >= k for pd, k in zip(pad, kernel)):
-        raise ctx.error(f"pad {pad} must be smaller than the kernel {kernel}")
-    return kernel, stride, pad
+    """Kernel (None when global), stride and pad of a PoolingParameter, Caffe's checks included
+    (caffe_math.pooling_geometry, refused as the layer's ShapeError)."""
+    return caffe_math.pooling_geometry(p, ctx.error)
 
 
 @register_layer("Pooling")

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from modelport.ir import Layer
-from modelport.layers.base import CaffeModule, ConvertContext, Shape
+from modelport.layers.base import CaffeModule, ConvertContext, Shape, filler_or_constant
 from modelport.layers.registry import WEIGHT, fixed_roles, register_layer
 from modelport.schema import caffe_pb2
 
@@ -95,8 +95,7 @@ class CaffeNormalize(CaffeModule):
 def _normalize_fillers(layer: Layer) -> tuple[caffe_pb2.FillerParameter, ...]:
     """norm_param.scale_filler, else the fork's default constant 1."""
     p = layer.param.norm_param
-    return (p.scale_filler if p.HasField("scale_filler")
-            else caffe_pb2.FillerParameter(type="constant", value=1.0),)
+    return (filler_or_constant(p, "scale_filler", 1.0),)
 
 
 @register_layer("Normalize", blobs=fixed_roles(WEIGHT), fillers=_normalize_fillers)
