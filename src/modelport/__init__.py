@@ -8,6 +8,7 @@ Public API:
     modelport.convert.convert(prototxt, caffemodel, out_dir) -> folder with a standalone model.py,
         model.safetensors and conversion.json
     modelport.inspect.inspect_files(prototxt, caffemodel) -> per-layer shapes, params, MACs
+    modelport.port_weights(tf_or_keras_file, torch_module) -> PortReport (modelport.tf)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from modelport.errors import (
 
 if TYPE_CHECKING:
     from modelport.layers.registry import register_layer
+    from modelport.tf.port import port_weights
 
 __version__ = "0.1.0"
 
@@ -40,6 +42,7 @@ __all__ = [
     "UnsupportedLayerError",
     "WeightError",
     "__version__",
+    "port_weights",
     "register_layer",
     "verify",
 ]
@@ -50,6 +53,10 @@ def __getattr__(name: str) -> Any:  # lazy: modelport.verify and modelport.layer
         from modelport.layers.registry import register_layer
 
         return register_layer
+    if name == "port_weights":  # TF / Keras weights into a PyTorch module
+        from modelport.tf.port import port_weights
+
+        return port_weights
     if name == "verify":
         # The subpackage modelport.verify is itself callable: modelport.verify(net, ref, inputs).
         import modelport.verify as verify

@@ -164,6 +164,29 @@ def build(name: str, out: Path, seed: int) -> None:
     np.savez(d / "live.npz", **arrays)
 
 
+def same_pad_sweep(out: Path) -> None:
+    """tf.nn.conv2d / max_pool2d with padding="SAME" over sizes, kernels, strides and
+    dilations (h != w everywhere): out/same_pad_sweep.npz, one x / w / y triple per setting."""
+    rng = np.random.default_rng(99)
+    arrays: dict[str, np.ndarray] = {}
+    settings = []
+    for n in (5, 6, 7, 8):
+        for k in (1, 2, 3, 4):
+            for s in (1, 2, 3):
+                for d in (1, 2):
+                    if d > 1 and s > 1:
+                        continue  # TF's conv2d refuses dilation with stride
+                    i = len(settings)
+                    x = rng.standard_normal((1, n, n + 3, 2)).astype(np.float32)
+                    w = rng.standard_normal((k, k % 3 + 1, 2, 3)).astype(np.float32)
+                    y = tf.nn.conv2d(x, w, strides=s, padding="SAME", dilations=d)
+                    arrays[f"x{i}"], arrays[f"w{i}"], arrays[f"y{i}"] = x, w, np.asarray(y)
+                    arrays[f"p{i}"] = np.asarray(tf.nn.max_pool2d(x, (k, k % 3 + 1), s, "SAME"))
+                    settings.append((n, k, s, d))
+    arrays["settings"] = np.array(settings, np.int64)
+    np.savez(out / "same_pad_sweep.npz", **arrays)
+
+
 # The shipped fixtures keep `.weights.h5` only for these cases (the `.keras` archive holds the
 # same HDF5 for every case): a few hundred KB in all.
 H5_FIXTURE_CASES = ("bn_nobias", "inception")
@@ -180,6 +203,8 @@ def main(argv: list[str]) -> None:
             for extra in ("live.json", "live.npz") + (
                     () if name in H5_FIXTURE_CASES else ("model.weights.h5",)):
                 (out / name / extra).unlink()
+    if not fixture:
+        same_pad_sweep(out)
     print("built", ", ".join(names), "in", out)
 
 

@@ -17,3 +17,31 @@ def test_live_case_ports_and_matches_tf(keras_cases: Path, case: str, fmt: str) 
     report, parity = port_and_verify(keras_cases / case, fmt)
     assert report.ok and report.applied, str(report)
     assert parity.passed, parity.summary()
+
+
+def test_same_pad_matches_tf_conv_and_max_pool(keras_cases: Path) -> None:
+    """SamePad2d + a padding-0 conv / max pool equal tf.nn.conv2d / max_pool2d 'SAME' for
+    every size, kernel (h != w), stride and dilation of the sweep."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from modelport.tf import SamePad2d
+    from modelport.verify.tolerance import Tolerance
+
+    tol = Tolerance()
+    with np.load(keras_cases / "same_pad_sweep.npz", allow_pickle=False) as z:
+        settings = z["settings"]
+        assert len(settings) >= 60
+        for i, (_n, k, s, d) in enumerate(settings):
+            x = torch.from_numpy(z[f"x{i}"].transpose(0, 3, 1, 2).copy())
+            w = torch.from_numpy(z[f"w{i}"].transpose(3, 2, 0, 1).copy())
+            kernel = (int(k), int(k) % 3 + 1)
+            y = F.conv2d(SamePad2d(kernel, int(s), int(d))(x), w, stride=int(s),
+                         dilation=int(d)).numpy().transpose(0, 2, 3, 1)
+            ref = z[f"y{i}"]
+            assert y.shape == ref.shape, (i, settings[i])
+            assert np.abs(y - ref).max() <= tol.allowed(ref), (i, settings[i])
+            pooled = F.max_pool2d(SamePad2d(kernel, int(s), value=float("-inf"))(x), kernel,
+                                  int(s)).numpy().transpose(0, 2, 3, 1)
+            assert np.array_equal(pooled, z[f"p{i}"]), (i, settings[i])

@@ -167,6 +167,8 @@ class _Plan:
     slot_rows: dict[str, PortRow] = field(default_factory=dict)  # filled slots
     targeted: set[str] = field(default_factory=set)  # keys a variable aimed at
     claimed: dict[str, str] = field(default_factory=dict)  # unit path -> source group name
+    direct: dict[str, str] = field(default_factory=dict)  # unit path -> group (rule to a key)
+    filled_by: dict[str, str] = field(default_factory=dict)  # state key -> variable name
     eps: list[tuple[Unit, float]] = field(default_factory=list)
     eps_rows: list[PortRow] = field(default_factory=list)
 
@@ -249,8 +251,13 @@ def _commit_group(plan: _Plan, group: SourceGroup, units: list[Unit], rule: str,
         plan.var_rows[v.name] = row
         if row.target:
             plan.targeted.add(row.target)
+        if arr is not None and row.target in plan.filled_by:
+            row.status = "leftover"
+            row.reason = f"'{row.target}' is already filled by '{plan.filled_by[row.target]}'"
+            continue
         if arr is not None:
             plan.staged[row.target] = arr
+            plan.filled_by[row.target] = v.name
     for u in units:
         plan.claimed[u.path] = group.name
     if len(units) == 1 and units[0].kind in ("bn", "layernorm"):
@@ -347,7 +354,8 @@ def _by_name(group: SourceGroup, scope: str, units: list[Unit], plan: _Plan,
 def _structural(pending: list[tuple[SourceGroup, str]], units: list[Unit], plan: _Plan,
                 opts: _Options, keras_order: bool) -> list[PortRow]:
     """Pair the remaining groups with the remaining units in order; stop at the first misfit."""
-    free = [u for u in units if u.path not in plan.claimed and u.kind != "other"]
+    free = [u for u in units if u.path not in plan.claimed and u.path not in plan.direct
+            and u.kind != "other"]
     leftover: list[PortRow] = []
     j = 0
     stopped = ""
@@ -461,7 +469,8 @@ def port_weights(source: Any, torch_module: nn.Module,
     # 1. explicit rules
     pending: list[tuple[SourceGroup, str, bool]] = []  # group, rule text, renamed by a rule
     for g in groups:
-        subgroups: dict[tuple[str, str], SourceGroup] = {}
+        subgroups: dict[str, SourceGroup] = {}
+        sub_rules: dict[str, list[str]] = {}
         for v, role in zip(g.variables, g.roles):
             canon = f"{g.name}/{role}" if g.keras and role else _clean(v.name)
             new, used = rules.rename(canon)
@@ -475,7 +484,7 @@ def port_weights(source: Any, torch_module: nn.Module,
                 one = SourceGroup(g.name, g.class_name, g.config, [v], [vrole], g.keras, g.index)
                 _, rows, _ = _fit(one, [unit], opts, targets={vrole: (unit, attr)})
                 _commit_group(plan, one, [], rule, rows, opts)
-                plan.claimed.setdefault(unit.path, g.name)
+                plan.direct.setdefault(unit.path, g.name)
                 continue
             if used:
                 nrole = role_of_name(new)
@@ -483,13 +492,17 @@ def port_weights(source: Any, torch_module: nn.Module,
                 srole = role or nrole
             else:
                 scope, srole = g.name, role
-            sub = subgroups.get((scope, rule))
+            sub = subgroups.get(scope)
             if sub is None:
-                sub = subgroups[(scope, rule)] = SourceGroup(scope, g.class_name, g.config, [],
-                                                             [], g.keras, g.index)
+                sub = subgroups[scope] = SourceGroup(scope, g.class_name, g.config, [], [],
+                                                     g.keras, g.index)
+                sub_rules[scope] = []
             sub.variables.append(v)
             sub.roles.append(srole)
-        pending += [(s, rule, bool(rule)) for (_, rule), s in subgroups.items()]
+            if rule and rule not in sub_rules[scope]:
+                sub_rules[scope].append(rule)
+        pending += [(sub, "; ".join(sub_rules[scope]), bool(sub_rules[scope]))
+                    for scope, sub in subgroups.items()]
 
     # 2. names
     rest: list[tuple[SourceGroup, str]] = []
@@ -559,8 +572,9 @@ def port_weights(source: Any, torch_module: nn.Module,
 
 
 def _missing_reason(u: Unit, attr: str, plan: _Plan) -> str:
-    if u.path in plan.claimed:
-        return f"its layer '{plan.claimed[u.path]}' has no variable for {attr}"
+    owner = plan.claimed.get(u.path) or plan.direct.get(u.path)
+    if owner is not None:
+        return f"its layer '{owner}' has no variable for {attr}"
     if u.kind == "other":
         return (f"a {type(u.module).__name__} has no built-in TF counterpart. Fix: map it with "
                 "mapping={regex: key}")

@@ -29,9 +29,14 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
 def same_pad_amounts(size: int, kernel: int, stride: int = 1, dilation: int = 1
                      ) -> tuple[int, int]:
     """TF 'SAME' padding (before, after) of one axis of `size` elements."""
-    out = (size + stride - 1) // stride
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
+    # (ceil(n/s) - 1) * s - n == (-n) % s - s, so with k_eff = (k - 1) * d + 1 the total is
+    # (-n) % s + k_eff - s: never negative when k_eff >= s (no max, so a symbolic size under
+    # torch.export with dynamic H / W stays one expression without guards)
+    k_eff = (kernel - 1) * dilation + 1
+    need = (-size) % stride + k_eff - stride
+    if k_eff < stride:
+        need = max(need, 0) if isinstance(need, int) else torch.sym_max(need, 0)
+    return need // 2, need - need // 2
 
 
 def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
@@ -39,9 +44,10 @@ def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
     """`x` (N, C, H, W) padded as TF 'SAME' pads it for this window (the extra pixel after)."""
     top, bottom = same_pad_amounts(x.shape[-2], kernel[0], stride[0], dilation[0])
     left, right = same_pad_amounts(x.shape[-1], kernel[1], stride[1], dilation[1])
-    if top == bottom == left == right == 0:
+    pads = (left, right, top, bottom)
+    if all(isinstance(p, int) and p == 0 for p in pads):  # concrete sizes, nothing to pad
         return x
-    return F.pad(x, (left, right, top, bottom), value=value)
+    return F.pad(x, pads, value=value)
 
 
 class SamePad2d(nn.Module):
