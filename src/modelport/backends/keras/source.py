@@ -138,6 +138,8 @@ def _file_text(view: NetView, body: list[str], runtime: list[str], inputs: list[
                outputs: list[KerasTensor], version: str, records: list[LayerRecord]) -> str:
     renamed = {r.keras_name: r.layer.name for r in records
                if r.keras_name is not None and r.keras_name != r.layer.name}
+    tops = {r.keras_name: tuple((top, t.layout) for top, t in zip(r.layer.tops, r.tops))
+            for r in records if r.keras_name is not None}
     out = [
         f'"""{doc_text(view.name)}: Keras 3 model converted from Caffe by modelport '
         f'{doc_text(version)}.',
@@ -167,6 +169,12 @@ def _file_text(view: NetView, body: list[str], runtime: list[str], inputs: list[
         "",
         f"INPUT_NAMES = {lit(tuple(view.input_names))}",
         f"OUTPUT_NAMES = {lit(tuple(view.output_names))}",
+        "# 'channels_last': Caffe's axes (0, 2, 3, ..., 1); 'caffe': Caffe's own axis order",
+        f"INPUT_LAYOUTS = {lit(tuple(t.layout for t in inputs))}",
+        f"OUTPUT_LAYOUTS = {lit(tuple(t.layout for t in outputs))}",
+        "# Keras layer -> the Caffe blobs it outputs (its own tops), each with its layout",
+        "LAYER_TOPS = {" + "".join(f"\n    {lit(k)}: {lit(v)}," for k, v in tops.items())
+        + ("\n}" if tops else "}"),
         f"CAFFE_LAYER_NAMES = {lit(renamed)}",
     ]
     for snippet in _runtime_sources(runtime):
