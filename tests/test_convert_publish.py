@@ -178,3 +178,73 @@ def test_load_refuses_a_folder_mixing_two_conversions(tmp_path: pathlib.Path) ->
     (b / "conversion.json").write_text(json.dumps(report))
     with pytest.raises(RuntimeError, match="conversion.json belongs to another conversion"):
         load_generated(b / "model.py").load()
+
+
+def test_report_hashes_are_the_files_own(tmp_path: pathlib.Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """conversion.json's sha256 of the sources (the caffemodel's computed on a worker while the
+    model is built) and of the files written (hashed while written, in many chunks here) are
+    hashlib's of the bytes; the chunked write gives the same bytes as a one-chunk one."""
+    import hashlib
+
+    from modelport.formats.caffe import mapped
+
+    convert(*A, tmp_path / "one", mean=MEAN)
+    monkeypatch.setattr(mapped, "CHUNK_BYTES", 256)
+    out = tmp_path / "out"
+    convert(*A, out, mean=MEAN)
+
+    def sha(p: pathlib.Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    report = json.loads((out / "conversion.json").read_text())
+    assert {k: v["sha256"] for k, v in report["sources"].items()} == {
+        "prototxt": sha(A[0]), "caffemodel": sha(A[1]), "mean": sha(MEAN)}
+    assert report["sha256"] == {n: sha(out / n)
+                                for n in ("model.safetensors", "model.py", "mean.npy")}
+    assert _visible(out) == _visible(tmp_path / "one")
+
+
+def test_a_failed_convert_stops_its_source_hash(tmp_path: pathlib.Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelport import digest
+
+    started = threading.Event()
+
+    def slow_hash(path, stop=None):  # type: ignore[no-untyped-def]
+        started.set()
+        if not stop.wait(30):  # only a cancel ends it early
+            return "0" * 64
+        raise digest.Cancelled(str(path))
+
+    monkeypatch.setattr(digest, "sha256_file", slow_hash)
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text(A[0].read_text() + 'layer { name: "x" type: "NoSuchType" bottom: "data" '
+                   'top: "x" }\n')
+    with pytest.raises(Exception, match="NoSuchType"):
+        convert(bad, A[1], tmp_path / "out")
+    assert started.wait(5)
+    workers = [t for t in threading.enumerate() if t.name == "modelport-sha256"]
+    for t in workers:
+        t.join(5)
+    assert not any(t.is_alive() for t in workers)
+
+
+def test_an_unreadable_source_is_a_one_line_error_and_nothing_is_published(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelport import digest
+    from modelport.errors import FormatError
+
+    out = tmp_path / "out"
+    convert(*B, out)
+    before = _visible(out)
+
+    def failing(path, stop=None):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(digest, "sha256_file", failing)
+    with pytest.raises(FormatError, match="cannot read .*weights.caffemodel.*Permission denied"
+                       ) as info:
+        convert(*A, out)
+    assert "\n" not in str(info.value)
+    assert _visible(out) == before

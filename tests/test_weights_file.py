@@ -56,3 +56,57 @@ def test_unreadable_file_is_a_format_error(tmp_path: pathlib.Path) -> None:
     path.write_bytes(b"\xff" * 8 + b"{}")
     with pytest.raises(FormatError, match="not a readable safetensors file"):
         read_safetensors(path)
+
+
+def _mixed_tensors() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {"w": torch.randn(37, 11, generator=g), "t": torch.randn(9, 13, generator=g).t(),
+            "e": torch.zeros(0), "i": torch.arange(100, dtype=torch.int64),
+            "h": torch.randn(53, generator=g).half()}
+
+
+def test_chunked_write_hashed_on_a_worker_is_byte_identical(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from modelport.formats.caffe import mapped
+
+    tensors = _mixed_tensors()
+    one = save(tensors, tmp_path / "one.safetensors", {"format": "pt"})  # one chunk, inline
+    monkeypatch.setattr(mapped, "CHUNK_BYTES", 64)  # many chunks: the threaded hasher
+    many = save(tensors, tmp_path / "many.safetensors", {"format": "pt"})
+    data = (tmp_path / "many.safetensors").read_bytes()
+    assert data == (tmp_path / "one.safetensors").read_bytes()
+    assert one == many == hashlib.sha256(data).hexdigest()
+    loaded = load_file(tmp_path / "many.safetensors")
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+
+
+def test_each_written_chunk_is_released_only_once_hashed(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk's pages are dropped (`release_address_range`: for a tensor viewing a mapped
+    caffemodel, as `modelport convert` writes) after the worker hashed it, as it reads the
+    same pages; every byte of the tensor is released exactly once."""
+    import hashlib
+
+    from modelport import digest
+    from modelport.formats.caffe import mapped
+
+    tensor = torch.arange(1000, dtype=torch.float32)
+    futures: list = []
+    releases: list[tuple[int, int, bool]] = []  # (offset, bytes, that chunk hashed by then)
+    real_feed = digest.StreamHash.feed
+
+    def feed(self, buffer):  # type: ignore[no-untyped-def]
+        futures.append(real_feed(self, buffer))
+        return futures[-1]
+
+    monkeypatch.setattr(digest.StreamHash, "feed", feed)
+    monkeypatch.setattr(mapped, "CHUNK_BYTES", 512)
+    monkeypatch.setattr(mapped, "release_address_range", lambda a, n: releases.append(
+        (a - tensor.data_ptr(), n, futures[len(releases)].done())))
+    got = save({"x": tensor}, tmp_path / "x.safetensors")
+    assert got == hashlib.sha256((tmp_path / "x.safetensors").read_bytes()).hexdigest()
+    assert [(a, n) for a, n, _ in releases] == [(i, min(512, 4000 - i))
+                                                for i in range(0, 4000, 512)]
+    assert all(done for _a, _n, done in releases)

@@ -53,6 +53,7 @@ from modelport.backends.codegen import (
     unsupported_for_codegen,
 )
 from modelport.backends.torch_module import CaffeNet, build_module
+from modelport.digest import BackgroundFileHash, sha256_file
 from modelport.errors import ConfigError, FormatError
 from modelport.formats.caffe.blobproto import read_mean
 from modelport.formats.caffe.files import check_file
@@ -80,17 +81,23 @@ class ConversionResult:
     report: dict = field(default_factory=dict)
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _source_entry(path: str | os.PathLike[str]) -> dict:
+def _source_entry(path: str | os.PathLike[str], hashed: bool = True) -> dict:
+    """conversion.json's record of a source file; without `hashed` its sha256 is left None,
+    for `_fill_source_hashes` to fill in (same key order, so the same JSON bytes)."""
     p = os.fspath(path)
-    return {"file": os.path.basename(p), "bytes": os.path.getsize(p), "sha256": sha256_file(p)}
+    return {"file": os.path.basename(p), "bytes": os.path.getsize(p),
+            "sha256": sha256_file(p) if hashed else None}
+
+
+def _fill_source_hashes(sources: dict[str, dict], hashes: Mapping[str, BackgroundFileHash],
+                        ) -> None:
+    """Wait for the background hashes of source files and put them into their entries."""
+    for key, job in hashes.items():
+        try:
+            sources[key]["sha256"] = job.result()
+        except OSError as exc:
+            raise FormatError(f"cannot read '{job.path}': {exc.strerror or exc}. Fix: check "
+                              "that the file is not being changed or removed") from None
 
 
 def state_dict_for_saving(module: CaffeNet) -> dict[str, torch.Tensor]:
@@ -422,8 +429,29 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
     weights_path = check_file(caffemodel, "weights file") if caffemodel is not None else None
     mean_path = check_file(mean, "mean file") if mean is not None else None
     out = _prepare_out_dir(os.fspath(out_dir))
+    # The caffemodel's sha256 (conversion.json) is computed on another core while the model is
+    # read, built and written; only conversion.json, written last, waits for it.
+    hashes = {"caffemodel": BackgroundFileHash(weights_path)} if weights_path else {}
+    try:
+        names, module, report = _convert_into(
+            out, os.fspath(out_dir), proto_path, weights_path, mean_path, hashes,
+            input_shapes=input_shapes, phase=phase, allow_missing_weights=allow_missing_weights,
+            optimize=optimize, progress=progress, wait=wait)
+    finally:
+        for job in hashes.values():
+            job.cancel()  # a no-op once it has finished; stops it after an error
+    files = {n: os.path.join(out, n) for n in names}
+    return ConversionResult(out, files, module, report)
 
-    with OutputFolder(out, os.fspath(out_dir), wait=wait) as folder:
+
+def _convert_into(out: str, shown: str, proto_path: str, weights_path: str | None,
+                  mean_path: str | None, hashes: Mapping[str, BackgroundFileHash], *,
+                  input_shapes: Mapping[str, Sequence[int]] | None, phase: str,
+                  allow_missing_weights: bool, optimize: bool,
+                  progress: Callable[[int, int], None] | None, wait: bool,
+                  ) -> tuple[list[str], CaffeNet, dict]:
+    """`convert`'s work inside the locked output folder: (file names, module, report)."""
+    with OutputFolder(out, shown, wait=wait) as folder:
         net = load_net(proto_path, weights_path, phase, progress=progress)
         module = build_module(net, input_shapes, allow_missing_weights)
         optimized = None
@@ -441,7 +469,7 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
 
         sources = {"prototxt": _source_entry(proto_path)}
         if weights_path:
-            sources["caffemodel"] = _source_entry(weights_path)
+            sources["caffemodel"] = _source_entry(weights_path, hashed="caffemodel" not in hashes)
         if mean_path:
             sources["mean"] = _source_entry(mean_path)
         report = conversion_report(module, sources, phase, input_shapes)
@@ -452,20 +480,22 @@ def convert(prototxt: str | os.PathLike[str], caffemodel: str | os.PathLike[str]
             report["mean_shape"] = list(mean_array.shape)
         try:
             names = _write_conversion(folder.new_stage(), net.name or "", module, state,
-                                      os.path.basename(proto_path), mean_array, report)
+                                      os.path.basename(proto_path), mean_array, report,
+                                      lambda: _fill_source_hashes(report["sources"], hashes))
             folder.publish(names)
         except OSError as exc:
-            raise FormatError(f"cannot write the output folder '{out_dir}': "
+            raise FormatError(f"cannot write the output folder '{shown}': "
                               f"{exc.strerror or exc}") from None
-    files = {n: os.path.join(out, n) for n in names}
-    return ConversionResult(out, files, module, report)
+    return names, module, report
 
 
 def _write_conversion(stage: str, net_name: str, module: CaffeNet,
                       state: Mapping[str, torch.Tensor], source_name: str,
-                      mean_array: np.ndarray | None, report: dict) -> list[str]:
+                      mean_array: np.ndarray | None, report: dict,
+                      finish_report: Callable[[], None]) -> list[str]:
     """Write the files of one conversion into `stage`; conversion.json (with the sha256 of
-    the others) last. Returns the file names."""
+    the others) last, after `finish_report()` (which completes `report`). Returns the file
+    names."""
     weights = os.path.join(stage, WEIGHTS_FILE)
     metadata = {"format": "pt", "source": "modelport", "net": net_name}
     # straight from the parameters' storage; hashed while written (no second pass over it)
@@ -485,6 +515,7 @@ def _write_conversion(stage: str, net_name: str, module: CaffeNet,
         names.append(MEAN_FILE)
         digests[MEAN_FILE] = sha256_file(os.path.join(stage, MEAN_FILE))
     report["sha256"] = digests
+    finish_report()
     write_text(os.path.join(stage, REPORT_FILE), dump_json(report))
     names.append(REPORT_FILE)
     return names

@@ -15,16 +15,18 @@ once, under its first name, and the header's metadata records `modelport.aliases
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import torch
 
 from modelport.atomic import write_with
+from modelport.digest import StreamHash
 from modelport.errors import FormatError
 
 ALIASES_KEY = "modelport.aliases"
@@ -89,26 +91,44 @@ def save(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
     """Write `tensors` to `path` as is (no temporary file: see `write_safetensors`); return
     the sha256 of the bytes written (hashed from the same buffers, not read back).
 
-    Each tensor's bytes go from its own storage to the file (no intermediate copy); a
-    non-contiguous tensor is made contiguous first."""
+    Each tensor's bytes go from its own storage to the file (no intermediate copy; a
+    non-contiguous tensor is made contiguous first), in chunks of CHUNK_BYTES. A file of more
+    than one chunk is hashed on a worker thread while it is written (`digest.StreamHash`: the
+    same sha256 from the same buffers, on a second core)."""
     from modelport.formats.caffe.mapped import CHUNK_BYTES, release_address_range
 
     head, order = encode_header(tensors, metadata, dedupe)
-    digest = hashlib.sha256(head)
-    with open(path, "wb") as fh:
+    body = sum(t.numel() * t.element_size() for _name, t in order)
+    # a worker thread only pays for itself past one chunk
+    with open(path, "wb") as fh, StreamHash(head, threaded=body > CHUNK_BYTES) as stream:
         fh.write(head)
+        # chunks written but maybe not yet hashed: (address in a mapped file or None, bytes,
+        # done once hashed); a chunk's pages are dropped once it is both
+        pending: deque[tuple[int | None, int, Future[None]]] = deque()
         for _name, t in order:
             raw = _raw(t)
             address = t.data_ptr() if t.device.type == "cpu" and t.is_contiguous() else None
             for i in range(0, len(raw), CHUNK_BYTES):
                 part = raw[i:i + CHUNK_BYTES]
-                digest.update(part)
+                hashed = stream.feed(part)
                 fh.write(part)
-                # a tensor viewing a mapped caffemodel (`modelport convert`): drop the pages
-                # just written, so the process never holds the whole file
-                if address is not None:
-                    release_address_range(address + i, len(part))
-    return digest.hexdigest()
+                pending.append((None if address is None else address + i, len(part), hashed))
+                while len(pending) > 1:  # the hasher may lag one chunk behind the writer
+                    _drop_written(pending.popleft(), release_address_range)
+        while pending:
+            _drop_written(pending.popleft(), release_address_range)
+        return stream.hexdigest()
+
+
+def _drop_written(chunk: tuple[int | None, int, Future[None]],
+                  release: Callable[[int, int], None]) -> None:
+    """Wait until a written chunk is hashed too; then, if it lies in a mapped caffemodel (the
+    module of `modelport convert` views the file), drop its pages from the process, so the
+    process never holds the whole file."""
+    address, nbytes, hashed = chunk
+    hashed.result()
+    if address is not None:
+        release(address, nbytes)
 
 
 def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],

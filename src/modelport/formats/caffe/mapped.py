@@ -16,7 +16,9 @@ import weakref
 
 import numpy as np
 
-CHUNK_BYTES = 1 << 24  # copied between two releases (16 MiB)
+CHUNK_BYTES = 1 << 24  # written (and hashed) between two releases (16 MiB)
+# copied between two releases (4 MiB): a copy's peak RSS is the copy plus one such chunk
+COPY_CHUNK_BYTES = 1 << 22
 
 # Read-only file mappings the readers opened -> the address of their first byte, so that a
 # writer holding only a tensor's address (safetensors from a module whose weights are views of
@@ -84,7 +86,7 @@ def owned_copy(data: np.ndarray) -> np.ndarray:
     out = np.empty(data.shape, dtype=np.float32)
     src = data.reshape(-1)
     dst = out.reshape(-1)
-    step = CHUNK_BYTES // 4
+    step = COPY_CHUNK_BYTES // 4
     for i in range(0, src.size, step):
         j = min(src.size, i + step)
         dst[i:j] = src[i:j]
