@@ -13,6 +13,10 @@ positive), so no zero or one hides a swapped variable. Saved as:
 - `model.keras`       `model.save` (zip: config.json + model.weights.h5 + metadata.json)
 - `ckpt/`             `tf.train.Checkpoint(model=model).write` (TF2 object-based) + the
                       `checkpoint` state file
+- `ckpt_opt/`         the same with the optimizer: `tf.train.Checkpoint(model=model,
+                      optimizer=adam)` after `adam.build(model.trainable_variables)`; every
+                      trainable variable is then stored under its shortest path,
+                      `optimizer/_trainable_variables/<k>`, not under the model
 - `keras2_model.h5`   Keras 3's legacy `.h5` writer (`model.save("x.h5")`,
                       keras.src.legacy.saving.legacy_h5_format), which writes the Keras 2 layout:
                       model_config + model_weights/<layer>/<weight> with layer_names and
@@ -172,6 +176,13 @@ def write_all(model: Any, folder: pathlib.Path) -> None:
     ckpt.mkdir(exist_ok=True)
     tf.train.Checkpoint(model=model).write(str(ckpt / "model"))
     tf.compat.v1.train.update_checkpoint_state(str(ckpt), "model")
+    import keras
+    adam = keras.optimizers.Adam()
+    adam.build(model.trainable_variables)
+    ckpt_opt = folder / "ckpt_opt"
+    ckpt_opt.mkdir(exist_ok=True)
+    tf.train.Checkpoint(model=model, optimizer=adam).write(str(ckpt_opt / "model"))
+    tf.compat.v1.train.update_checkpoint_state(str(ckpt_opt), "model")
     legacy_h5_format.save_model_to_hdf5(model, str(folder / "keras2_model.h5"),
                                         include_optimizer=False)
     with h5py.File(folder / "keras2_weights.h5", "w") as f:

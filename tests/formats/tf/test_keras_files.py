@@ -37,6 +37,7 @@ FILES = {
     "keras2-model": "keras2_model.h5",
     "keras2-weights": "keras2_weights.h5",
     "keras2-style-checkpoint": "keras2_style_ckpt",
+    "checkpoint-with-optimizer": "ckpt_opt",
 }
 # What each file knows: class names, user names, configs.
 KNOWS_CLASS = {"keras3-weights-h5", "keras-archive", "keras2-model"}
@@ -90,7 +91,8 @@ def check_source(source: WeightSource, kind: str, folder: pathlib.Path) -> None:
 def test_fixture_reads_as_keras_wrote_it(kind: str) -> None:
     source = open_weights(FIXTURES / FILES[kind])
     assert source.kind == {"keras2-model": "keras2-h5", "keras2-weights": "keras2-h5",
-                           "keras2-style-checkpoint": "tf2-object-checkpoint"}.get(kind, kind)
+                           "keras2-style-checkpoint": "tf2-object-checkpoint",
+                           "checkpoint-with-optimizer": "tf2-object-checkpoint"}.get(kind, kind)
     check_source(source, kind, FIXTURES)
 
 
@@ -99,7 +101,8 @@ def test_names_come_from_where_the_file_keeps_them() -> None:
     assert names == {"keras3-weights-h5": "h5 name attributes", "keras-archive": "config.json",
                      "tf2-object-checkpoint": "object graph",
                      "keras2-model": "h5 layer_names", "keras2-weights": "h5 layer_names",
-                     "keras2-style-checkpoint": "object graph"}
+                     "keras2-style-checkpoint": "object graph",
+                     "checkpoint-with-optimizer": "object graph"}
 
 
 def test_weights_h5_without_name_attributes_is_matched_by_position(tmp_path) -> None:
@@ -163,6 +166,17 @@ def test_tf_keras_weight_names_with_device_suffix(tmp_path) -> None:
     source = open_weights(path)
     check_source(source, "keras2-weights", FIXTURES)
     assert "block/blk_conv/kernel:0" in source.variables
+
+
+def test_checkpoint_keys_do_not_say_the_owner() -> None:
+    """With the optimizer saved, a kernel's key is its shortest path,
+    optimizer/_trainable_variables/<k>: the layer comes from the object graph, and the
+    optimizer's own state is left out with a note."""
+    source = open_weights(FIXTURES / "ckpt_opt")
+    conv_a = (source.layers or [])[0]
+    assert conv_a.name == "conv_a"
+    assert conv_a.variables[0].name.startswith("optimizer/_trainable_variables/")
+    assert any(n.startswith("not read: ") and "optimizer" in n for n in source.notes)
 
 
 def test_checkpoint_positions_sort_by_integer() -> None:
@@ -298,3 +312,51 @@ def test_fresh_model_from_tensorflow(tmp_path) -> None:
     assert fresh["L00_0"].tobytes() != shipped["L00_0"].tobytes()  # another seed: new values
     for kind, name in FILES.items():
         check_source(open_weights(tmp_path / name), kind, tmp_path)
+
+
+# ------------------------------------------------------------------------- the small pieces
+
+
+def test_roles_follow_each_class_build_order() -> None:
+    from modelport.formats.tf.keras_layers import class_from_group, roles, to_snake_case
+
+    assert roles("Conv2D", 2) == ["kernel", "bias"]
+    assert roles("Conv2D", 1) == ["kernel"]
+    assert roles("DepthwiseConv2D", 2) == ["depthwise_kernel", "bias"]
+    assert roles("SeparableConv2D", 2) == ["depthwise_kernel", "pointwise_kernel"]
+    assert roles("BatchNormalization", 3, {"scale": False}) == [
+        "beta", "moving_mean", "moving_variance"]
+    assert roles("BatchNormalization", 3, {"center": False}) == [
+        "gamma", "moving_mean", "moving_variance"]
+    assert roles("BatchNormalization", 3) == [None, None, None]  # gamma or beta: unknown
+    assert roles("BatchNormalization", 2) == ["moving_mean", "moving_variance"]
+    assert roles("LSTM", 3) == ["kernel", "recurrent_kernel", "bias"]
+    assert roles("MyLayer", 2) == [None, None]
+    # the group names real Keras 3 files use (see the fixtures)
+    assert [to_snake_case(c) for c in ("Conv2DTranspose", "ReLU", "PReLU", "DepthwiseConv2D")
+            ] == ["conv2d_transpose", "re_lu", "p_re_lu", "depthwise_conv2d"]
+    assert class_from_group("conv2d_transpose_3") == "Conv2DTranspose"
+    assert class_from_group("batch_normalization_12") == "BatchNormalization"
+    assert class_from_group("my_block") == ""
+
+
+def test_unreadable_creation_order_falls_back_to_counters(monkeypatch) -> None:
+    import modelport.formats.tf.h5_order as h5_order
+
+    monkeypatch.setattr(h5_order, "_heap_names", lambda *a: None)
+    source = open_weights(FIXTURES / "model.weights.h5")
+    assert any("order across classes is unknown" in n for n in source.notes)
+    convs = [layer.variables[0].name.split("/vars/")[0] for layer in source.layers or []
+             if layer.variables[0].name.startswith("layers/conv2d")]
+    assert convs == ["layers/conv2d", "layers/conv2d_1", "layers/conv2d_2", "layers/conv2d_3",
+                     "layers/conv2d_4", "layers/conv2d_transpose"]
+
+
+def test_tracked_creation_order_is_used_as_is(tmp_path) -> None:
+    path = tmp_path / "tracked.h5"
+    with h5py.File(path, "w", track_order=True) as f:
+        for name in ("zeta", "alpha", "conv2d_10", "conv2d_2"):
+            f.create_group(name)
+    with h5py.File(path, "r") as f, open(path, "rb") as fh:
+        assert creation_order(f, lambda o, n: (fh.seek(o), fh.read(n))[1]) == [
+            "zeta", "alpha", "conv2d_10", "conv2d_2"]

@@ -101,13 +101,15 @@ def creation_order(group: Any, read: ByteReader) -> list[str] | None:
 
     members = list(group.keys())
     try:
-        flags = group.id.get_create_plist().get_link_creation_order()
+        # a File's own id is the file's, not its root group's
+        gid = group["/"].id if isinstance(group, h5py.File) else group.id
+        flags = gid.get_create_plist().get_link_creation_order()
         if flags & h5py.h5p.CRT_ORDER_TRACKED:
             return members
         fcpl = group.file.id.get_create_plist()
         so, sl = fcpl.get_sizes()
         base = fcpl.get_userblock()
-        header = h5py.h5o.get_info(group.id).addr
+        header = h5py.h5o.get_info(gid).addr
         heap = _symbol_table_heap(read, header, base, so, sl)
         names = None if heap is None else _heap_names(read, heap, base, so, sl)
     except (AttributeError, ValueError, OSError, RuntimeError, struct.error):

@@ -32,6 +32,7 @@ from modelport.formats.tf.keras_h5 import (
     open_h5,
     order_notes,
     read_keras3_tree,
+    subclassed_note,
 )
 from modelport.formats.tf.keras_layers import MODEL_CLASSES, class_from_group, roles, to_snake_case
 from modelport.formats.tf.source import KerasLayer, TFVariable, WeightSource
@@ -97,20 +98,27 @@ def read_keras_archive(path: str | Path) -> WeightSource:
         root, ordered, skipped = read_keras3_tree(h5, read)
         check_sizes([ds for _, ds in root.all_datasets()], where)
         matcher = _Matcher(label)
-        matcher.model(config, root, None, None)
+        if layer_configs(config) or not root.layers:
+            matcher.model(config, root, None, None)
+        else:
+            matcher.unconfigured(root, None, None)
+            matcher.configured = False
+            matcher.notes += subclassed_note(root.layers)
         layers = [KerasLayer(name, cls, cfg, [TFVariable(p, dataset_value(ds)) for p, ds in dsets],
                              index) for name, cls, cfg, dsets, index in matcher.found]
     for layer in layers:
         found = roles(layer.class_name, len(layer.variables), layer.config)
         for var, role in zip(layer.variables, found, strict=True):
             var.layer, var.role = layer.name, role
-    notes = ["layer names, classes and order: config.json"] + matcher.notes
+    notes = (["layer names, classes and order: config.json"] if matcher.configured else []
+             ) + matcher.notes
     if not ordered:
         notes += order_notes(ordered, where)
     if skipped:
         notes.append(f"not read: {', '.join(skipped)} (training state, not model weights)")
     variables = {v.name: v for layer in layers for v in layer.variables}
-    return WeightSource(path, "keras-archive", variables, layers, names_from="config.json",
+    names_from = "config.json" if matcher.configured else "h5 name attributes"
+    return WeightSource(path, "keras-archive", variables, layers, names_from=names_from,
                         notes=notes)
 
 
@@ -121,6 +129,7 @@ class _Matcher:
         self.label = label
         self.found: list[tuple[str, str, dict[str, Any], list[tuple[str, Any]], int | None]] = []
         self.notes: list[str] = []
+        self.configured = True  # False: the top model's config lists no layers (subclassed)
 
     def model(self, entry: dict[str, Any], node: H5Node, outer: str | None,
               index: int | None) -> None:
@@ -155,7 +164,7 @@ class _Matcher:
             if class_name in MODEL_CLASSES or isinstance(_inner(layer).get("layers"), list):
                 self.model(layer, child, full, at)
             elif child.layers is not None:
-                self._unconfigured(child, full, at)
+                self.unconfigured(child, full, at)
             elif child.datasets:
                 config = _inner(layer)
                 expected = roles(class_name, len(child.datasets), config)
@@ -170,15 +179,16 @@ class _Matcher:
                               f"{CONFIG} does not name"
                               f"{f' (and {len(extra) - 1} more)' if len(extra) > 1 else ''}.")
 
-    def _unconfigured(self, node: H5Node, outer: str, index: int) -> None:
+    def unconfigured(self, node: H5Node, outer: str | None, index: int | None) -> None:
         """A model whose config does not list its layers (a subclassed model): the weights
         file's own names and order."""
-        self.notes.append(f"layer '{outer}': no layer list in its config; its layers are "
-                          "named and ordered by the weights file")
+        self.notes.append(f"{f'layer {outer!r}' if outer else 'the model'}: no layer list in "
+                          "its config; its layers are named and ordered by the weights file")
         for child in node.layers or []:
-            name = f"{outer}/{child.stored_name or child.key}"
+            short = child.stored_name or child.key
+            name = f"{outer}/{short}" if outer else short
             if child.layers is not None:
-                self._unconfigured(child, name, index)
+                self.unconfigured(child, name, index)
             elif child.datasets:
                 self.found.append((name, class_from_group(child.key), {}, child.datasets, index))
 

@@ -172,7 +172,7 @@ class H5Node:
     stored_name: str | None
     datasets: list[tuple[str, Any]] = field(default_factory=list)
     layers: list[H5Node] | None = None
-    values: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    from_attribute: bool = False  # a subclassed model's layer stored under its attribute name
 
     def all_datasets(self) -> list[tuple[str, Any]]:
         out = list(self.datasets)
@@ -229,7 +229,9 @@ def _node(group: Any, key: str, path: str, walk: _Walk, top: bool = False) -> H5
             walk.skipped.append(name)
         elif top:
             # a subclassed model's layers sit under their attribute names at the top
-            node.layers = (node.layers or []) + [_node(child, name, child_path, walk)]
+            sub = _node(child, name, child_path, walk)
+            sub.from_attribute = True
+            node.layers = (node.layers or []) + [sub]
         else:
             # a layer's sub-object (an RNN's cell, a custom layer's inner layer): its variables
             # are the layer's own, after the layer's `vars` (saving_lib visits it later)
@@ -247,7 +249,8 @@ def _keras3_source(path: Path, h5: Any, read: ByteReader, label: str) -> WeightS
     tops = root.layers or []
     check_sizes([ds for _, ds in root.all_datasets()], label)
     # Keras writes a group for every layer (weightless too) exactly when it writes names
-    complete = bool(tops) and all(n.stored_name is not None for n in tops)
+    complete = bool(tops) and all(n.stored_name is not None and not n.from_attribute
+                                  for n in tops)
     layers: list[KerasLayer] = []
     for position, top in enumerate(tops):
         for name, node in _leaves(top, None):
@@ -264,11 +267,21 @@ def _keras3_source(path: Path, h5: Any, read: ByteReader, label: str) -> WeightS
                      root.datasets]
         layers.append(KerasLayer(root.stored_name or "model", "", {}, variables, None))
     named = all(n.stored_name is not None for n in tops)
-    notes = order_notes(ordered, label)
+    notes = order_notes(ordered, label) + subclassed_note(tops)
     if skipped:
         notes.append(f"not read: {', '.join(skipped)} (training state, not model weights)")
     return WeightSource(path, "keras3-weights-h5", _by_name(layers), layers,
                         names_from="h5 name attributes" if named else "positions", notes=notes)
+
+
+def subclassed_note(tops: list[H5Node]) -> list[str]:
+    """saving_lib visits a subclassed model's attributes in sorted order before its `layers`
+    list, so layers held in attributes come first, sorted by attribute name."""
+    held = [n.key for n in tops if n.from_attribute]
+    if not held:
+        return []
+    return [f"a subclassed model: {', '.join(held)} are stored under attribute names, in "
+            "sorted order, not in model.layers order"]
 
 
 def order_notes(ordered: bool, label: str) -> list[str]:

@@ -48,6 +48,7 @@ _ROLE_ORDER: dict[str, tuple[str, ...]] = {
     "Embedding": ("embeddings",),
     "PReLU": ("alpha",),
     "Normalization": ("mean", "variance", "count"),
+    **{c: ("kernel", "recurrent_kernel", "bias") for c in ("LSTM", "GRU", "SimpleRNN")},
 }
 # Which config flag switches each optional role off (Keras's defaults: on).
 _OPTIONAL = {"bias": "use_bias", "gamma": "scale", "beta": "center"}

@@ -45,7 +45,7 @@ from modelport.formats.tf.source import KerasLayer, TFVariable, WeightSource
 __all__ = ["OBJECT_GRAPH_KEY", "parse_object_graph", "read_object_graph_source"]
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
-_SKIP = frozenset({"optimizer", "save_counter"})
+_SKIP = frozenset({"optimizer", "save_counter", "_compiled_trainable_state"})
 # Keras 3 Layer attributes that hold no layer state (bookkeeping lists, call signature).
 _KERAS_BOOKKEEPING = frozenset({"_inbound_nodes", "_outbound_nodes", "_losses",
                                 "_losses_override", "call_signature_parameters",
@@ -84,6 +84,7 @@ class _Walk:
     visited: set[int] = field(default_factory=set)
     layers: list[KerasLayer] = field(default_factory=list)
     style: set[str] = field(default_factory=set)
+    paths: list[str] = field(default_factory=list)  # each layer's path in the graph
 
     def node(self, node_id: int) -> Any:
         if not 0 <= node_id < len(self.graph.nodes):
@@ -112,7 +113,7 @@ class _Walk:
             self.style.add("keras3")
         out: list[tuple[str, int, int | None]] = []
         for name, node_id in kids:
-            if name in _KERAS_BOOKKEEPING:
+            if name in _KERAS_BOOKKEEPING or name in _SKIP:
                 continue
             if name == "_operations":
                 ops = self.node(node_id)
@@ -123,6 +124,12 @@ class _Walk:
                 out.append((name, node_id, None))
         return out
 
+    def is_model(self, node: Any) -> bool:
+        """A Keras model: it tracks its layers by position (`_operations`, a Sequential's
+        `_functional`, tf.keras `layer-<i>`)."""
+        return any(c.local_name in ("_operations", "_functional")
+                   or _KERAS2_LAYER.fullmatch(c.local_name) for c in node.children)
+
     def walk(self, node_id: int, path: str, index: int | None, shift: int = 0) -> None:
         """Collect the layers under `node_id`; `index` is the outermost model.layers position
         (None above it); `shift` 1 inside a Sequential's `_functional`, whose position 0 is the
@@ -131,14 +138,13 @@ class _Walk:
             return
         self.visited.add(node_id)
         node = self.node(node_id)
-        own: list[tuple[str, str, str]] = []  # (checkpoint key, full name, local name)
+        own: list[tuple[str, str, str, int]] = []  # (checkpoint key, full name, local, depth)
         subs = []
         for name, child, position in self.ordered_children(node):
-            found = self.variable_key(child)
-            if found is not None and not self.node(child).children:
+            if self.is_variable(child):
                 if child not in self.visited:
                     self.visited.add(child)
-                    own.append((found[0], found[1], name))
+                    own.append((*self.variable(child), name, 1))
             else:
                 subs.append((name, child, position))
         if own:
@@ -153,7 +159,41 @@ class _Walk:
             at = index if index is not None else position
             if at is not None and index is None:
                 at -= shift
-            self.walk(child, f"{path}/{name}" if path else name, at)
+            child_path = f"{path}/{name}" if path else name
+            if position is not None and not self.is_model(self.node(child)):
+                self._entry(child, child_path, at)  # a model.layers entry: one layer
+            else:
+                self.walk(child, child_path, at)
+
+    def variable(self, node_id: int) -> tuple[str, str]:
+        found = self.variable_key(node_id)
+        if found is None:
+            raise FormatError(f"{self.label}: object graph node {node_id} is not a variable.")
+        return found
+
+    def is_variable(self, node_id: int) -> bool:
+        return self.variable_key(node_id) is not None and not self.node(node_id).children
+
+    def _entry(self, node_id: int, path: str, index: int | None) -> None:
+        """A layer of model.layers: every variable of its sub-objects is its own (an RNN's
+        cell, a wrapper's inner layer), depth first in child order."""
+        found: list[tuple[str, str, str, int]] = []
+
+        def collect(nid: int, depth: int) -> None:
+            if nid in self.visited:
+                return
+            self.visited.add(nid)
+            for name, child, _ in self.ordered_children(self.node(nid)):
+                if self.is_variable(child):
+                    if child not in self.visited:
+                        self.visited.add(child)
+                        key, full = self.variable(child)
+                        found.append((key, full, name, depth))
+                else:
+                    collect(child, depth + 1)
+        collect(node_id, 1)
+        if found:
+            self._layer(found, path, index)
 
     @staticmethod
     def _strip_model_name(layers: list[KerasLayer]) -> None:
@@ -167,16 +207,39 @@ class _Walk:
             for var in layer.variables:
                 var.layer = layer.name
 
-    def _layer(self, own: list[tuple[str, str, str]], path: str, index: int | None) -> None:
-        prefixes = {full.rpartition("/")[0] for _, full, _ in own if "/" in full}
-        name = prefixes.pop() if len(prefixes) == 1 else path or "root"
+    def _layer(self, found: list[tuple[str, str, str, int]], path: str,
+               index: int | None) -> None:
+        """One layer from its variables (key, Keras path, local name, depth below the layer).
+        Its name is the Keras path of a variable without the `depth` last components (the
+        shallowest variable's), else its path in the graph."""
+        depth = min(d for *_, d in found)
+        names = {full.rsplit("/", depth)[0] for _, full, _, d in found
+                 if d == depth and full.count("/") >= depth}
+        name = names.pop() if len(names) == 1 else path or "root"
         variables = []
-        for key, _full, local in own:
+        for key, _full, local, _ in found:
             if key not in self.entries:
                 raise FormatError(f"{self.label}: the object graph names variable {key} "
                                   "that the checkpoint does not hold.")
             variables.append(TFVariable(key, self.entries[key], name, role_from_name(local)))
         self.layers.append(KerasLayer(name, "", {}, variables, index))
+        self.paths.append(path or "root")
+
+
+def _unique_names(layers: list[KerasLayer], paths: list[str], wrapped: bool) -> None:
+    """Layers whose Keras paths collide (Keras 3 names a subclassed model's variables
+    `<model>/kernel`) are named by their path in the graph (`zeta`; without the
+    tf.train.Checkpoint keyword, `model/`, when the root is such a wrapper) instead."""
+    if wrapped:
+        paths = [p.split("/", 1)[1] if "/" in p else p for p in paths]
+    counts: dict[str, int] = {}
+    for layer in layers:
+        counts[layer.name] = counts.get(layer.name, 0) + 1
+    for layer, path in zip(layers, paths, strict=True):
+        if counts[layer.name] > 1:
+            layer.name = path
+            for var in layer.variables:
+                var.layer = path
 
 
 def read_object_graph_source(path: str | Path, entries: Mapping[str, np.ndarray],
@@ -194,6 +257,7 @@ def read_object_graph_source(path: str | Path, entries: Mapping[str, np.ndarray]
     walk.visited.update(c.node_id for c in skipped)
     walk.walk(0, "", None)
     layers = walk.layers
+    _unique_names(layers, walk.paths, wrapped=not walk.is_model(root))
     kept = {v.name for layer in layers for v in layer.variables}
     left = sorted(k for k in entries if k not in kept and k != OBJECT_GRAPH_KEY)
     notes = ["layer names: the variables' Keras paths in the object graph"]
