@@ -164,6 +164,57 @@ def build(name: str, out: Path, seed: int) -> None:
     np.savez(d / "live.npz", **arrays)
 
 
+def slim(out: Path, seed: int) -> None:
+    """A TF-slim-style graph saved by tf.compat.v1.train.Saver (TF1 names: `weights`,
+    `BatchNorm/{beta,moving_mean,moving_variance}` without gamma as slim's batch_norm defaults
+    to scale=False, epsilon 0.001; `biases`; `global_step`; a Momentum slot), the Inception-v4
+    checkpoint's traps in small: conv without bias + BN, VALID and SAME with stride 2 on odd
+    sizes, an inception-style concat, Flatten of a non-square map + logits.
+    Writes out/slim/: model.ckpt.*, input.npy, output.npy."""
+    rng = np.random.default_rng(seed)
+    d = out / "slim"
+    d.mkdir(parents=True, exist_ok=True)
+    x_value = rng.standard_normal((1, 15, 11, 3)).astype(np.float32)
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        def var(name: str, shape: tuple[int, ...], positive: bool = False) -> tf.Variable:
+            value = rng.uniform(0.5, 2.0, shape) if positive else \
+                rng.standard_normal(shape) * (0.5 if len(shape) > 1 else 0.3)
+            return v1.get_variable(name, initializer=value.astype(np.float32))
+
+        def conv_bn(x: tf.Tensor, scope: str, k: tuple[int, int], cin: int, cout: int,
+                    stride: int, padding: str) -> tf.Tensor:
+            w = var(f"{scope}/weights", (*k, cin, cout))
+            y = tf.nn.conv2d(x, w, strides=stride, padding=padding)
+            beta = var(f"{scope}/BatchNorm/beta", (cout,))
+            mean = var(f"{scope}/BatchNorm/moving_mean", (cout,))
+            variance = var(f"{scope}/BatchNorm/moving_variance", (cout,), positive=True)
+            y = tf.nn.batch_normalization(y, mean, variance, beta, None, 0.001)
+            return tf.nn.relu(y)
+
+        x = v1.placeholder(tf.float32, x_value.shape)
+        net = conv_bn(x, "Net/Conv2d_1a_3x3", (3, 3), 3, 8, 2, "VALID")  # 7 x 5
+        b0 = conv_bn(net, "Net/Mixed_3a/Branch_0/Conv2d_0a_1x1", (1, 1), 8, 4, 1, "SAME")
+        b1 = tf.nn.max_pool2d(net, 3, 1, "SAME")
+        b1 = conv_bn(b1, "Net/Mixed_3a/Branch_1/Conv2d_0b_1x1", (1, 1), 8, 3, 1, "SAME")
+        net = tf.concat([b0, b1], axis=3)
+        net = conv_bn(net, "Net/Conv2d_2a_3x3", (3, 2), 7, 6, 2, "SAME")  # 4 x 3 x 6
+        flat = tf.reshape(net, (1, -1))
+        w = var("Net/Logits/weights", (int(flat.shape[1]), 5))
+        b = var("Net/Logits/biases", (5,))
+        logits = tf.matmul(flat, w) + b
+        v1.get_variable("Net/Logits/weights/Momentum", initializer=np.zeros(w.shape, np.float32))
+        v1.train.get_or_create_global_step()
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            y = sess.run(logits, {x: x_value})
+            v1.train.Saver().save(sess, str(d / "model.ckpt"), write_meta_graph=False,
+                                  write_state=False)
+    np.save(d / "input.npy", x_value)
+    np.save(d / "output.npy", np.asarray(y, np.float32))
+
+
 def same_pad_sweep(out: Path) -> None:
     """tf.nn.conv2d / max_pool2d with padding="SAME" over sizes, kernels, strides and
     dilations (h != w everywhere): out/same_pad_sweep.npz, one x / w / y triple per setting."""
@@ -203,6 +254,8 @@ def main(argv: list[str]) -> None:
             for extra in ("live.json", "live.npz") + (
                     () if name in H5_FIXTURE_CASES else ("model.weights.h5",)):
                 (out / name / extra).unlink()
+    if len(args) == 1:
+        slim(out, seed=len(CASES))
     if not fixture:
         same_pad_sweep(out)
     print("built", ", ".join(names), "in", out)

@@ -114,6 +114,42 @@ class ConvTranspose(nn.Module):
         return self.up_small_k(self.up_valid(self.up_same(x)))
 
 
+class SlimConvBN(nn.Module):
+    """TF-slim's conv2d with normalizer_fn=batch_norm: conv without bias, BN (scale=False,
+    epsilon 0.001), ReLU."""
+
+    def __init__(self, cin: int, cout: int, k: int | tuple[int, int], stride: int,
+                 padding: str) -> None:
+        super().__init__()
+        self.conv = Conv2dSame(cin, cout, k, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=1e-3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class Slim(nn.Module):
+    """make_keras_case.slim's graph, named as TF-slim names it (name matching, no structure)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.Conv2d_1a_3x3 = SlimConvBN(3, 8, 3, 2, "valid")
+        self.Mixed_3a = nn.ModuleDict({
+            "Branch_0": nn.ModuleDict({"Conv2d_0a_1x1": SlimConvBN(8, 4, 1, 1, "same")}),
+            "Branch_1": nn.ModuleDict({"Conv2d_0b_1x1": SlimConvBN(8, 3, 1, 1, "same")})})
+        self.Conv2d_2a_3x3 = SlimConvBN(7, 6, (3, 2), 2, "same")
+        self.flatten = nn.Flatten()
+        self.Logits = nn.Linear(4 * 3 * 6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.Conv2d_1a_3x3(x)
+        b0 = self.Mixed_3a["Branch_0"]["Conv2d_0a_1x1"](net)
+        pooled = F.max_pool2d(SamePad2d(3, 1, value=float("-inf"))(net), 3, 1)
+        b1 = self.Mixed_3a["Branch_1"]["Conv2d_0b_1x1"](pooled)
+        net = self.Conv2d_2a_3x3(torch.cat([b0, b1], 1))
+        return self.Logits(self.flatten(net))
+
+
 TWINS: dict[str, Callable[[], nn.Module]] = {
     "conv_pad": ConvPad, "stride2_odd": Stride2Odd, "bn_nobias": BnNoBias,
     "depthwise_separable": DepthwiseSeparable, "flatten_dense": FlattenDense,
