@@ -31,6 +31,9 @@ positive), so no zero or one hides a swapped variable. Saved as:
                       the Keras 3 variable paths (a DepthwiseConv2D's kernel is `kernel`, where
                       tf.keras said `depthwise_kernel`), written by TensorFlow's own
                       tf.train.Checkpoint.
+- `dtypes.weights.h5` a two-layer model with a bfloat16 and a float16 Dense (Keras 3 stores
+                      bfloat16 as 2-byte opaque data with a `dtype` attribute), with
+                      `dtypes_expected.json` / `.npz` (bit patterns as uint16).
 - `expected.json` + `expected.npz`: Keras's own view, taken from `model.layers[i].weights`
   (nested models expanded into their layers): per weighted leaf layer its path name, class,
   position in model.layers, and per variable its Keras name (`variable.path`), shape, dtype
@@ -162,6 +165,34 @@ def expected(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return meta, arrays
 
 
+def write_dtypes(folder: pathlib.Path, seed: int = 0) -> None:
+    """`dtypes.weights.h5` and its expected files (module docstring)."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((4,), name="x")
+    y = layers.Dense(3, dtype="bfloat16", name="d_bf16")(inp)
+    y = layers.Dense(2, dtype="float16", name="d_f16")(y)
+    model = keras.Model(inp, y, name="dtypes")
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        w.assign(rng.standard_normal(tuple(w.shape)).astype("float32"))
+    model.save_weights(folder / "dtypes.weights.h5")
+    meta = []
+    arrays = {}
+    for layer in model.layers:
+        for j, w in enumerate(layer.weights):
+            value = np.asarray(keras.ops.convert_to_numpy(w))
+            key = f"{layer.name}_{j}"
+            arrays[key] = value.view(np.uint16)
+            meta.append({"layer": layer.name, "keras_name": w.path.rsplit("/", 1)[-1],
+                         "dtype": str(value.dtype), "shape": list(value.shape), "npz": key})
+    (folder / "dtypes_expected.json").write_text(json.dumps(meta, indent=1) + "\n")
+    np.savez(folder / "dtypes_expected.npz", **arrays)
+
+
 def write_all(model: Any, folder: pathlib.Path) -> None:
     """Every file of the module docstring, into `folder`."""
     import h5py
@@ -188,6 +219,7 @@ def write_all(model: Any, folder: pathlib.Path) -> None:
     with h5py.File(folder / "keras2_weights.h5", "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
     write_keras2_style_checkpoint(model, folder)
+    write_dtypes(folder)
     meta, arrays = expected(model)
     (folder / "expected.json").write_text(json.dumps(meta, indent=1) + "\n")
     np.savez(folder / "expected.npz", **arrays)

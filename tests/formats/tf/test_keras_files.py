@@ -187,6 +187,21 @@ def test_checkpoint_positions_sort_by_integer() -> None:
     assert sorted(keys) != keys  # as strings, 10..14 would sort before 2
 
 
+def test_bfloat16_and_float16_keep_their_dtype_and_bits() -> None:
+    pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes (extra tf)")
+    source = open_weights(FIXTURES / "dtypes.weights.h5")
+    want = json.loads((FIXTURES / "dtypes_expected.json").read_text())
+    with np.load(FIXTURES / "dtypes_expected.npz", allow_pickle=False) as npz:
+        bits = {k: npz[k] for k in npz.files}
+    got = [(layer.name, var) for layer in source.layers or [] for var in layer.variables]
+    assert [(name, var.role) for name, var in got] == [(w["layer"], w["keras_name"])
+                                                       for w in want]
+    for (_, var), w in zip(got, want, strict=True):
+        assert str(var.value.dtype) == w["dtype"]
+        assert var.shape == tuple(w["shape"])
+        assert var.value.view(np.uint16).tobytes() == bits[w["npz"]].tobytes()
+
+
 # ------------------------------------------------------------------------------ bad input
 
 
