@@ -22,19 +22,29 @@ from modelport.export.keras_tf import (
 )
 from modelport.optional import MissingDependencyError
 
-# 12 outputs: Keras names a signature's outputs output_0 ... output_11, which sort as text
-# as output_0, output_1, output_10, output_11, output_2: the order must come from the numbers.
+# 12 Dense outputs: Keras names a signature's outputs output_0 ... output_12, which sort as text
+# as output_0, output_1, output_10, ...: the order must come from the numbers. A second, 4-D
+# input is channels-last in Keras (declared so, like model_keras.py does) and its ReLU output
+# too: the child moves both between the layouts.
 N_OUT = 12
+NAMES = [f"fc{i}" for i in range(N_OUT)] + ["img_relu"]
 
 MODEL = textwrap.dedent(f'''\
     import keras
     import numpy as np
 
+    INPUT_NAMES = ("data.x", "img")
+    INPUT_LAYOUTS = ("caffe", "channels_last")
+    OUTPUT_NAMES = {tuple(NAMES)!r}
+    OUTPUT_LAYOUTS = ("caffe",) * {N_OUT} + ("channels_last",)
+    LAYER_TOPS = {{name: ((name, layout),) for name, layout in zip(OUTPUT_NAMES, OUTPUT_LAYOUTS)}}
+
 
     def build():
         x = keras.Input((6,), name="data.x")  # TF sanitises this argument name to data_x
-        return keras.Model(x, [keras.layers.Dense(i + 1, name=f"fc{{i}}")(x)
-                               for i in range({N_OUT})])
+        img = keras.Input((5, 7, 3), name="img")
+        outs = [keras.layers.Dense(i + 1, name=f"fc{{i}}")(x) for i in range({N_OUT})]
+        return keras.Model([x, img], outs + [keras.layers.ReLU(name="img_relu")(img)])
 
 
     def load(weights=None):
@@ -68,28 +78,31 @@ def tf_results(tmp_path_factory):
     broken.mkdir()
     (broken / "model_keras.py").write_text("def load(weights=None):\n"
                                            "    raise ValueError('planted\\nfailure')\n")
-    x = np.random.RandomState(4).standard_normal((3, 6)).astype(np.float32)
+    rs = np.random.RandomState(4)
+    inputs = {"img": rs.standard_normal((2, 3, 5, 7)).astype(np.float32),  # N C H W
+              "data.x": rs.standard_normal((2, 6)).astype(np.float32)}
     cases = [
-        TensorFlowCase("dense", str(root / "dense"), [x], blobs=[("fc4", "fc4", None)],
+        TensorFlowCase("dense", str(root / "dense"), inputs, blobs=True,
                        saved_model=str(root / "sm"), tflite=str(root / "m.tflite")),
-        TensorFlowCase("broken", str(broken), [x]),
+        TensorFlowCase("broken", str(broken), inputs),
     ]
-    return x, weights, run_tensorflow(cases, root / "work"), root
+    return inputs, weights, run_tensorflow(cases, root / "work"), root
 
 
 @pytest.mark.slow
-def test_keras_savedmodel_and_tflite_outputs_in_model_order(tf_results) -> None:
-    x, w, results, root = tf_results
+def test_keras_savedmodel_and_tflite_outputs_by_name_in_caffe_layout(tf_results) -> None:
+    inputs, w, results, root = tf_results
     dense = results[0]
     assert dense.error is None
-    expected = [x.astype(np.float64) @ w[f"w{i}"] + w[f"b{i}"] for i in range(N_OUT)]
-    for what in ("outputs", "saved_model", "tflite"):
+    x = inputs["data.x"].astype(np.float64)
+    expected = {f"fc{i}": x @ w[f"w{i}"] + w[f"b{i}"] for i in range(N_OUT)}
+    expected["img_relu"] = np.maximum(inputs["img"], 0)  # back in N C H W
+    for what in ("outputs", "blobs", "saved_model", "tflite"):
         got = getattr(dense, what)
-        assert len(got) == N_OUT, what
-        for i, (g, e) in enumerate(zip(got, expected)):
-            assert g.shape == e.shape, (what, i)
-            assert np.abs(g - e).max() <= 1e-4 * max(1.0, np.abs(e).max()), (what, i)
-    assert np.abs(dense.blobs["fc4"] - expected[4]).max() <= 1e-4 * np.abs(expected[4]).max()
+        assert list(got) == NAMES, what
+        for name, e in expected.items():
+            assert got[name].shape == e.shape, (what, name)
+            assert np.abs(got[name] - e).max() <= 1e-4 * max(1.0, np.abs(e).max()), (what, name)
     assert (root / "sm" / "saved_model.pb").is_file()
     assert (root / "m.tflite").stat().st_size > 0
 

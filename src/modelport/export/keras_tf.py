@@ -11,8 +11,8 @@ places, loads each back (`tf.saved_model.load` + the `serving_default` signature
 PyTorch module on the same inputs (`verify/tolerance.py`'s rule): a ParityError names the first
 output beyond the tolerance and nothing is written; otherwise the files are renamed into place.
 
-Layout: Keras runs channels_last, so the inputs the child gets and the outputs it returns are
-NHWC (NDHWC, NLC); they are moved back to Caffe's NCHW before comparing.
+Layout: arrays cross the process boundary in Caffe's layout, by blob name; the child moves them
+to and from the layouts model_keras.py declares (4-D and 5-D inputs and outputs channels-last).
 """
 
 from __future__ import annotations
@@ -26,21 +26,22 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from modelport.atomic import fsync_dir, make_folder, umask
+from modelport.atomic import atomic_path, fsync_dir, make_folder, umask
 from modelport.errors import ConfigError
-from modelport.export.common import ExportError
+from modelport.export.common import ExportError, ExportReport, compare_outputs
 from modelport.optional import MissingDependencyError
 
 __all__ = [
     "TensorFlowCase",
     "TensorFlowResult",
     "check_saved_model_target",
+    "export_tensorflow",
     "require_tensorflow",
     "run_tensorflow",
     "staged_folder",
@@ -67,36 +68,37 @@ def require_tensorflow() -> None:
 
 @dataclass
 class TensorFlowCase:
-    """One model for the child: a folder with model_keras.py + model.weights.h5, its inputs in
-    Keras's layout (model.inputs order), named layer outputs to return (`blobs`: (key, Keras
-    layer name, output index or None)), and where to write a SavedModel / a TFLite file."""
+    """One model for the child: a folder with model_keras.py + model.weights.h5, its inputs by
+    blob name in Caffe's layout, whether to return every named layer output (`blobs`), and
+    where to write a SavedModel / a TFLite file."""
 
     name: str
     keras_dir: str
-    inputs: Sequence[np.ndarray]
-    blobs: Sequence[tuple[str, str, int | None]] = ()
+    inputs: Mapping[str, np.ndarray]
+    blobs: bool = False
     saved_model: str | None = None
     tflite: str | None = None
 
 
 @dataclass
 class TensorFlowResult:
-    """What the child computed for one case (Keras layout), or its one-line error."""
+    """What the child computed for one case, by blob name in Caffe's layout (Keras on the
+    TensorFlow backend: `outputs`, `blobs`; the reloaded files: `saved_model`, `tflite`), or
+    its one-line error."""
 
     name: str
     error: str | None = None
-    outputs: list[np.ndarray] = field(default_factory=list)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
     blobs: dict[str, np.ndarray] = field(default_factory=dict)
-    saved_model: list[np.ndarray] = field(default_factory=list)
-    tflite: list[np.ndarray] = field(default_factory=list)
+    saved_model: dict[str, np.ndarray] = field(default_factory=dict)
+    tflite: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _load_arrays(folder: pathlib.Path) -> list[np.ndarray]:
+def _load_arrays(folder: pathlib.Path, names: Sequence[str]) -> dict[str, np.ndarray]:
     if not folder.is_dir():
-        return []
-    count = len(list(folder.glob("*.npy")))
-    return [np.load(folder / f"{i}.npy", allow_pickle=False) for i in range(count)]
+        return {}
+    return {n: np.load(folder / f"{i}.npy", allow_pickle=False) for i, n in enumerate(names)}
 
 
 def worker_env() -> dict[str, str]:
@@ -121,18 +123,18 @@ def run_tensorflow(cases: Sequence[TensorFlowCase], workdir: str | os.PathLike[s
     for i, case in enumerate(cases):
         folder = work / f"case{i}"
         (folder / "in").mkdir(parents=True, exist_ok=True)
-        paths = []
-        for k, arr in enumerate(case.inputs):
+        paths = {}
+        for k, (blob, arr) in enumerate(case.inputs.items()):
             p = folder / "in" / f"{k}.npy"
             np.save(p, np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
-            paths.append(str(p))
+            paths[blob] = str(p)
         job_cases.append({
             "name": case.name,
             "model_file": os.path.join(case.keras_dir, "model_keras.py"),
             "weights": os.path.join(case.keras_dir, "model.weights.h5"),
             "inputs": paths,
             "out_dir": str(folder / "out"),
-            "blobs": [list(b) for b in case.blobs],
+            "blobs": case.blobs,
             "saved_model": case.saved_model,
             "tflite": case.tflite,
         })
@@ -161,11 +163,12 @@ def run_tensorflow(cases: Sequence[TensorFlowCase], workdir: str | os.PathLike[s
         if not status.get("ok"):
             results.append(TensorFlowResult(case.name, error=str(status.get("error"))))
             continue
-        blobs = _load_arrays(out / "blobs")
+        outputs = [str(n) for n in status.get("outputs", [])]
         results.append(TensorFlowResult(
-            case.name, outputs=_load_arrays(out / "keras"),
-            blobs={key: arr for (key, _, _), arr in zip(case.blobs, blobs)},
-            saved_model=_load_arrays(out / "saved_model"), tflite=_load_arrays(out / "tflite"),
+            case.name, outputs=_load_arrays(out / "keras", outputs),
+            blobs=_load_arrays(out / "blobs", [str(n) for n in status.get("blobs", [])]),
+            saved_model=_load_arrays(out / "saved_model", outputs),
+            tflite=_load_arrays(out / "tflite", outputs),
             seconds=dict(status.get("seconds", {}))))
     return results
 
@@ -215,13 +218,98 @@ def staged_folder(path: str | os.PathLike[str]) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Layout: Keras's channels_last <-> Caffe's channels first.
-
-def to_channels_last(arr: np.ndarray) -> np.ndarray:
-    """N x C x spatial... -> N x spatial... x C (an array of rank < 3 is unchanged)."""
-    return np.ascontiguousarray(np.moveaxis(arr, 1, -1)) if arr.ndim >= 3 else arr
+# The export
 
 
-def from_channels_last(arr: np.ndarray) -> np.ndarray:
-    """N x spatial... x C -> N x C x spatial... (rank < 3 unchanged)."""
-    return np.ascontiguousarray(np.moveaxis(arr, -1, 1)) if arr.ndim >= 3 else arr
+def export_tensorflow(net_or_convert_dir: Any, *,
+                      saved_model: str | os.PathLike[str] | None = None,
+                      tflite: str | os.PathLike[str] | None = None,
+                      keras_dir: str | os.PathLike[str] | None = None,
+                      weights: str | os.PathLike[str] | None = None,
+                      inputs: Mapping[str, np.ndarray] | None = None, rel: float | None = None,
+                      input_shapes: Mapping[str, Sequence[int]] | None = None,
+                      phase: str = "test", allow_missing_weights: bool = False
+                      ) -> list[ExportReport]:
+    """Write a TF SavedModel folder (`saved_model`) and/or a TFLite file (`tflite`) of a
+    converted net, each checked against the PyTorch module first (module docstring).
+
+    `net_or_convert_dir` is what `export_keras` takes (a CaffeNet, an IR Net, a conversion
+    folder, a deploy.prototxt with `weights`). The Keras model comes from `keras_dir` when
+    given (an export_keras folder of the same net: `modelport export --keras DIR
+    --saved-model ...`), else from an export_keras into a temporary folder (checked there on
+    this process's Keras backend). `inputs` are in Caffe's layout (default: seeded normal data
+    of the declared shapes).
+
+    Raises:
+        ParityError: an output of the SavedModel / TFLite model (or of Keras on the TensorFlow
+            backend) differs from the PyTorch module beyond `rel`; nothing is written.
+        MissingDependencyError: TensorFlow is not installed.
+        ExportError: the TensorFlow process failed (its one-line reason).
+    """
+    from modelport.backends.keras.view import check_inputs
+    from modelport.export.keras import export_keras, keras_view
+    from modelport.verify.tolerance import DEFAULT_REL
+
+    if saved_model is None and tflite is None:
+        raise ConfigError("nothing to export to TensorFlow. Fix: give a SavedModel folder "
+                          "(--saved-model DIR) and/or a TFLite file (--tflite FILE)")
+    rel = DEFAULT_REL if rel is None else rel
+    require_tensorflow()
+    source = net_or_convert_dir
+    if isinstance(source, str | os.PathLike) and not os.path.isdir(source):
+        from modelport.caffe import load  # load a prototxt once, for the view and the export
+
+        source = load(os.fspath(source), weights, phase=phase,
+                      input_shapes=input_shapes or None,
+                      allow_missing_weights=allow_missing_weights)
+        weights, input_shapes = None, None
+    view = keras_view(source, weights, input_shapes=input_shapes, phase=phase,
+                      allow_missing_weights=allow_missing_weights)
+    arrays = check_inputs(view, inputs)
+    reference = final_blobs(view, arrays)
+    targets = [(p, what) for p, what in ((saved_model, "TF SavedModel"), (tflite, "TFLite"))
+               if p is not None]
+    with contextlib.ExitStack() as stack:
+        if saved_model is not None:
+            check_saved_model_target(saved_model)
+        if tflite is not None and os.fspath(tflite) == os.fspath(saved_model or ""):
+            raise ConfigError(f"--saved-model and --tflite are both '{tflite}'. Fix: give "
+                              "each its own path")
+        tflite_tmp = stack.enter_context(atomic_path(tflite)) if tflite is not None else None
+        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelport-tf-"))
+        sm_dir = (stack.enter_context(staged_folder(saved_model)) if saved_model is not None
+                  else os.path.join(work, "saved_model"))  # TFLite is converted from one
+        if keras_dir is None:
+            keras_dir = os.path.join(work, "keras")
+            export_keras(source, keras_dir, weights=weights, inputs=arrays, rel=rel,
+                         input_shapes=input_shapes, phase=phase,
+                         allow_missing_weights=allow_missing_weights)
+        case = TensorFlowCase(view.name, os.fspath(keras_dir), arrays, saved_model=sm_dir,
+                              tflite=tflite_tmp)
+        (result,) = run_tensorflow([case], os.path.join(work, "run"))
+        if result.error is not None:
+            raise ExportError(f"the TensorFlow export failed: {result.error}; nothing was "
+                              "written")
+        names = list(view.output_names)
+        if sorted(result.outputs) != sorted(names):
+            raise ExportError(f"the Keras model in '{os.fspath(keras_dir)}' has the outputs "
+                              f"{', '.join(result.outputs)}, the net {', '.join(names)}. Fix: "
+                              "give the --keras folder of this net, or none; nothing was "
+                              "written")
+        ref = {n: reference[n] for n in names}
+        compare_outputs(ref, result.outputs, "Keras on the TensorFlow backend", rel)
+        batch = int(next(iter(arrays.values())).shape[0]) if arrays else 1
+        reports = []
+        for path, what in targets:
+            outs = result.saved_model if what == "TF SavedModel" else result.tflite
+            diffs = compare_outputs(ref, outs, f"{what} '{os.fspath(path)}'", rel)
+            reports.append(ExportReport(os.fspath(path), what, names, diffs, [batch]))
+    return reports  # the ExitStack renamed the files into place: every check passed
+
+
+def final_blobs(view: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every blob's final value (after its last in-place layer) from the PyTorch modules."""
+    blobs = {n: np.asarray(arrays[n], np.float32) for n in view.input_names}
+    for (layer, _, _), tops in zip(view.layers, view.forward_tops(arrays)):
+        blobs.update(zip(layer.tops, tops))
+    return blobs

@@ -5,8 +5,9 @@ and starts it): the parent process has Keras on the torch backend, and Keras pic
 once per process, at its first import. For every case of the job this process
 
 1. imports the generated `model_keras.py` and builds the model with its `model.weights.h5`;
-2. runs it (TensorFlow backend) on the case's inputs, already in Keras's channels_last layout,
-   and saves the outputs (and, when asked, the named layer outputs) as .npy files;
+2. runs it (TensorFlow backend) on the case's inputs and saves the outputs (with `blobs`, also
+   every blob a named Keras layer outputs, the last writer of an in-place blob winning as in
+   Caffe's net.blobs) as .npy files;
 3. with `saved_model`: writes a TF SavedModel there (Keras 3's `model.export(dir,
    format="tf_saved_model")`), loads it back with `tf.saved_model.load` and calls its
    `serving_default` signature on the same inputs;
@@ -14,15 +15,18 @@ once per process, at its first import. For every case of the job this process
    writes the flatbuffer there and runs it in `tf.lite.Interpreter` (its `serving_default`
    signature runner).
 
-Nothing is compared here: the parent compares every result with the PyTorch module and moves
-the files into place only when they match. Each case's `result.json` holds `{"ok": true}` or
-`{"ok": false, "error": "<one line>"}`; one case failing does not stop the others. Inputs and
-outputs are plain .npy arrays (`allow_pickle=False`).
+Arrays cross the process boundary in Caffe's layout, by blob name: the generated file declares
+its layouts (INPUT_NAMES / INPUT_LAYOUTS, OUTPUT_NAMES / OUTPUT_LAYOUTS, LAYER_TOPS:
+"channels_last" holds Caffe axes (0, 2, ..., 1), "caffe" Caffe's order), and the transposes
+happen here. Nothing is compared here: the parent compares every result with the PyTorch
+module and moves the files into place only when they match. Each case's `result.json` holds
+`{"ok": true, "outputs": [names], "blobs": [names], "seconds": {...}}` or `{"ok": false,
+"error": "<one line>"}`; one case failing does not stop the others. Arrays are plain .npy
+files (`allow_pickle=False`).
 
 Job format (JSON): {"cases": [{"name": str, "model_file": path, "weights": path,
-"inputs": [path.npy per model input, in model.inputs order], "out_dir": path,
-"blobs": [[key, layer_name, output_index or null], ...] (optional),
-"saved_model": dir or null, "tflite": path or null}]}.
+"inputs": {blob: path.npy}, "out_dir": path, "blobs": bool, "saved_model": dir or null,
+"tflite": path or null}]}.
 """
 
 from __future__ import annotations
@@ -103,31 +107,80 @@ def _signature_keys(spec_names: dict[str, str], input_names: Sequence[str]) -> l
     return keys
 
 
+CHANNELS_LAST = "channels_last"
+
+
+def to_keras(array: np.ndarray, layout: str) -> np.ndarray:
+    """A Caffe-order array in a Keras layout (channels_last: Caffe axes (0, 2, ..., 1))."""
+    if layout == CHANNELS_LAST and array.ndim >= 3:
+        return np.ascontiguousarray(np.moveaxis(array, 1, -1))
+    return array
+
+
+def to_caffe(array: np.ndarray, layout: str) -> np.ndarray:
+    """A Keras-layout array back in Caffe's axis order."""
+    if layout == CHANNELS_LAST and array.ndim >= 3:
+        return np.ascontiguousarray(np.moveaxis(array, -1, 1))
+    return array
+
+
+def _declared(generated: Any, name: str) -> Any:
+    value = getattr(generated, name, None)
+    if value is None:
+        raise RuntimeError(f"model_keras.py declares no {name} (not a modelport Keras export)")
+    return value
+
+
 def run_case(case: dict[str, Any], index: int, keras: Any, tf: Any) -> dict[str, Any]:
-    """Steps 1-4 of the module docstring for one case; the seconds each step took."""
+    """Steps 1-4 of the module docstring for one case: the status for result.json."""
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     generated = _import_generated(case["model_file"], index)
     model = generated.load(case["weights"])
-    arrays = [np.load(p, allow_pickle=False) for p in case["inputs"]]
-    input_names = [t.name.split(":")[0] for t in model.inputs]
+    input_names = list(_declared(generated, "INPUT_NAMES"))
+    input_layouts = list(_declared(generated, "INPUT_LAYOUTS"))
+    output_names = list(_declared(generated, "OUTPUT_NAMES"))
+    output_layouts = list(_declared(generated, "OUTPUT_LAYOUTS"))
+    missing = [n for n in input_names if n not in case["inputs"]]
+    if missing:
+        raise RuntimeError(f"no data for input(s) {', '.join(missing)}")
+    arrays = [to_keras(np.load(case["inputs"][n], allow_pickle=False), layout)
+              for n, layout in zip(input_names, input_layouts)]
+    # the signatures' own argument names for the inputs (Keras names them after the inputs)
+    keras_input_names = [t.name.split(":")[0] for t in model.inputs]
+    feed = arrays[0] if len(arrays) == 1 else arrays
     seconds["load"] = time.perf_counter() - t0
     out_dir = case["out_dir"]
 
+    def save_outputs(folder: str, outs: Sequence[Any]) -> None:
+        if len(outs) != len(output_names):
+            raise RuntimeError(f"{len(outs)} output(s) for {len(output_names)} declared")
+        _save(os.path.join(out_dir, folder),
+              [to_caffe(np.asarray(o), layout) for o, layout in zip(outs, output_layouts)])
+
     t0 = time.perf_counter()
-    outs = _as_list(model(arrays if len(arrays) > 1 else arrays[0], training=False))
-    _save(os.path.join(out_dir, "keras"), [keras.ops.convert_to_numpy(o) for o in outs])
+    outs = _as_list(model(feed, training=False))
+    save_outputs("keras", [keras.ops.convert_to_numpy(o) for o in outs])
     seconds["run"] = time.perf_counter() - t0
-    blobs = case.get("blobs") or []
-    if blobs:
+    status: dict[str, Any] = {"ok": True, "outputs": output_names, "blobs": [],
+                              "seconds": seconds}
+    if case.get("blobs"):
         t0 = time.perf_counter()
-        tensors = []
-        for _, layer_name, output_index in blobs:
+        tensors, where = [], []
+        for layer_name, tops in _declared(generated, "LAYER_TOPS").items():
             out = model.get_layer(layer_name).output
-            tensors.append(out[output_index] if output_index is not None else out)
-        probe = keras.Model(model.inputs, tensors)
-        got = _as_list(probe(arrays if len(arrays) > 1 else arrays[0], training=False))
-        _save(os.path.join(out_dir, "blobs"), [keras.ops.convert_to_numpy(g) for g in got])
+            layer_outs = out if isinstance(out, list | tuple) else [out]
+            for tensor, (blob, layout) in zip(layer_outs, tops):
+                tensors.append(tensor)
+                where.append((blob, layout))
+        probe = keras.Model(inputs=model.inputs, outputs=tensors)
+        got = _as_list(probe(feed, training=False))
+        last = {blob: i for i, (blob, _) in enumerate(where)}  # in-place: the last writer
+        names = list(last)
+        _save(os.path.join(out_dir, "blobs"),
+              [to_caffe(np.asarray(keras.ops.convert_to_numpy(got[last[b]])), where[last[b]][1])
+               for b in names])
+        status["blobs"] = names
         seconds["blobs"] = time.perf_counter() - t0
 
     saved_model = case.get("saved_model")
@@ -139,10 +192,10 @@ def run_case(case: dict[str, Any], index: int, keras: Any, tf: Any) -> dict[str,
         loaded = tf.saved_model.load(saved_model)
         signature = loaded.signatures["serving_default"]
         specs = signature.structured_input_signature[1]
-        keys = _signature_keys({k: spec.name for k, spec in specs.items()}, input_names)
-        kwargs = {k: tf.constant(a) for k, a in zip(keys, arrays)}
-        result = {k: v.numpy() for k, v in signature(**kwargs).items()}
-        _save(os.path.join(out_dir, "saved_model"), _signature_outputs(result, len(outs)))
+        keys = _signature_keys({k: spec.name for k, spec in specs.items()}, keras_input_names)
+        result = signature(**{k: tf.constant(a) for k, a in zip(keys, arrays)})
+        save_outputs("saved_model", _signature_outputs({k: v.numpy() for k, v in result.items()},
+                                                       len(output_names)))
         seconds["saved_model_check"] = time.perf_counter() - t0
     tflite = case.get("tflite")
     if tflite:
@@ -159,12 +212,12 @@ def run_case(case: dict[str, Any], index: int, keras: Any, tf: Any) -> dict[str,
         # The TFLite signature keeps the inputs' own names (`data.x`, not TF's `data_x`); its
         # tensors are named serving_default_<name>:0.
         details = runner.get_input_details()
-        names = {k: d["name"].removeprefix("serving_default_").rpartition(":")[0] or k
-                 for k, d in details.items()}
-        result = runner(**dict(zip(_signature_keys(names, input_names), arrays)))
-        _save(os.path.join(out_dir, "tflite"), _signature_outputs(result, len(outs)))
+        names_by_key = {k: d["name"].removeprefix("serving_default_").rpartition(":")[0] or k
+                        for k, d in details.items()}
+        result = runner(**dict(zip(_signature_keys(names_by_key, keras_input_names), arrays)))
+        save_outputs("tflite", _signature_outputs(result, len(output_names)))
         seconds["tflite_check"] = time.perf_counter() - t0
-    return seconds
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for index, case in enumerate(job["cases"]):
         try:
-            status: dict[str, Any] = {"ok": True, "seconds": run_case(case, index, keras, tf)}
+            status = run_case(case, index, keras, tf)
         except Exception as exc:  # reported per case, as one line; the parent raises
             status = {"ok": False, "error": _one_line(exc)}
         os.makedirs(case["out_dir"], exist_ok=True)
