@@ -6,11 +6,13 @@
   `layers/conv2d/vars/0`, `layers/conv2d_1/vars/0`, a nested model's layers under
   `layers/sequential/layers/...`, a layer's sub-objects under their attribute name
   (`layers/lstm/cell/vars/0`), the optimizer under `optimizer/`. `vars/<i>` is the i-th entry
-  of the object's own variables in `layer.weights` order. Keras >= 3.? also writes the user's
+  of the object's own variables in `layer.weights` order. Recent Keras 3 (3.15 does:
+  `_save_state` passes `{"name": layer.name}` to `H5IOStore.make`) also writes the user's
   layer name as the `name` attribute of each `vars` group, and then a group for every layer,
-  weightless ones too; older files keep no user names, so layers can only be matched by
-  position (`names_from="positions"`). Files written by Keras 2.13's `.keras` saving use
-  `_layer_checkpoint_dependencies` where Keras 3 writes `layers`.
+  weightless ones too, so `index` is the position in model.layers; files without those
+  attributes keep no user names and only weighted layers, so layers can only be matched by
+  position (`names_from="positions"`, `index` None). Files written by Keras 2.13's `.keras`
+  saving use `_layer_checkpoint_dependencies` where Keras 3 writes `layers`.
   h5py lists a group's members sorted by name (`batch_normalization` before `conv2d`, and
   `conv2d_10` before `conv2d_2`), which is not `model.layers` order; Keras writes the groups in
   `model.layers` order and the file keeps that creation order in each group's local heap
