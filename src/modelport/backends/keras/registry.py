@@ -17,7 +17,8 @@ into the other when an emitter needs a given layout.
 
 Rules every emitter follows:
 - the Keras layer that produces the tops is named `ctx.keras_name` (the Caffe layer name,
-  `/` written as `__` since Keras forbids `/`), so the self-check and `model.get_layer` find
+  `/` written as `__` since Keras forbids `/`, `.` as `_` since Keras's torch backend keys
+  its parameters by layer name), so the self-check and `model.get_layer` find
   it; helper layers it adds (padding, permutes) are named `ctx.helper_name("pad")`;
 - every user string is written with `repr()` (`lit`); nothing from a prototxt runs as code;
 - what has no faithful Keras form raises `ctx.unsupported(why, fix)` (an
@@ -268,7 +269,10 @@ def keras_types() -> frozenset[str]:
 # ---------------------------------------------------------------------------------------------
 # Names
 
-_KERAS_UNSAFE = re.compile(r"/")
+# Keras refuses `/` in names; on the torch backend a variable's path (`<layer>/kernel`) keys a
+# torch ParameterDict, which refuses `.`; model.weights.h5 stores the paths as HDF5 strings,
+# which cannot hold NUL.
+_KERAS_SUBSTITUTES = (("/", "__"), (".", "_"), ("\x00", "_"))
 
 
 class NameAllocator:
@@ -280,8 +284,12 @@ class NameAllocator:
         self._idents: set[str] = set()
 
     def keras(self, wanted: str) -> str:
-        """`wanted` as a Keras layer name (`/` -> `__`; Keras forbids `/`), made unique."""
-        base = _KERAS_UNSAFE.sub("__", wanted) or "_"
+        """`wanted` as a Keras layer name usable on every backend and in model.weights.h5
+        (`/` -> `__`, `.` and NUL -> `_`), made unique (`_1`, `_2`, ...)."""
+        base = wanted
+        for bad, good in _KERAS_SUBSTITUTES:
+            base = base.replace(bad, good)
+        base = base or "_"
         name, n = base, 0
         while name in self._keras:
             n += 1

@@ -2,11 +2,11 @@
 
 The file imports only keras and numpy (no TensorFlow-, JAX- or torch-specific call), so it
 runs on every Keras backend. `build()` writes one line per Caffe layer, the Keras layer named
-after the Caffe layer (`/` written as `__`: Keras forbids it), and returns the model without
-weights; `load(weights=None)` builds it and reads model.weights.h5 beside the file. The
-custom layers of backends/keras/runtime*.py a net needs are copied in, decorators included.
-Every user string (layer, blob, net names) is a `repr()` literal or a `doc_text` comment:
-nothing from a prototxt runs as code.
+after the Caffe layer (`/` written as `__`, `.` and NUL as `_`: Keras, its torch backend and
+HDF5 refuse them), and returns the model without weights; `load(weights=None)` builds it and
+reads model.weights.h5 beside the file. The custom layers of backends/keras/runtime*.py a net
+needs are copied in, decorators included. Every user string (layer, blob, net names) is a
+`repr()` literal or a `doc_text` comment: nothing from a prototxt runs as code.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _file_text(view: NetView, body: list[str], runtime: list[str], inputs: list[
         "`load(weights=None)`",
         f"builds it and reads {WEIGHTS_FILE} beside this file. Each Keras layer is named after "
         "its Caffe",
-        "layer ('/' written as '__', CAFFE_LAYER_NAMES maps back).",
+        "layer ('/' written as '__', '.' and NUL as '_'; CAFFE_LAYER_NAMES maps back).",
         "",
         "Layout: inputs and 4-D outputs are channels-last (N x H x W x C), Keras's default; "
         "Caffe's",
