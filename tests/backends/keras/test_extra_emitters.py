@@ -13,6 +13,7 @@ UnsupportedLayerError naming the layer and saying why.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -72,6 +73,9 @@ def export_check(module: CaffeNet, inputs: dict[str, np.ndarray] | None = None,
     return generated, check_model(view, generated, model, arrays, TOL).layer_diffs
 
 
+NetCase = tuple[str, dict[str, tuple[int, ...]], dict[str, np.ndarray] | None]
+
+
 def checked(body: str, shapes: dict[str, tuple[int, ...]],
             inputs: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     generated, diffs = export_check(module_of(body, shapes), inputs)
@@ -107,7 +111,7 @@ def chain(bottom: str, kinds: list[tuple[str, str, str]]) -> str:
     return "".join(layer(n, t, bottom, n, p) for n, t, p in kinds)
 
 
-def test_after_a_1d_convolution_channels_last_rank_3() -> None:
+def net_conv1d_channels_last_rank_3() -> NetCase:
     """A 1-D convolution's N x L x C output: PReLU's channel axis, MVN's axes, Reduction's and
     ArgMax's Caffe order, Tile's axis, Deconvolution 1-D."""
     body = (layer("conv", "Convolution", "x", "c",
@@ -123,11 +127,10 @@ def test_after_a_1d_convolution_channels_last_rank_3() -> None:
             + layer("deconv", "Deconvolution", "c", "dc",
                     "convolution_param { num_output: 3 kernel_size: 4 stride: 2 pad: 1 }")
             + layer("perm", "Permute", "c", "perm", "permute_param { order: 0 order: 2 order: 1 }"))
-    diffs = checked(body, {"x": (2, 3, 11)})
-    assert {"prelu", "mvn", "red", "am", "am1", "tile", "deconv", "perm"} <= set(diffs)
+    return body, {"x": (2, 3, 11)}, None
 
 
-def test_after_a_3d_convolution_channels_last_rank_5() -> None:
+def net_conv3d_channels_last_rank_5() -> NetCase:
     body = (layer("conv", "Convolution", "x", "c", "convolution_param { num_output: 4 "
                   "kernel_size: 3 kernel_size: 2 kernel_size: 3 pad: 1 stride: 1 stride: 2 "
                   "stride: 1 group: 2 }")
@@ -139,10 +142,10 @@ def test_after_a_3d_convolution_channels_last_rank_5() -> None:
             + layer("deconv", "Deconvolution", "c", "dc", "convolution_param { num_output: 2 "
                     "kernel_size: 2 stride: 2 pad: 0 group: 2 }")
             + layer("tile", "Tile", "c", "tile", "tile_param { axis: 4 tiles: 2 }"))
-    checked(body, {"x": (2, 2, 4, 6, 5)})
+    return body, {"x": (2, 2, 4, 6, 5)}, None
 
 
-def test_on_caffe_order_blobs_and_4d_maps() -> None:
+def net_caffe_order_blobs_and_4d_maps() -> NetCase:
     """2-D and 3-D inputs stay in Caffe order; 4-D inputs are channels-last."""
     body = (chain("v", ELEMENTWISE)
             + layer("mvn2", "MVN", "v", "mvn2", "mvn_param { across_channels: true }")
@@ -160,10 +163,10 @@ def test_on_caffe_order_blobs_and_4d_maps() -> None:
             + layer("perm", "Permute", "m", "perm", "permute_param { order: 0 order: 3 order: 1 "
                     "order: 2 }")
             + layer("perm3", "Permute", "m", "perm3", "permute_param { order: 0 order: 2 }"))
-    checked(body, {"v": (3, 7), "s": (2, 5, 6), "m": (2, 3, 5, 4)})
+    return body, {"v": (3, 7), "s": (2, 5, 6), "m": (2, 3, 5, 4)}, None
 
 
-def test_log_and_embed_inputs() -> None:
+def net_log_and_embed() -> NetCase:
     rs = np.random.RandomState(1)
     body = (layer("log10", "Log", "p", "l10", "log_param { base: 10 }")
             + layer("log_e", "Log", "p", "le", "log_param { scale: 2 shift: 0.5 }")
@@ -173,10 +176,10 @@ def test_log_and_embed_inputs() -> None:
     inputs = {"p": rs.uniform(0.1, 3, size=(2, 3, 4, 5)).astype(np.float32),
               "ids": rs.randint(0, 6, size=(2, 5)).astype(np.float32),
               "ids3": rs.randint(0, 6, size=(2, 3, 4)).astype(np.float32)}
-    checked(body, {n: a.shape for n, a in inputs.items()}, inputs)
+    return body, {n: a.shape for n, a in inputs.items()}, inputs
 
 
-def test_crop_deconv_spp() -> None:
+def net_crop_deconv_spp() -> NetCase:
     body = (layer("crop", "Crop", ["big", "ref"], "cr", "crop_param { axis: 2 offset: 1 "
                   "offset: 3 }")
             + layer("crop1", "Crop", ["big", "ref1"], "cr1", "crop_param { axis: 1 offset: 2 }")
@@ -185,16 +188,16 @@ def test_crop_deconv_spp() -> None:
                     "bias_term: false }")
             + layer("spp", "SPP", "big", "spp", "spp_param { pyramid_height: 3 }")
             + layer("spp1", "SPP", "big", "spp1", "spp_param { pyramid_height: 1 pool: AVE }"))
-    checked(body, {"big": (2, 4, 9, 11), "ref": (2, 4, 5, 6), "ref1": (2, 2, 5, 6)})
+    return body, {"big": (2, 4, 9, 11), "ref": (2, 4, 5, 6), "ref1": (2, 2, 5, 6)}, None
 
 
-def test_reshape_with_an_explicit_batch_dim() -> None:
+def net_reshape_explicit_batch() -> NetCase:
     body = (layer("r", "Reshape", "m", "r", "reshape_param { shape { dim: 2 dim: -1 dim: 5 } }")
             + layer("f", "Flatten", "v", "f", "flatten_param { axis: 0 end_axis: 0 }"))
-    checked(body, {"m": (2, 3, 5, 4), "v": (2, 6)})
+    return body, {"m": (2, 3, 5, 4), "v": (2, 6)}, None
 
 
-def test_ssd_like_head() -> None:
+def net_ssd_like_head() -> NetCase:
     """Two feature maps -> Normalize, loc/conf convolutions, Permute + Flatten, Softmax over
     classes, PriorBox per map (flip, clip, max_size, step, variances) and Concat on axis 2:
     everything of SSD up to DetectionOutput."""
@@ -232,8 +235,28 @@ def test_ssd_like_head() -> None:
             + layer("conf_sm", "Softmax", "conf_r", "conf_sm", "softmax_param { axis: 2 }")
             + layer("conf_out", "Flatten", "conf_sm", "conf_out")
             + layer("priors", "Concat", ["prior0", "prior1"], "priors", "concat_param { axis: 2 }"))
-    diffs = checked(body, {"data": (2, 3, 20, 28)})
-    assert {"prior0", "prior1", "priors", "norm1", "loc0_perm", "conf_sm"} <= set(diffs)
+    return body, {"data": (2, 3, 20, 28)}, None
+
+
+# net -> its builder and layers that must be among the compared ones
+NETS: dict[str, tuple[Callable[[], NetCase], set[str]]] = {
+    "conv1d": (net_conv1d_channels_last_rank_3,
+               {"prelu", "mvn", "red", "am", "am1", "tile", "deconv", "perm"}),
+    "conv3d": (net_conv3d_channels_last_rank_5, {"conv", "red", "am", "norm", "deconv"}),
+    "caffe_order": (net_caffe_order_blobs_and_4d_maps, {"mvn2", "am3", "red0", "am0", "perm"}),
+    "log_embed": (net_log_and_embed, {"log10", "emb", "emb3"}),
+    "crop_deconv_spp": (net_crop_deconv_spp, {"crop", "crop1", "dc", "spp", "spp1"}),
+    "reshape_batch": (net_reshape_explicit_batch, {"r", "f"}),
+    "ssd_head": (net_ssd_like_head, {"prior0", "prior1", "priors", "norm1", "loc0_perm",
+                                     "conf_sm"}),
+}
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_nets_pass_the_self_check(name) -> None:
+    builder, must = NETS[name]
+    diffs = checked(*builder())
+    assert must <= set(diffs), must - set(diffs)
 
 
 # ---- the self-check can fail -------------------------------------------------------------------

@@ -414,8 +414,9 @@ class CaffeArgMax(keras.layers.Layer):
 
     def _top_k_last(self, x):
         """Values and float indices of the top_k entries along the last axis, Caffe's order."""
-        size = int(x.shape[-1])
-        position = keras.ops.cast(keras.ops.arange(size), x.dtype)
+        # each entry's index along the last axis (also when that axis is the batch, whose size
+        # a symbolic trace does not know)
+        position = keras.ops.cumsum(keras.ops.ones_like(x), axis=-1) - 1.0
         taken = keras.ops.zeros_like(x, dtype="bool")
         lowest = keras.ops.full_like(x, -np.inf)
         values, indices = [], []
