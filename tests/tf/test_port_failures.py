@@ -195,3 +195,32 @@ def test_bad_mapping_and_source_are_one_line_errors() -> None:
         port_weights(42, nn.Linear(2, 2))
     with pytest.raises(ModelportError, match="no TensorFlow checkpoint"):
         port_weights(FIXTURES / "nope", nn.Linear(2, 2))
+
+
+class FunctionalFlatten(FlattenDense):
+    """torch.flatten in forward (no nn.Flatten module), optionally of a map permuted to NHWC."""
+
+    def __init__(self, nhwc: bool = False) -> None:
+        super().__init__()
+        del self.flatten
+        self.nhwc = nhwc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        y = torch.flatten(y.permute(0, 2, 3, 1).contiguous() if self.nhwc else y, 1)
+        return self.fc2(torch.relu(self.fc1(y)))
+
+
+def test_functional_flatten_is_traced_and_an_nhwc_flatten_is_left_alone() -> None:
+    d = FIXTURES / "flatten_dense"
+    twin = FunctionalFlatten()
+    with pytest.raises(ConfigError, match=r"a convolution before a Dense \(nn\.Linear 'fc1'\)"):
+        port_weights(d / "model.keras", twin)
+    report = port_weights(d / "model.keras", twin, sample_input=sample(d))
+    assert "rows NHWC 5x4x4" in report.row("fc1.weight").layout
+    assert verify_tf(twin, d / "input.npy", d / "output.npy").passed
+
+    nhwc = FunctionalFlatten(nhwc=True)  # flattens as Keras does: no re-order
+    report = port_weights(d / "model.keras", nhwc, sample_input=sample(d))
+    assert report.row("fc1.weight").layout == "(in,out) -> (out,in)"
+    assert verify_tf(nhwc, d / "input.npy", d / "output.npy").passed

@@ -16,8 +16,9 @@ Pairs are found in three passes, in this priority:
 Layouts are converted (`layouts`): conv HWIO -> OIHW, depthwise, separable, transposed conv,
 Dense transposed and, after a Flatten of an NHWC map, its rows re-ordered. The shape of that map
 comes from `flatten_shapes={linear path or Keras layer name: (H, W, C)}` or from tracing the
-module on `sample_input` (the first nn.Linear called after an nn.Flatten of a 4-D tensor); a
-module with an nn.Flatten and neither is refused rather than ported wrong.
+module on `sample_input` (`flatten`: the first nn.Linear after a flatten of a 4-D tensor); a
+module with an nn.Flatten, or a conv-then-Dense source, with neither is refused rather than
+ported wrong.
 
 Nothing is written until everything is staged and checked: a failing port (strict=True, the
 default, and any problem) raises `PortError` and leaves the module as it was.
@@ -39,6 +40,7 @@ from torch import nn
 from modelport.errors import ConfigError
 from modelport.formats.tf.source import TFVariable, WeightSource
 from modelport.tf import layouts
+from modelport.tf.flatten import flatten_shapes_for
 from modelport.tf.mapping import Rules, SourceGroup, _clean, group_source, role_of_name
 from modelport.tf.report import PortError, PortReport, PortRow
 from modelport.tf.units import ROLE_ATTRS, Unit, torch_units
@@ -82,48 +84,6 @@ def as_source(source: Any) -> WeightSource:
         return WeightSource(Path("<arrays>"), "arrays", variables)
     raise ConfigError(f"port_weights: source must be a path, a WeightSource or a dict of "
                       f"arrays, not {type(source).__name__}")
-
-
-# -- flatten shapes --------------------------------------------------------------------------
-
-def _trace_flatten(module: nn.Module, sample_input: Any) -> dict[str, tuple[int, int, int]]:
-    """{Linear path: (H, W, C)} for each nn.Linear called first after an nn.Flatten of a 4-D
-    (N, C, H, W) tensor, found by running `module` once on `sample_input` (eval, no grad)."""
-    names = {id(m): p for p, m in module.named_modules()}
-    found: dict[str, tuple[int, int, int]] = {}
-    pending: list[tuple[int, ...]] = []
-
-    def on_flatten(mod: nn.Module, args: tuple[Any, ...]) -> None:
-        pending[:] = [tuple(args[0].shape)] if args and hasattr(args[0], "shape") else []
-
-    def on_linear(mod: nn.Module, args: tuple[Any, ...]) -> None:
-        if pending and len(pending[0]) == 4:
-            _, c, h, w = pending[0]
-            found.setdefault(names[id(mod)], (h, w, c))
-        pending.clear()
-
-    hooks = []
-    modes = {id(m): m.training for m in module.modules()}
-    for m in module.modules():
-        if isinstance(m, nn.Flatten):
-            hooks.append(m.register_forward_pre_hook(on_flatten))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_pre_hook(on_linear))
-    module.eval()
-    try:
-        args = sample_input if isinstance(sample_input, tuple | list) else (sample_input,)
-        with torch.no_grad():
-            module(*args)
-    except Exception as exc:  # the user's module fails on the sample: one line, not a traceback
-        raise ConfigError(f"port_weights: running the module on sample_input failed "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                          "). Fix: give an input the module accepts") from None
-    finally:
-        for h in hooks:
-            h.remove()
-        for m in module.modules():
-            m.training = modes[id(m)]
-    return found
 
 
 # -- layouts ---------------------------------------------------------------------------------
@@ -393,38 +353,6 @@ def _structural(pending: list[tuple[SourceGroup, str]], units: list[Unit], plan:
     return leftover
 
 
-def _flatten_maps(module: nn.Module, flatten_shapes: Mapping[str, Sequence[int]] | None,
-                  sample_input: Any, units: list[Unit]
-                  ) -> tuple[dict[str, tuple[int, int, int]], dict[str, tuple[int, int, int]],
-                             list[str]]:
-    by_unit: dict[str, tuple[int, int, int]] = {}
-    by_layer: dict[str, tuple[int, int, int]] = {}
-    notes: list[str] = []
-    unit_paths = {u.path for u in units}
-    for name, shape in (flatten_shapes or {}).items():
-        dims = tuple(int(d) for d in shape)
-        if len(dims) != 3:
-            raise ConfigError(f"flatten_shapes['{name}'] = {tuple(shape)} must be (H, W, C)")
-        (by_unit if name in unit_paths else by_layer)[name] = dims  # type: ignore[index]
-    if sample_input is not None:
-        traced = _trace_flatten(module, sample_input)
-        for path, dims in traced.items():
-            by_unit.setdefault(path, dims)
-            notes.append(f"traced: nn.Linear '{path}' reads an nn.Flatten of an NCHW map "
-                         f"{dims[2]}x{dims[0]}x{dims[1]}: its Dense rows are re-ordered from "
-                         "the NHWC flatten")
-    elif flatten_shapes is None:
-        flats = [p for p, m in module.named_modules() if isinstance(m, nn.Flatten)]
-        if flats:
-            raise ConfigError(
-                f"port_weights: the module has nn.Flatten '{flats[0]}': the Dense after a "
-                "Flatten of an NHWC map needs its rows re-ordered for NCHW, and its (H, W, C) "
-                "is unknown. Fix: pass sample_input=<an (N, C, H, W) tensor> (the module is "
-                "traced) or flatten_shapes={'<linear path>': (H, W, C)} (flatten_shapes={} "
-                "when no re-order is needed)")
-    return by_unit, by_layer, notes
-
-
 def port_weights(source: Any, torch_module: nn.Module,
                  mapping: Mapping[str, str] | Sequence[tuple[str, str]] | None = None, *,
                  strict: bool = True, flip_kernels: bool = False, set_eps: bool = False,
@@ -454,8 +382,8 @@ def port_weights(source: Any, torch_module: nn.Module,
     units = torch_units(torch_module)
     module_name = type(torch_module).__name__
     report = PortReport(source=str(src.path), module=module_name)
-    by_unit, by_layer, flat_notes = _flatten_maps(torch_module, flatten_shapes, sample_input,
-                                                  units)
+    by_unit, by_layer, flat_notes = flatten_shapes_for(torch_module, groups, units,
+                                                       flatten_shapes, sample_input)
     opts = _Options(flip_kernels, set_eps, allow_eps_mismatch, bn_eps, by_unit, by_layer)
     report.notes += flat_notes
     by_key = {key: (u, attr) for u in units for attr, (key, _) in u.slots.items()}
