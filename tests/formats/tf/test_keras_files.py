@@ -237,6 +237,12 @@ def test_zip_that_is_not_a_keras_archive(tmp_path) -> None:
     one_line_error(path, "not a .keras archive", "model.weights.h5")
 
 
+def test_sharded_keras_weights_are_refused_by_name(tmp_path) -> None:
+    path = tmp_path / "model.weights.json"
+    path.write_text(json.dumps({"metadata": {}, "weight_map": {}}))
+    one_line_error(path, "sharded Keras 3 weights")
+
+
 def test_keras_suffix_that_is_not_a_zip(tmp_path) -> None:
     path = tmp_path / "model.keras"
     path.write_bytes(b"not a zip at all")

@@ -12,8 +12,9 @@ Dispatch is by content first, then by name:
   `_CHECKPOINTABLE_OBJECT_GRAPH`, has its layers recovered (`object_graph`); a name-based one
   (TF1 Saver, TF-slim) is returned as a flat list of variables (`layers` None).
 
-A file whose suffix promises one format (`.keras`, `.h5`, `.hdf5`) but whose content is none
-of them is a FormatError naming the file.
+Sharded Keras 3 weights (`model.weights.json` + shards, `save_weights(max_shard_size=...)`)
+are refused with a FormatError saying so. A file whose suffix promises one format (`.keras`,
+`.h5`, `.hdf5`) but whose content is none of them is a FormatError naming the file.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def open_weights(path: str | os.PathLike[str]) -> WeightSource:
             return read_keras_archive(p)
         if kind == "hdf5":
             return read_keras_h5(p)
+        if p.name.lower().endswith(".weights.json"):
+            raise FormatError(f"{p}: sharded Keras 3 weights (a .weights.json map of "
+                              "*_NNNNN.weights.h5 shards) are not supported yet. Fix: save "
+                              "without max_shard_size (model.save_weights('m.weights.h5')).")
         if p.name.lower().endswith(_KERAS_SUFFIXES):
             what = "a zip (.keras archive)" if p.suffix.lower() == ".keras" else "an HDF5 file"
             raise FormatError(f"{p}: not {what}: the file starts with "
