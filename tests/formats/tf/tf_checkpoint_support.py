@@ -96,22 +96,23 @@ def _block(entries: list[tuple[bytes, bytes]], restart_interval: int = 4) -> byt
 
 
 def write_table(path: pathlib.Path, items: list[tuple[bytes, bytes]],
-                block_entries: int = 7) -> None:
+                block_entries: int = 7, compression: int = 0) -> None:
     """A LevelDB table of `items` (sorted keys): data blocks of `block_entries` entries, an
-    empty metaindex, an index block, the footer."""
+    empty metaindex, an index block, the footer. `compression` is only written into the data
+    blocks' trailers (the bytes stay uncompressed)."""
     out = bytearray()
 
-    def put(block: bytes) -> tuple[int, int]:
+    def put(block: bytes, kind: int = 0) -> tuple[int, int]:
         offset = len(out)
         out.extend(block)
-        trailer_type = b"\x00"
+        trailer_type = bytes([kind])
         out.extend(trailer_type + struct.pack("<I", crc.mask(crc.crc32c(block + trailer_type))))
         return offset, len(block)
 
     index = []
     for start in range(0, len(items), block_entries):
         chunk = items[start:start + block_entries]
-        offset, size = put(_block(chunk))
+        offset, size = put(_block(chunk), compression)
         index.append((chunk[-1][0], _varint(offset) + _varint(size)))
     meta_handle = put(_block([]))
     index_handle = put(_block(index, restart_interval=1))
