@@ -55,9 +55,10 @@ def _libm_exp() -> tuple[Callable[[float], float], Callable[[float], float]]:
             expf, exp = lib.expf, lib.exp
             expf.restype, expf.argtypes = ctypes.c_float, [ctypes.c_float]
             exp.restype, exp.argtypes = ctypes.c_double, [ctypes.c_double]
-            return expf, exp
         except (OSError, AttributeError):
             pass
+        else:
+            return expf, exp
     return (lambda x: float(np.exp(np.float32(x)))), math.exp
 
 

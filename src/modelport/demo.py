@@ -54,6 +54,7 @@ def load_photos() -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m modelport.demo`: run the demo into --output (default: a new temporary folder)."""
     parser = argparse.ArgumentParser(prog="python -m modelport.demo", description=__doc__.split(
         "\n")[0])
     parser.add_argument("-o", "--output", help="folder for the converted model (default: a "

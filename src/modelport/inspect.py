@@ -39,6 +39,9 @@ from modelport.pipeline import load_net
 
 @dataclass
 class NetInfo(Totals):
+    """The inspect table of a net: its rows in Caffe's order, whether a caffemodel was read, and the
+    totals."""
+
     name: str
     layers: list[LayerInfo] = field(default_factory=list)
     has_weights: bool = False  # a caffemodel was read (some layer has blobs)

@@ -32,7 +32,7 @@ EP = caffe_pb2.EltwiseParameter
 _NEURONS = frozenset({"ReLU", "Sigmoid", "TanH", "AbsVal", "BNLL"})
 
 
-class _Unhandled(Exception):
+class _UnhandledError(Exception):
     """This layer needs the full (torch) inspect."""
 
 
@@ -87,12 +87,12 @@ class Rows(Totals):
 
 def _unhandled(*_: object) -> Exception:
     """caffe_math's geometry refusals: the converter reports them, so the full inspect runs."""
-    return _Unhandled()
+    return _UnhandledError()
 
 
 def _axis(axis: int, ndim: int) -> int:
     if not -ndim <= axis < ndim:
-        raise _Unhandled
+        raise _UnhandledError
     return axis % ndim
 
 
@@ -101,17 +101,17 @@ def _convolution(layer: Layer, b: Shape) -> tuple[list[Shape], int, int]:
     stride + 1 per spatial axis; weight num_output x C/group x kh x kw, bias num_output."""
     p = layer.param.convolution_param
     if len(b) != 4 or p.axis != 1 or p.force_nd_im2col or len(layer.tops) != 1:
-        raise _Unhandled
+        raise _UnhandledError
     kernel, stride, pad, dilation = caffe_math.conv_geometry(p, 2, _unhandled)
     channels, group, num_output = b[1], p.group, p.num_output
     if (min(dilation) <= 0 or num_output <= 0 or group <= 0 or channels % group
             or num_output % group):
-        raise _Unhandled
+        raise _UnhandledError
     out = []
     for n, k, s, pd, d in zip(b[2:], kernel, stride, pad, dilation):
         span = n + 2 * pd - (d * (k - 1) + 1)
         if span < 0:
-            raise _Unhandled  # the converter reports it
+            raise _UnhandledError  # the converter reports it
         out.append(span // s + 1)
     top = (b[0], num_output, *out)
     per_output = channels // group * kernel[0] * kernel[1]
@@ -123,18 +123,18 @@ def _pooling(layer: Layer, b: Shape) -> list[Shape]:
     """Caffe PoolingLayer::Reshape (caffe_math.pooled_size); MAX/AVE with one top only."""
     p = layer.param.pooling_param
     if len(b) != 4 or len(layer.tops) != 1 or p.pool not in (PP.MAX, PP.AVE):
-        raise _Unhandled
+        raise _UnhandledError
     kernel, stride, pad = caffe_math.pooling_geometry(p, _unhandled)
     if kernel is None:  # global_pooling
         return [(b[0], b[1], 1, 1)]
     if any(n + 2 * pd < k for n, k, pd in zip(b[2:], kernel, pad)):
-        raise _Unhandled
+        raise _UnhandledError
     ceil = p.round_mode == PP.CEIL and p.ceil_mode
     any_pad = any(pad)
     out = [caffe_math.pooled_size(n, k, s, pd, ceil, any_pad)
            for n, k, s, pd in zip(b[2:], kernel, stride, pad)]
     if min(out) <= 0:
-        raise _Unhandled
+        raise _UnhandledError
     return [(b[0], b[1], *out)]
 
 
@@ -143,7 +143,7 @@ def _inner_product(layer: Layer, b: Shape) -> tuple[list[Shape], int, int]:
     weight N x K (K x N transposed), bias N."""
     p = layer.param.inner_product_param
     if len(layer.tops) != 1 or p.num_output <= 0:
-        raise _Unhandled
+        raise _UnhandledError
     axis = _axis(p.axis, len(b))
     k, n = math.prod(b[axis:]), p.num_output
     params = n * k + (n if p.bias_term else 0)
@@ -151,7 +151,7 @@ def _inner_product(layer: Layer, b: Shape) -> tuple[list[Shape], int, int]:
 
 
 def _one_layer(layer: Layer, bottoms: list[Shape]) -> tuple[list[Shape], int, int]:
-    """(top shapes, parameters, multiply-adds) of one layer, or _Unhandled."""
+    """(top shapes, parameters, multiply-adds) of one layer, or _UnhandledError."""
     t = layer.type
     one = len(bottoms) == 1 and len(layer.tops) == 1
     b = bottoms[0] if bottoms else ()
@@ -177,23 +177,23 @@ def _one_layer(layer: Layer, bottoms: list[Shape]) -> tuple[list[Shape], int, in
     if t == "Concat" and bottoms and len(layer.tops) == 1:
         p = layer.param.concat_param
         if p.HasField("concat_dim") or any(len(s) != len(b) for s in bottoms):
-            raise _Unhandled
+            raise _UnhandledError
         axis = _axis(p.axis, len(b))
         if any(s[:axis] + s[axis + 1:] != b[:axis] + b[axis + 1:] for s in bottoms):
-            raise _Unhandled
+            raise _UnhandledError
         return [(*b[:axis], sum(s[axis] for s in bottoms), *b[axis + 1:])], 0, 0
     if t == "Eltwise" and len(bottoms) >= 2 and len(layer.tops) == 1:
         p = layer.param.eltwise_param
         if any(s != b for s in bottoms) or p.coeff:
-            raise _Unhandled
+            raise _UnhandledError
         return [b], 0, 0
     if t == "Flatten" and one:
         p = layer.param.flatten_param
         start, end = _axis(p.axis, len(b)), _axis(p.end_axis, len(b))
         if end < start:
-            raise _Unhandled
+            raise _UnhandledError
         return [(*b[:start], math.prod(b[start:end + 1]), *b[end + 1:])], 0, 0
-    raise _Unhandled
+    raise _UnhandledError
 
 
 def top_shapes(layer: Layer, bottoms: Sequence[Shape]) -> list[Shape] | None:
@@ -201,7 +201,7 @@ def top_shapes(layer: Layer, bottoms: Sequence[Shape]) -> list[Shape] | None:
     does not handle the layer (or its converter would refuse it: the caller then runs it)."""
     try:
         tops, _, _ = _one_layer(layer, [tuple(b) for b in bottoms])
-    except _Unhandled:
+    except _UnhandledError:
         return None
     return tops if len(tops) == len(layer.tops) else None
 
@@ -214,7 +214,7 @@ def inspect_without_torch(prototxt: str | os.PathLike[str],
     try:
         net = load_net(prototxt, None, phase)
         return _rows(net, input_shapes)
-    except _Unhandled:
+    except _UnhandledError:
         return None
 
 
@@ -223,28 +223,28 @@ def _rows(net: Net, given: Mapping[str, Sequence[int]] | None) -> Rows:
     inputs = [top for layer in net.layers if layer.type == "Input" for top in layer.tops]
     for name, dims in (given or {}).items():
         if name not in inputs:
-            raise _Unhandled  # the full inspect names the error
+            raise _UnhandledError  # the full inspect names the error
         declared[name] = tuple(int(d) for d in dims)
     shapes: dict[str, Shape] = {}
     rows = Rows(net.name)
     for layer in net.layers:
         if layer.blobs:
-            raise _Unhandled
+            raise _UnhandledError
         row = Row(layer.name, layer.type, layer.bottoms, layer.tops, [])
         rows.layers.append(row)
         if layer.type == "Input":
             for top in layer.tops:
                 shape = declared.get(top)
                 if not shape or any(d <= 0 for d in shape) or math.prod(shape) >= 1 << 40:
-                    raise _Unhandled
+                    raise _UnhandledError
                 shapes[top] = shape
                 row.top_shapes.append(shape)
             continue
         if any(bt not in shapes for bt in layer.bottoms):
-            raise _Unhandled
+            raise _UnhandledError
         tops, row.params, row.macs = _one_layer(layer, [shapes[bt] for bt in layer.bottoms])
         if len(tops) != len(layer.tops):
-            raise _Unhandled
+            raise _UnhandledError
         for top, shape in zip(layer.tops, tops):
             shapes[top] = shape
         row.top_shapes = list(tops)

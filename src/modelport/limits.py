@@ -62,6 +62,7 @@ def format_bytes(n: int | float) -> str:
 
 
 def format_shape(shape: Sequence[int]) -> str:
+    """A shape as Caffe prints it: `2x3x7x9`, `scalar` for no axes."""
     return "x".join(str(int(d)) for d in shape) or "scalar"
 
 
@@ -218,6 +219,7 @@ def shape_only() -> Iterator[None]:
 
 
 def shape_only_active() -> bool:
+    """True inside `shape_only()`: fillers return meta tensors instead of allocating."""
     return _SHAPE_ONLY.get()
 
 

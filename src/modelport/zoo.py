@@ -29,6 +29,7 @@ NSFW_MEAN_BGR = (104.0, 117.0, 123.0)
 
 
 def cache_dir(name: str) -> str:
+    """The cache folder for `name` ($MODELPORT_CACHE, else ~/.cache/modelport)."""
     root = os.environ.get("MODELPORT_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "modelport")
     return os.path.join(root, name)

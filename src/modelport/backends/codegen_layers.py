@@ -52,6 +52,8 @@ register_helper("CaffeConvolution", '''
 
 @register_emitter(CaffeConvolution)
 def emit_convolution(layer: Layer, m: nn.Module) -> Emitted:
+    """model.py's constructor for a CaffeConvolution: torch's nn.ConvNd / nn.ConvTranspose{N}d (axis
+    1, 1-3 spatial axes), else the copied CaffeConvolution class."""
     assert isinstance(m, CaffeConvolution)
     w = tuple(int(d) for d in m.weight.shape)
     nsp = len(m.stride)
@@ -167,12 +169,15 @@ def _pooling_expr(m: CaffePooling) -> str:
 
 @register_emitter(CaffePooling)
 def emit_pooling(layer: Layer, m: nn.Module) -> Emitted:
+    """model.py's constructor for a CaffePooling (the copied class: Caffe's output size and padding
+    rules)."""
     assert isinstance(m, CaffePooling)
     return Emitted(_pooling_expr(m), ("CaffePooling",))
 
 
 @register_emitter(CaffeSPP)
 def emit_spp(layer: Layer, m: nn.Module) -> Emitted:
+    """model.py's constructor for a CaffeSPP: its pyramid levels as CaffePooling constructors."""
     assert isinstance(m, CaffeSPP)
     levels = ", ".join(_pooling_expr(level) for level in m.levels)  # type: ignore[arg-type]
     return Emitted(f"CaffeSPP([{levels}])", ("CaffeSPP",))

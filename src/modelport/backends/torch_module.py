@@ -33,6 +33,7 @@ SOURCE_ROLES = frozenset({"input", "data"})
 
 
 def is_source(layer: Layer) -> bool:
+    """True for a layer whose tops enter the net from outside (an input or data layer role)."""
     spec = lookup(layer.type)
     return spec is not None and spec.role in SOURCE_ROLES
 
@@ -142,7 +143,7 @@ def reserved_attribute_names(owner: nn.Module | None = None) -> frozenset[str]:
 
 
 def module_keys(names: Sequence[str], reserved: frozenset[str] | None = None) -> list[str]:
-    """Submodule keys for layers named `names` (net order), all distinct.
+    r"""Submodule keys for layers named `names` (net order), all distinct.
 
     A layer's key is its Caffe name wherever that name is a safe key (printable ASCII, not
     empty, none of `. " ' \\ , ; ( ) [ ]`, not an attribute in `reserved`) and no earlier layer

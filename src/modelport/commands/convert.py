@@ -28,6 +28,7 @@ def parse_input_shapes(specs: Sequence[str] | None) -> dict[str, tuple[int, ...]
 
 
 def add_shape_options(parser: argparse.ArgumentParser) -> None:
+    """The --input-shape and --phase options that convert, inspect and verify share."""
     parser.add_argument("--input-shape", action="append", metavar="NAME=N,C,H,W",
                         help="shape of an input blob (repeatable); overrides the prototxt")
     parser.add_argument("--phase", choices=("test", "train"), default="test",
@@ -67,6 +68,8 @@ def parameter_summary(module: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`modelport convert`: write the conversion folder and print what was written; exit status
+    0."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `modelport convert` and its options."""
     p = subparsers.add_parser(
         "convert", help="convert a Caffe model to a PyTorch folder (model.py + safetensors)",
         description="Convert deploy.prototxt + weights.caffemodel into OUT/: model.safetensors, "

@@ -48,6 +48,8 @@ def add_preprocess_args(p: argparse.ArgumentParser) -> None:
 
 
 def preprocess_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The Caffe transform flags as keyword arguments of the image preprocessing; ConfigError for a
+    contradictory or malformed flag."""
     if args.mean and args.mean_file:
         raise ConfigError("give --mean or --mean-file, not both")
     resize = None
@@ -90,6 +92,8 @@ def progress_bar(description: str, enabled: bool) -> tuple[Callable[[int, int], 
 
 
 def layer_names(text: str) -> list[str]:
+    """The comma-separated --layers value as a list of blob names (ConfigError when it names
+    none)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise ConfigError("--layers names no blob. Fix: e.g. --layers fc6,fc7")
@@ -97,6 +101,8 @@ def layer_names(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`modelport features`: extract the requested blobs for every image into an .npz; exit status
+    0."""
     from modelport.transfer.features import extract_from_files, read_image_list
 
     images = read_image_list(args.images, args.root)
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
+    """Register `modelport features` and its options."""
     p = subparsers.add_parser(
         "features", help="extract features (named blobs) for a set of images into an .npz",
         description="Run a Caffe net over images (Caffe's TEST-phase preprocessing) and save the "

@@ -28,6 +28,8 @@ def _plain_table(title: str, rows: list[list[str]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`modelport inspect`: print the per-layer table (torch-free for a plain net without weights);
+    exit status 0."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `modelport inspect` and its options."""
     p = subparsers.add_parser(
         "inspect", help="list a Caffe net's layers, shapes, parameters and FLOPs",
         description="Show every layer of a Caffe net: type, bottoms -> tops, output shape, "

@@ -126,6 +126,7 @@ def choose_device(args: argparse.Namespace, solver_param: Any) -> tuple[str, lis
 
 
 def run(args: argparse.Namespace) -> int:
+    """`modelport train`: run the solver as `caffe train` would; exit status 0."""
     from rich.console import Console
 
     from modelport.errors import ConfigError
@@ -209,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `modelport train` and its options (including caffe.cpp's single-dash flags)."""
     p = subparsers.add_parser(
         "train", help="train / fine-tune with Caffe's solver semantics",
         description="Train the net of SOLVER (a Caffe solver.prototxt) exactly as `caffe train` "

@@ -16,6 +16,8 @@ from modelport.commands.features import (
 
 
 def run(args: argparse.Namespace) -> int:
+    """`modelport transfer`: train and compare the heads on the backbone's features, print
+    results.md; exit status 0."""
     from modelport.transfer.datasets import image_folder_dataset
     from modelport.transfer.heads import TrainConfig
     from modelport.transfer.runner import ExperimentConfig, run_experiment
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
+    """Register `modelport transfer` and its options."""
     p = subparsers.add_parser(
         "transfer", help="compare transfer-learning heads (incl. Gated Transfer) on a backbone",
         description="Extract features of the given layers once, then train and compare: a "

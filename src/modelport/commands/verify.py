@@ -40,6 +40,8 @@ def _check_memory(net: CaffeNet) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`modelport verify`: compare every blob with the reference; exit status 0 when all are within
+    tolerance, 1 when not."""
     from rich.console import Console
 
     from modelport.atomic import write_text
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `modelport verify` and its options."""
     p = subparsers.add_parser(
         "verify", help="compare every blob with a reference (Caffe dump, OpenCV, pycaffe, ONNX)",
         description="Convert the model, run it and a reference on the same inputs, compare "

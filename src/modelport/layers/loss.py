@@ -95,6 +95,8 @@ class _ClampMinStraight(torch.autograd.Function):
 
 
 def clamp_min_straight(x: torch.Tensor, floor: float) -> torch.Tensor:
+    """max(x, floor) whose gradient passes through unchanged, as Caffe's losses clamp before a
+    log."""
     return _ClampMinStraight.apply(x, floor)  # type: ignore[no-any-return]
 
 
@@ -178,6 +180,9 @@ class SoftmaxLoss(LossModule):
 
 
 class SoftmaxWithLoss(SoftmaxLoss):
+    """Caffe SoftmaxWithLoss: -log softmax(scores)[label] over `axis`, normalised by `mode`,
+    skipping `ignore_label`."""
+
     def __init__(self, name: str, axis: int, ignore_label: int | None, mode: int,
                  with_prob: bool) -> None:
         super().__init__(name, "SoftmaxWithLoss", axis, ignore_label, mode, with_prob)
@@ -216,6 +221,8 @@ def convert_softmax_with_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 
 
 class EuclideanLoss(LossModule):
+    """Caffe EuclideanLoss: sum((a - b)^2) / (2 N)."""
+
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if a.numel() != b.numel():
             raise self.fail(f"the two bottoms have {a.numel()} and {b.numel()} values",
@@ -233,6 +240,9 @@ def convert_euclidean_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 
 
 class SigmoidCrossEntropyLoss(LossModule):
+    """Caffe SigmoidCrossEntropyLoss: the cross-entropy of sigmoid(x) against the target, skipping
+    `ignore_label`, normalised by `mode`."""
+
     def __init__(self, name: str, ignore_label: int | None, mode: int) -> None:
         super().__init__(name, "SigmoidCrossEntropyLoss")
         self.ignore_label = ignore_label
@@ -270,6 +280,9 @@ def convert_sigmoid_cross_entropy_loss(layer: Layer, ctx: ConvertContext) -> Caf
 
 
 class HingeLoss(LossModule):
+    """Caffe HingeLoss: sum of max(0, 1 + sign * x) (sign -1 at the label, else +1), L1 or squared
+    (L2), divided by N."""
+
     def __init__(self, name: str, norm: int) -> None:
         super().__init__(name, "HingeLoss")
         self.norm = norm
@@ -293,6 +306,9 @@ def convert_hinge_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 
 
 class InfogainLoss(SoftmaxLoss):
+    """Caffe InfogainLoss: -sum_k H[label, k] log prob_k over `axis` (H from the loader, a third
+    bottom or the identity), normalised by `mode`."""
+
     infogain: torch.Tensor | None
     def __init__(self, name: str, axis: int, infogain: torch.Tensor | None,
                  ignore_label: int | None, mode: int, with_prob: bool) -> None:
@@ -349,6 +365,8 @@ def convert_infogain_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 
 
 class MultinomialLogisticLoss(LossModule):
+    """Caffe MultinomialLogisticLoss: -sum log(max(prob[label], 1e-20)) / N."""
+
     def forward(self, prob: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         num, flat, lab = self.sample_labels(prob, label)
         picked = flat[torch.arange(num), lab]
@@ -400,6 +418,9 @@ class _Contrastive(torch.autograd.Function):
 
 
 class ContrastiveLoss(LossModule):
+    """Caffe ContrastiveLoss: y d^2 + (1 - y) max(margin - d, 0)^2 (legacy: max(margin - d^2, 0)),
+    summed and divided by 2 N."""
+
     def __init__(self, name: str, margin: float, legacy: bool) -> None:
         super().__init__(name, "ContrastiveLoss")
         self.margin = margin
@@ -424,6 +445,9 @@ def convert_contrastive_loss(layer: Layer, ctx: ConvertContext) -> CaffeModule:
 
 
 class Accuracy(LossModule):
+    """Caffe Accuracy: the fraction of samples whose label is among the top_k scores over `axis`,
+    skipping `ignore_label` (and per class when a second top is asked for)."""
+
     def __init__(self, name: str, axis: int, top_k: int, ignore_label: int | None,
                  per_class: bool) -> None:
         super().__init__(name, "Accuracy")

@@ -198,4 +198,5 @@ def unknown_type_reason(type_name: str) -> str:
 
 
 def specs() -> list[LayerSpec]:
+    """Every registered converter, by type name."""
     return [_REGISTRY[t] for t in sorted(_REGISTRY)]

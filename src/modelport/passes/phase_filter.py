@@ -45,6 +45,8 @@ def state_meets_rule(state: caffe_pb2.NetState, rule: caffe_pb2.NetStateRule) ->
 
 
 def layer_included(layer: caffe_pb2.LayerParameter, state: caffe_pb2.NetState) -> bool:
+    """Caffe's rule for one layer: kept when no rule says otherwise, dropped by a matching exclude,
+    kept by a matching include (FormatError with both kinds)."""
     if layer.include and layer.exclude:
         raise FormatError(
             f"layer '{layer.name}' (type {layer.type}): has both include and exclude rules. "

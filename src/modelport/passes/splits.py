@@ -24,6 +24,7 @@ TopRef = tuple[int, int]  # (layer index, top index)
 
 
 def split_blob_name(layer_name: str, blob_name: str, top_index: int, split_index: int) -> str:
+    """Caffe's name of split top `split_index` of a layer's top `top_index` (SplitBlobName)."""
     return f"{blob_name}_{layer_name}_{top_index}_split_{split_index}"
 
 

@@ -39,15 +39,16 @@ _INHERITED: list[Any] = []
 _SKIP = ("LOCK", "LOG", "LOG.old")
 
 
-class LevelDbUnavailable(ConfigError):
+class LevelDbUnavailableError(ConfigError):
     """The plyvel package (LevelDB binding) is not installed."""
 
 
 def require_plyvel() -> Any:
+    """The plyvel module (LevelDbUnavailableError naming the extra when it is not installed)."""
     try:
         import plyvel
     except ImportError:
-        raise LevelDbUnavailable("reading LevelDB needs the plyvel package. Fix: pip install "
+        raise LevelDbUnavailableError("reading LevelDB needs the plyvel package. Fix: pip install "
                                  "'modelport[data]' (or plyvel)") from None
     return plyvel
 

@@ -173,7 +173,7 @@ def check_backend(source: ItemSource, p: caffe_pb2.DataParameter) -> Any:
         return LmdbRecords(path)
     from modelport.train.data_leveldb import (
         LevelDbRecords,
-        LevelDbUnavailable,
+        LevelDbUnavailableError,
         is_leveldb,
         require_plyvel,
     )
@@ -187,7 +187,7 @@ def check_backend(source: ItemSource, p: caffe_pb2.DataParameter) -> Any:
                            _FOLDER_FIX)
     try:
         require_plyvel()
-    except LevelDbUnavailable as exc:
+    except LevelDbUnavailableError as exc:
         raise source.error(str(exc).split(". Fix: ")[0],
                            "pip install 'modelport[data]' (or plyvel)") from None
     return LevelDbRecords(path)

@@ -27,6 +27,7 @@ STREAM_SKIP, STREAM_SHUFFLE, STREAM_TRANSFORM = 0, 1, 2
 
 
 def check_seed(seed: int) -> int:
+    """A seed as a non-negative int (ConfigError otherwise)."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     return int(seed)

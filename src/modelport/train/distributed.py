@@ -75,7 +75,7 @@ def shutdown_process_group(wait: bool) -> None:
 
 def make_distributed(solver: Solver, **ddp_kwargs: Any) -> Solver:
     """Wrap the solver's train net in DistributedDataParallel (call in every process)."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.nn.parallel import DistributedDataParallel
 
     if solver.world <= 1:
         return solver
@@ -86,5 +86,5 @@ def make_distributed(solver: Solver, **ddp_kwargs: Any) -> Solver:
     ddp_kwargs.setdefault("find_unused_parameters", True)
     step = _TrainStep(solver.net)
     device_ids = [solver.device.index] if solver.device.type == "cuda" else None
-    solver.ddp = DDP(step, device_ids=device_ids, **ddp_kwargs)
+    solver.ddp = DistributedDataParallel(step, device_ids=device_ids, **ddp_kwargs)
     return solver

@@ -54,7 +54,7 @@ def _set_blob(module: nn.Module, attr: str, value: torch.Tensor) -> None:
 
 
 def learnable_params(net: CaffeNet) -> list[LearnableParam]:
-    """Caffe's learnable_params() for `net`, tying shared (named) ParamSpecs to their owner.
+    """Caffe's Net::learnable_params list for `net`, tying shared (named) ParamSpecs to their owner.
 
     The rates come from the one ParamSpec reader (`modelport.layers.params`): statistics blobs
     (as the layer registry declares them: BatchNorm's) at lr_mult 0, others as given or 1.

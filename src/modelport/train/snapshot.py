@@ -358,6 +358,8 @@ def incomplete_set_error(solverstate: str, problem: str, prefix: str | None) -> 
 
 
 def read_feedstate(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The data feeds' saved positions beside a solverstate, None when there is no such file
+    (FormatError when it is unreadable)."""
     p = os.fspath(path)
     if not os.path.exists(p):
         return None
@@ -372,6 +374,7 @@ def read_feedstate(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def feedstate_path(solverstate: str) -> str:
+    """The feedstate file that belongs to a .solverstate (or .solverstate.h5)."""
     base = solverstate
     for suffix in (".solverstate.h5", ".solverstate"):
         if base.endswith(suffix):
@@ -381,4 +384,5 @@ def feedstate_path(solverstate: str) -> str:
 
 
 def history_arrays(history: Sequence[Any]) -> list[np.ndarray]:
+    """The solver's history tensors as float32 numpy arrays (for the .solverstate)."""
     return [h.detach().to("cpu").float().numpy() for h in history]

@@ -145,6 +145,8 @@ class IterationRecord:
 
 @dataclass
 class TestRecord:
+    """One test-net evaluation: the iteration, the test net's index, its mean outputs and loss."""
+
     iter: int
     net: int
     outputs: dict[str, np.ndarray]

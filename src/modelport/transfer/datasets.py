@@ -194,6 +194,8 @@ def digits_folder(dest: str, train: int = 200, test: int = 100, seed: int = 0) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m modelport.transfer.datasets NAME DEST`: write a small real image-folder
+    dataset."""
     p = argparse.ArgumentParser(prog="python -m modelport.transfer.datasets",
                                 description="Write a small real image-folder dataset.")
     p.add_argument("name", choices=("fashion-mnist", "digits"))

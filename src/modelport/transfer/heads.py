@@ -213,10 +213,10 @@ class SVMHead(Head):
     def fit(self, features: Features, labels: np.ndarray) -> SVMHead:
         from modelport.optional import require
 
-        LinearSVC = require("sklearn.svm", "transfer", "the SVM head").LinearSVC
+        linear_svc = require("sklearn.svm", "transfer", "the SVM head").LinearSVC
         _check(features, [self.layer], self.name or "SVMHead")
         self.num_classes = _num_classes(labels, self.num_classes)
-        self.model = LinearSVC(C=self.C, random_state=self.seed, max_iter=20000)
+        self.model = linear_svc(C=self.C, random_state=self.seed, max_iter=20000)
         self.model.fit(features[self.layer], labels)  # type: ignore[attr-defined]
         return self
 

@@ -52,6 +52,8 @@ class ExperimentConfig:
 
 @dataclass
 class HeadResult:
+    """One head's outcome in a transfer experiment: its accuracies, training time and a note."""
+
     name: str
     kind: str
     layers: list[str]

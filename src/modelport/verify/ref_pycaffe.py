@@ -51,11 +51,7 @@ class PycaffeReference(Reference):
         phase = caffe.TRAIN if net.phase == caffe_pb2.TRAIN else caffe.TEST
         try:
             cnet = caffe.Net(self.prototxt, self.caffemodel, phase)
-            for name, value in inputs.items():
-                if name not in cnet.blobs:
-                    raise ConfigError(f"pycaffe's net has no input blob '{name}'")
-                cnet.blobs[name].reshape(*value.shape)
-                cnet.blobs[name].data[...] = value
+            _feed(cnet, inputs)
             cnet.reshape()
             cnet.forward()
         except ModelportError:
@@ -76,3 +72,13 @@ def _pycaffe(spec: str, prototxt: str | os.PathLike[str] | None,
     """`--reference pycaffe`: BVLC Caffe itself on the original prototxt + caffemodel."""
     assert prototxt is not None and caffemodel is not None
     return PycaffeReference(prototxt, caffemodel)
+
+
+def _feed(cnet: Any, inputs: Mapping[str, np.ndarray]) -> None:
+    """Reshape pycaffe's input blobs to the inputs and copy them in (ConfigError for a name the
+    net has no blob of)."""
+    for name, value in inputs.items():
+        if name not in cnet.blobs:
+            raise ConfigError(f"pycaffe's net has no input blob '{name}'")
+        cnet.blobs[name].reshape(*value.shape)
+        cnet.blobs[name].data[...] = value

@@ -32,6 +32,8 @@ def read_bytes(path: str | os.PathLike[str], what: str) -> memoryview:
 
 
 def read_text(path: str | os.PathLike[str], what: str) -> str:
+    """The text of a file that must exist (`check_file`), decoded as UTF-8; FormatError naming the
+    file otherwise."""
     p = check_file(path, what)
     with open(p, "rb") as fh:
         raw = fh.read()

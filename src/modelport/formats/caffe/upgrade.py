@@ -42,6 +42,8 @@ _SHARED_PARAM_FIELDS = tuple(
 
 
 def v1_type_name(type_value: int, layer_name: str) -> str:
+    """The V2 type name of a V1 LayerType enum value (FormatError for a number Caffe does not
+    define)."""
     if type_value not in V1_TYPE_NAMES:
         raise FormatError(f"layer '{layer_name}': unknown V1 layer type number {type_value}")
     return V1_TYPE_NAMES[type_value]
