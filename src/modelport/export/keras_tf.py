@@ -101,11 +101,11 @@ def _load_arrays(folder: pathlib.Path, names: Sequence[str]) -> dict[str, np.nda
     return {n: np.load(folder / f"{i}.npy", allow_pickle=False) for i, n in enumerate(names)}
 
 
-def worker_env() -> dict[str, str]:
-    """The child's environment: KERAS_BACKEND=tensorflow, TF's C++ logging off, and this
+def worker_env(backend: str = "tensorflow") -> dict[str, str]:
+    """The child's environment: KERAS_BACKEND=`backend`, TF's C++ logging off, and this
     modelport importable (it may run from a source tree)."""
     env = dict(os.environ)
-    env["KERAS_BACKEND"] = "tensorflow"
+    env["KERAS_BACKEND"] = backend
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     src = str(pathlib.Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
@@ -113,11 +113,14 @@ def worker_env() -> dict[str, str]:
 
 
 def run_tensorflow(cases: Sequence[TensorFlowCase], workdir: str | os.PathLike[str],
-                   timeout: float = WORKER_TIMEOUT) -> list[TensorFlowResult]:
+                   timeout: float = WORKER_TIMEOUT, backend: str = "tensorflow"
+                   ) -> list[TensorFlowResult]:
     """Run every case in ONE TensorFlow-backend child process (TF is imported once) and read
     back what it computed. A child that cannot start TensorFlow is a one-line ModelportError
-    (MissingDependencyError when it is not installed); a case that fails carries its error."""
-    require_tensorflow()
+    (MissingDependencyError when it is not installed); a case that fails carries its error.
+    `backend` runs Keras on another backend instead (the JAX tests; no SavedModel there)."""
+    if backend == "tensorflow" or any(c.saved_model or c.tflite for c in cases):
+        require_tensorflow()
     work = pathlib.Path(workdir)
     job_cases: list[dict[str, Any]] = []
     for i, case in enumerate(cases):
@@ -139,9 +142,9 @@ def run_tensorflow(cases: Sequence[TensorFlowCase], workdir: str | os.PathLike[s
             "tflite": case.tflite,
         })
     job = work / "job.json"
-    job.write_text(json.dumps({"cases": job_cases}), encoding="utf-8")
+    job.write_text(json.dumps({"backend": backend, "cases": job_cases}), encoding="utf-8")
     try:
-        proc = subprocess.run([sys.executable, "-m", WORKER, str(job)], env=worker_env(),
+        proc = subprocess.run([sys.executable, "-m", WORKER, str(job)], env=worker_env(backend),
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ExportError(f"the TensorFlow process did not finish within {timeout:.0f} s. "

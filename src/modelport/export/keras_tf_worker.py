@@ -1,4 +1,5 @@
-"""The TensorFlow side of the Keras exports, run in its own process with KERAS_BACKEND=tensorflow.
+"""The TensorFlow side of the Keras exports, run in its own process with KERAS_BACKEND=tensorflow
+(or another Keras backend named by the job, for the backend tests: `"backend": "jax"`).
 
 `python -m modelport.export.keras_tf_worker JOB.json` (modelport.export.keras_tf writes the job
 and starts it): the parent process has Keras on the torch backend, and Keras picks its backend
@@ -24,9 +25,9 @@ module and moves the files into place only when they match. Each case's `result.
 "error": "<one line>"}`; one case failing does not stop the others. Arrays are plain .npy
 files (`allow_pickle=False`).
 
-Job format (JSON): {"cases": [{"name": str, "model_file": path, "weights": path,
-"inputs": {blob: path.npy}, "out_dir": path, "blobs": bool, "saved_model": dir or null,
-"tflite": path or null}]}.
+Job format (JSON): {"backend": "tensorflow" (default) | "jax", "cases": [{"name": str,
+"model_file": path, "weights": path, "inputs": {blob: path.npy}, "out_dir": path,
+"blobs": bool, "saved_model": dir or null, "tflite": path or null}]}.
 """
 
 from __future__ import annotations
@@ -228,23 +229,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(args[0], encoding="utf-8") as fh:
         job = json.load(fh)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    backend = str(job.get("backend", "tensorflow"))
     from modelport.errors import ModelportError
     from modelport.optional import require
 
+    needs_tf = backend == "tensorflow" or any(
+        c.get("saved_model") or c.get("tflite") for c in job["cases"])
     try:
-        tf = require("tensorflow", "tensorflow", "the TensorFlow SavedModel / TFLite export")
+        tf = require("tensorflow", "tensorflow", "the TensorFlow SavedModel / TFLite export") \
+            if needs_tf else None
     except ModelportError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    if backend != "tensorflow" and importlib.util.find_spec(backend) is None:
+        print(f"Keras on the {backend} backend needs {backend}, which is not installed. Fix: "
+              f"pip install {backend}", file=sys.stderr)
         return 2
     import warnings
 
     warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice, absl chatter
-    tf.get_logger().setLevel("ERROR")
+    if tf is not None:
+        tf.get_logger().setLevel("ERROR")
     import keras
 
-    if keras.backend.backend() != "tensorflow":
-        print(f"Keras runs on the {keras.backend.backend()} backend here, not tensorflow. Fix: "
-              "start this worker with KERAS_BACKEND=tensorflow", file=sys.stderr)
+    if keras.backend.backend() != backend:
+        print(f"Keras runs on the {keras.backend.backend()} backend here, not {backend}. Fix: "
+              f"start this worker with KERAS_BACKEND={backend}", file=sys.stderr)
         return 2
     for index, case in enumerate(job["cases"]):
         try:
