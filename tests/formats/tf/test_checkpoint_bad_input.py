@@ -95,6 +95,12 @@ def test_wrong_prefix_says_what_is_missing_and_what_is_near(
     (prefix.parent / "checkpoint").write_text("model_checkpoint_path: model.ckpt-3 {\n")
     with pytest.raises(FormatError, match="not a TensorFlow `checkpoint` state file"):
         ck.resolve_prefix(prefix.parent)
+    (prefix.parent / "checkpoint").write_text("future_field " + "{ a " * 100_000)
+    with pytest.raises(FormatError, match="braces nest too deeply"):
+        ck.resolve_prefix(prefix.parent)
+    (prefix.parent / "checkpoint").write_text('all_model_checkpoint_paths: "model.ckpt-3"\n')
+    with pytest.raises(FormatError, match="names no model_checkpoint_path"):
+        ck.resolve_prefix(prefix.parent)
 
 
 def test_missing_shard_and_more_shards_than_files(tmp_path: pathlib.Path,

@@ -218,6 +218,9 @@ def _read_state(path: Path) -> Path:
     state = checkpoint_state_pb2.CheckpointState()
     try:
         text_format.Parse(text, state, allow_unknown_field=True)
+    except RecursionError:  # protobuf's text parser recurses once per level of braces
+        raise FormatError(f"{path}: not a TensorFlow `checkpoint` state file: its braces nest "
+                          "too deeply") from None
     except (text_format.ParseError, UnicodeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FormatError(f"{path}: not a TensorFlow `checkpoint` state file: {first}") from None
@@ -481,6 +484,8 @@ class Checkpoint:
             raise self._fail(entry.key, f"dtype {entry.dtype} cannot be read into numpy by "
                                         "modelport (quantized, resource, variant and 4-bit "
                                         "tensors are not supported)")
+        if self.copy_bytes(entry):
+            _check_memory(self, [entry])
         if entry.slices:
             value = self._assemble(entry, dtype)
         else:
@@ -615,14 +620,27 @@ def _box_text(box: tuple[tuple[int, int], ...]) -> str:
     return "[" + ", ".join(f"{s}:{s + n}" for s, n in box) + "]"
 
 
+MAX_SLICES = 100_000  # TF's partitioners make tens to thousands; the overlap check is O(n^2)
+
+
 def _check_tiling(boxes: list[tuple[tuple[int, int], ...]], shape: tuple[int, ...],
                   fail: Any) -> None:
     """The slices must cover the full shape exactly once: no two overlap, and their volumes add
-    up to the full one (TensorSliceSet / QueryMeta's 'sufficient slices')."""
-    for i, a in enumerate(boxes):
-        for b in boxes[:i]:
-            if all(max(sa, sb) < min(sa + na, sb + nb) for (sa, na), (sb, nb) in zip(a, b)):
-                raise fail(f"its slices {_box_text(a)} and {_box_text(b)} overlap")
+    up to the full one (TensorSliceSet's overlap check, QueryMeta's 'sufficient slices')."""
+    if len(boxes) > MAX_SLICES:
+        raise fail(f"{len(boxes)} slices, more than the {MAX_SLICES:,} modelport reads")
+    if boxes and shape:
+        starts = np.array([[s for s, _ in box] for box in boxes], dtype=object)
+        ends = np.array([[s + n for s, n in box] for box in boxes], dtype=object)
+        for i in range(1, len(boxes)):
+            hit = ((np.maximum(starts[:i], starts[i]) < np.minimum(ends[:i], ends[i]))
+                   .all(axis=1))
+            if hit.any():
+                j = int(np.argmax(hit))
+                raise fail(f"its slices {_box_text(boxes[i])} and {_box_text(boxes[j])} "
+                           "overlap")
+    elif len(boxes) > 1:
+        raise fail(f"its {len(boxes)} slices of a scalar overlap")
     volume = sum(math.prod(n for _, n in box) for box in boxes)
     if volume != math.prod(shape):
         raise fail(f"its {len(boxes)} slices cover {volume} of the {math.prod(shape)} elements "
