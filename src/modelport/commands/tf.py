@@ -36,6 +36,9 @@ def add_parser(sub: Any) -> None:
     ls.add_argument("--verify", action="store_true",
                     help="also read every value of a checkpoint and check its crc32c")
     ls.set_defaults(func=run_ls)
+    from modelport.commands.tf_port import add_port_parsers  # port / verify: modelport.tf
+
+    add_port_parsers(tf_sub)
     p.set_defaults(func=lambda args: _usage(p))
 
 

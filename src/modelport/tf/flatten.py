@@ -134,5 +134,6 @@ def flatten_shapes_for(module: nn.Module, groups: list[SourceGroup], units: list
             "re-ordered for NCHW, and the map's (H, W, C) is unknown. Fix: pass "
             "sample_input=<an (N, C, H, W) tensor> (the module is traced) or "
             "flatten_shapes={'<linear path>': (H, W, C)} (flatten_shapes={} when no re-order "
-            "is needed: global pooling, a 1x1 map, or a twin that flattens NHWC)")
+            "is needed: global pooling, a 1x1 map, or a twin that flattens NHWC; CLI: "
+            "--sample-shape N,C,H,W or --flatten-shape LINEAR=H,W,C / none)")
     return by_unit, by_layer, notes

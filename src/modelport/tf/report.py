@@ -56,7 +56,7 @@ class PortRow:
             return (f"'{self.variable}' ({_shape(self.shape)}) -> '{self.target}' expects "
                     f"{_shape(self.target_shape)}: {self.reason}")
         if self.status == "eps":
-            return f"'{self.target}': {self.reason}"
+            return f"'{self.target}': {self.reason.split('. Fix:')[0]}"
         return f"{self.variable or self.target}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,9 +116,15 @@ class PortReport:
         probs = self.problems
         shown = "; ".join(p.describe() for p in probs[:limit])
         more = f"; and {len(probs) - limit} more (see the report)" if len(probs) > limit else ""
+        fixes = []
+        if any(p.status != "eps" for p in probs):
+            fixes.append("map them with mapping={regex: name} or fix the module's shapes")
+        if any(p.status == "eps" for p in probs):
+            fixes.append("build the BatchNorms with the source's eps, pass set_eps=True, or "
+                         "allow_eps_mismatch=True")
         return (f"porting {self.source} into {self.module}: {len(probs)} problem"
                 f"{'s' if len(probs) != 1 else ''}: {shown}{more}. The module is unchanged. Fix: "
-                "map them with mapping={regex: name}, or pass strict=False to port the rest")
+                f"{'; '.join(fixes)} (strict=False ports the rest)")
 
     def __str__(self) -> str:
         head = ("status", "variable", "shape", "parameter", "shape", "rule", "layout / reason")
