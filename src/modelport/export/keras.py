@@ -177,6 +177,9 @@ def _check_outdir(outdir: str) -> None:
     """OUTDIR must be a folder the export may own: not a file, not a conversion folder."""
     from modelport.convert import MODEL_FILE, REPORT_FILE, WEIGHTS_FILE, check_output_folder
 
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise ConfigError(f"--keras output '{outdir}' exists and is not a folder. Fix: give a "
+                          "folder path")
     check_output_folder(outdir)
     held = [f for f in (MODEL_FILE, WEIGHTS_FILE, REPORT_FILE)
             if os.path.lexists(os.path.join(outdir, f))]

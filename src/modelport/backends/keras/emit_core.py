@@ -28,6 +28,9 @@ from modelport.schema import caffe_pb2
 PP = caffe_pb2.PoolingParameter
 EP = caffe_pb2.EltwiseParameter
 
+# What to do with a net Keras cannot express: the exports that keep any tensor shape.
+OTHER = "export this net with --onnx or --torchscript instead"
+
 
 def _np(t: Any) -> np.ndarray:
     """A torch tensor (parameter or buffer) as a float32 numpy array."""
@@ -122,6 +125,13 @@ def _keras_pool_matches(m: Any, h: int, w: int) -> bool:
     return all((n - k) % s == 0 and n >= k for n, k, s in zip((h, w), m.kernel, m.stride))
 
 
+@register_keras("Pooling")
+def refuse_pooling_mask(ctx: EmitContext) -> KerasEmitted:
+    """Caffe MAX pooling with its mask top (argmax indices): refused."""
+    raise ctx.unsupported("MAX pooling with a mask top (Caffe's argmax indices)",
+                          "drop the second top, or " + OTHER)
+
+
 @register_keras("Pooling", when=lambda layer, m: not getattr(m, "with_mask", False))
 def emit_pooling(ctx: EmitContext) -> KerasEmitted:
     """Caffe Pooling MAX / AVE: MaxPooling2D / AveragePooling2D where Caffe's windows are
@@ -130,10 +140,10 @@ def emit_pooling(ctx: EmitContext) -> KerasEmitted:
     m = ctx.module
     method = {PP.MAX: "MAX", PP.AVE: "AVE"}.get(m.method)
     if method is None:
-        raise ctx.unsupported("STOCHASTIC pooling", "use MAX or AVE pooling")
+        raise ctx.unsupported("STOCHASTIC pooling", "use MAX or AVE pooling, or " + OTHER)
     x = ctx.as_layout(ctx.bottoms[0], CHANNELS_LAST)
     if x.rank != 4:
-        raise ctx.unsupported(f"pooling of a {x.rank}-axis blob")
+        raise ctx.unsupported(f"pooling of a {x.rank}-axis blob", "pool an N x C x H x W blob")
     h, w = x.caffe_shape[2], x.caffe_shape[3]
     if _keras_pool_matches(m, h, w):
         cls = "MaxPooling2D" if method == "MAX" else "AveragePooling2D"
@@ -251,7 +261,8 @@ def emit_softmax(ctx: EmitContext) -> KerasEmitted:
     b = ctx.bottoms[0]
     axis = b.keras_axis(int(ctx.module.axis))
     if axis == 0:
-        raise ctx.unsupported("softmax over the batch axis")
+        raise ctx.unsupported("softmax over the batch axis (a Keras model keeps samples "
+                              "apart)", OTHER)
     return _one(ctx, f"keras.layers.Softmax(axis={lit(axis)}, {ctx.name_arg})", b.var,
                 b.layout)
 
@@ -266,7 +277,7 @@ def emit_concat(ctx: EmitContext) -> KerasEmitted:
     axis = first.keras_axis(int(ctx.module.axis))
     if axis == 0:
         raise ctx.unsupported("concatenation along the batch axis (a Keras model keeps "
-                              "samples apart)")
+                              "samples apart)", OTHER)
     inputs = "[" + ", ".join(t.var for t in bottoms) + "]"
     return _one(ctx, f"keras.layers.Concatenate(axis={lit(axis)}, {ctx.name_arg})", inputs,
                 first.layout)
@@ -281,7 +292,8 @@ def emit_slice(ctx: EmitContext) -> KerasEmitted:
         return _one(ctx, f"keras.layers.Identity({ctx.name_arg})", b.var, b.layout)
     axis = b.keras_axis(int(m.axis))
     if axis == 0:
-        raise ctx.unsupported("slicing along the batch axis (a Keras model keeps samples apart)")
+        raise ctx.unsupported("slicing along the batch axis (a Keras model keeps samples "
+                              "apart)", OTHER)
     tops = [KerasTensor(ctx.top_var(j), ctx.top_shapes[j], b.layout)
             for j in range(len(ctx.layer.tops))]
     line = (f"{', '.join(t.var for t in tops)} = CaffeSlice({lit(axis)}, "
@@ -324,6 +336,13 @@ def emit_eltwise(ctx: EmitContext) -> KerasEmitted:
 # BatchNorm, Scale, Bias
 
 
+@register_keras("BatchNorm")
+def refuse_batch_norm_batch_stats(ctx: EmitContext) -> KerasEmitted:
+    """Caffe BatchNorm normalising with the batch's statistics (TRAIN phase): refused."""
+    raise ctx.unsupported("BatchNorm with batch statistics (use_global_stats false: the TRAIN "
+                          "phase)", "export the TEST phase, or set use_global_stats: true")
+
+
 @register_keras("BatchNorm", when=lambda layer, m: bool(getattr(m, "use_global_stats", False)))
 def emit_batch_norm(ctx: EmitContext) -> KerasEmitted:
     """Caffe BatchNorm with global statistics: BatchNormalization without affine part
@@ -333,7 +352,7 @@ def emit_batch_norm(ctx: EmitContext) -> KerasEmitted:
     m = ctx.module
     b = ctx.bottoms[0]
     if b.rank < 2:
-        raise ctx.unsupported("BatchNorm of a blob with fewer than 2 axes")
+        raise ctx.unsupported("BatchNorm of a blob with fewer than 2 axes", OTHER)
     factor = caffe_math.batchnorm_scale(float(_np(m.scale_factor).reshape(-1)[0]))
     mean = (_np(m.mean).astype(np.float64) * factor).astype(np.float32)
     var = (_np(m.variance).astype(np.float64) * factor).astype(np.float32)
@@ -353,7 +372,7 @@ def _operand_shape(ctx: EmitContext, x: KerasTensor, operand: np.ndarray,
         full[first + i] = int(d)
     if operand.ndim and first == 0 and full[0] != 1:
         raise ctx.unsupported("a learned operand over the batch axis (its size is fixed by "
-                              "the batch)")
+                              "the batch)", OTHER)
     keras_shape = tuple(full[a] for a in x.perm)[1:]
     return tuple(full), keras_shape
 
@@ -369,7 +388,7 @@ def _scale_by_bottom(ctx: EmitContext, x: KerasTensor, op: str) -> KerasEmitted:
     first = x.rank - trailing - operand.rank
     if first != 0 or operand.rank == 0:
         raise ctx.unsupported(f"a second bottom covering axes from {first} (only operands "
-                              "starting at the batch axis have a Keras form)")
+                              "starting at the batch axis have a Keras form)", OTHER)
     broadcast = (-1, *operand.caffe_shape[1:], *([1] * trailing))
     expr = (f"CaffeScaleBy({lit(broadcast)}, {lit(x.perm)}, op={lit(op)}, {ctx.name_arg})")
     return _one(ctx, expr, f"[{x.var}, {operand.var}]", x.layout, runtime=("CaffeScaleBy",))
@@ -383,7 +402,8 @@ def emit_scale(ctx: EmitContext) -> KerasEmitted:
     x = ctx.bottoms[0]
     if len(ctx.bottoms) > 1:
         if m.bias is not None:
-            raise ctx.unsupported("a second-bottom Scale with a learned bias over the batch axis")
+            raise ctx.unsupported("a second-bottom Scale with a learned bias over the batch "
+                                  "axis", OTHER)
         return _scale_by_bottom(ctx, x, "mul")
     weight = _np(m.weight)
     full, shape = _operand_shape(ctx, x, weight, int(m.trailing))
@@ -427,6 +447,7 @@ def emit_reshape(ctx: EmitContext) -> KerasEmitted:
     x = ctx.as_layout(ctx.bottoms[0], CAFFE)
     top = ctx.top_shapes[0]
     if top[0] != x.caffe_shape[0]:
-        raise ctx.unsupported(f"a reshape of {x.caffe_shape} into {top} changes the batch axis")
+        raise ctx.unsupported(f"a reshape of {x.caffe_shape} into {top} that changes the batch "
+                              "axis (a Keras model reshapes each sample)", OTHER)
     return _one(ctx, f"keras.layers.Reshape({lit(tuple(top[1:]))}, {ctx.name_arg})", x.var,
                 CAFFE)

@@ -45,6 +45,7 @@ __all__ = [
     "CAFFE",
     "CHANNELS_LAST",
     "EmitContext",
+    "KerasUnsupportedError",
     "KerasEmitted",
     "KerasEmitter",
     "KerasTensor",
@@ -66,6 +67,21 @@ def keras_perm(rank: int, layout: str) -> tuple[int, ...]:
     if layout == CHANNELS_LAST and rank >= 3:
         return (0, *range(2, rank), 1)
     return tuple(range(rank))
+
+
+class KerasUnsupportedError(UnsupportedLayerError):
+    """Layers without a faithful Keras form (or without a Keras emitter); lists all of them,
+    each with what to do."""
+
+    def __init__(self, problems: Sequence[tuple[str, str, str]], source: str = "the net") -> None:
+        super().__init__(problems, source)
+        listed = "; ".join(f"layer '{n}' (type {t}): {why}" for n, t, why in self.problems)
+        count = len(self.problems)
+        self.args = (f"{count} layer{'s' if count != 1 else ''} in {source} cannot be exported "
+                     f"to Keras: {listed}. Nothing was written",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -184,12 +200,12 @@ class EmitContext:
         return [self.as_layout(t, layout) for t in tensors]
 
     # -- errors -----------------------------------------------------------------------------
-    def unsupported(self, why: str, fix: str | None = None) -> UnsupportedLayerError:
-        """The error for what has no faithful Keras form (raise it)."""
+    def unsupported(self, why: str, fix: str | None = None) -> KerasUnsupportedError:
+        """The error for what has no faithful Keras form (raise it); `fix` says what to do."""
         text = why.rstrip(".")
-        text += f"; {fix.rstrip('.')}" if fix else ""
-        return UnsupportedLayerError([(self.layer.name, self.layer.type,
-                                       f"no faithful Keras form: {text}")], self.source)
+        text += f" (Fix: {fix.rstrip('.')})" if fix else ""
+        return KerasUnsupportedError([(self.layer.name, self.layer.type,
+                                       f"no faithful Keras form for {text}")], self.source)
 
     def emitted(self, lines: Sequence[str], tops: Sequence[KerasTensor],
                 weights: Sequence[np.ndarray] = (), runtime: Sequence[str] = ()) -> KerasEmitted:

@@ -25,12 +25,12 @@ from modelport.backends.keras.registry import (
     EmitContext,
     KerasEmitted,
     KerasTensor,
+    KerasUnsupportedError,
     NameAllocator,
     find_emitter,
     lit,
 )
 from modelport.backends.keras.view import NetView
-from modelport.errors import UnsupportedLayerError
 from modelport.ir import Layer
 
 __all__ = ["GeneratedKeras", "LayerRecord", "generate_keras_source", "WEIGHTS_FILE"]
@@ -69,18 +69,20 @@ def missing_emitters(view: NetView) -> list[tuple[str, str, str]]:
         if find_emitter(layer, module) is None:
             problems.append((layer.name, layer.type,
                              f"no Keras emitter is registered for this form of {layer.type} "
-                             f"({type(module).__name__})"))
+                             f"({type(module).__name__}; Fix: register one with "
+                             "@register_keras in modelport.backends.keras.registry)"))
     return problems
 
 
 def generate_keras_source(view: NetView, version: str | None = None) -> GeneratedKeras:
-    """model_keras.py for `view`; UnsupportedLayerError listing every layer without a Keras
-    form (nothing is approximated)."""
+    """model_keras.py for `view`; a KerasUnsupportedError (an UnsupportedLayerError) listing
+    every layer without a Keras emitter, or without a faithful Keras form (nothing is
+    approximated)."""
     from modelport import __version__
 
     problems = missing_emitters(view)
     if problems:
-        raise UnsupportedLayerError(problems, view.source)
+        raise KerasUnsupportedError(problems, view.source)
     names = NameAllocator(_RESERVED)
     blobs: dict[str, KerasTensor] = {}
     body: list[str] = []
@@ -107,9 +109,18 @@ def generate_keras_source(view: NetView, version: str | None = None) -> Generate
 
     for layer, top_shapes in view.sources:
         run(layer, None, top_shapes, "")
+    refused: list[tuple[str, str, str]] = []
     for layer, module, top_shapes in view.layers:
-        emitted = run(layer, module, top_shapes, names.keras(layer.name))
+        try:
+            emitted = run(layer, module, top_shapes, names.keras(layer.name))
+        except KerasUnsupportedError as exc:  # go on, to list every refused layer at once
+            refused.extend(exc.problems)
+            for top, shape in zip(layer.tops, top_shapes):
+                blobs[top] = KerasTensor("None", tuple(shape), CAFFE)
+            continue
         records.append(LayerRecord(layer, emitted.layer_name, emitted.tops, emitted.weights))
+    if refused:
+        raise KerasUnsupportedError(refused, view.source)
     inputs = [blobs[n] for n in view.input_names]
     outputs = []
     for name in view.output_names:  # 4-D and 5-D outputs are channels-last
