@@ -92,8 +92,11 @@ def run(args: argparse.Namespace) -> int:
     from modelport.commands.convert import parse_input_shapes
 
     keras_dir = getattr(args, "keras", None)
-    if not keras_dir and not any(getattr(args, t.dest, None) for t in export_targets()):
-        flags = [f"{t.flag} FILE" for t in export_targets()] + ["--keras OUTDIR"]
+    tf_files = getattr(args, "saved_model", None) or getattr(args, "tflite", None)
+    if not keras_dir and not tf_files and not any(getattr(args, t.dest, None)
+                                                  for t in export_targets()):
+        flags = [f"{t.flag} FILE" for t in export_targets()] + [
+            "--keras OUTDIR", "--saved-model DIR", "--tflite FILE"]
         raise ConfigError(f"nothing to export. Fix: give {', '.join(flags[:-1])} and/or "
                           f"{flags[-1]}")
     inputs = read_inputs(args.input)
@@ -109,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
         from modelport.export.keras import export_keras_args
 
         reports.append(export_keras_args(args, inputs, parse_input_shapes(args.input_shape)))
+    if tf_files:  # TensorFlow files, checked in a TensorFlow child process (export/keras_tf)
+        from modelport.export.keras_tf import export_tensorflow_args
+
+        reports.extend(export_tensorflow_args(args, inputs,
+                                              parse_input_shapes(args.input_shape)))
     console = Console(soft_wrap=True)
     for report in reports:
         console.print(f"[bold green]exported[/] {escape(report.summary())}", highlight=False)
@@ -153,6 +161,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--keras", metavar="OUTDIR",
                    help="write a Keras 3 model into OUTDIR (model_keras.py, model.weights.h5, "
                         "model.keras), every named layer output checked first")
+    p.add_argument("--saved-model", metavar="DIR",
+                   help="write a TensorFlow SavedModel folder (Keras 3's export, on the "
+                        "TensorFlow backend), checked against the PyTorch module; needs "
+                        "tensorflow")
+    p.add_argument("--tflite", metavar="FILE",
+                   help="write a TensorFlow Lite file (converted from that SavedModel), "
+                        "checked against the PyTorch module; needs tensorflow")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset (default {DEFAULT_OPSET}; below 18 uses torch's "
                         "TorchScript-based exporter)")

@@ -42,6 +42,7 @@ __all__ = [
     "TensorFlowResult",
     "check_saved_model_target",
     "export_tensorflow",
+    "export_tensorflow_args",
     "require_tensorflow",
     "run_tensorflow",
     "staged_folder",
@@ -316,3 +317,23 @@ def final_blobs(view: Any, arrays: Mapping[str, np.ndarray]) -> dict[str, np.nda
     for (layer, _, _), tops in zip(view.layers, view.forward_tops(arrays)):
         blobs.update(zip(layer.tops, tops))
     return blobs
+
+
+def export_tensorflow_args(args: Any, inputs: Mapping[str, np.ndarray] | None,
+                           input_shapes: Mapping[str, Sequence[int]] | None
+                           ) -> list[ExportReport]:
+    """`modelport export SOURCE [WEIGHTS] --saved-model DIR --tflite FILE` with the command's
+    options (--input, --tolerance, --input-shape, --phase, --allow-missing-weights); with
+    `--keras OUTDIR` in the same command, the Keras model written there is the one exported."""
+    refused = [flag for flag, given in (("--optimize", getattr(args, "optimize", False)),
+                                        ("--outputs", getattr(args, "outputs", None)))
+               if given]
+    if refused:
+        raise ConfigError(f"--saved-model / --tflite export the whole net as converted (through "
+                          f"its Keras model), so {' and '.join(refused)} cannot apply to them. "
+                          "Fix: export them in a command of their own")
+    return export_tensorflow(args.source, saved_model=getattr(args, "saved_model", None),
+                             tflite=getattr(args, "tflite", None),
+                             keras_dir=getattr(args, "keras", None), weights=args.weights,
+                             inputs=inputs, rel=args.tolerance, input_shapes=input_shapes,
+                             phase=args.phase, allow_missing_weights=args.allow_missing_weights)
