@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+pytest.importorskip("google_crc32c", reason="the `tf` extra (google-crc32c) is not installed")
+pytest.importorskip("ml_dtypes", reason="the `tf` extra (ml_dtypes) is not installed")
 from tf_checkpoint_support import copy_fixture, edit_index, entry_of, expected, same_bits
 
 from modelport.cli import main as cli_main

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 from collections import Counter
 
 import pytest
+
+pytest.importorskip("google_crc32c", reason="the `tf` extra (google-crc32c) is not installed")
+pytest.importorskip("ml_dtypes", reason="the `tf` extra (ml_dtypes) is not installed")
 from tf_checkpoint_support import FIXTURES, copy_fixture, expected, same_bits, write_table
 
 from modelport.cli import main as cli_main
@@ -168,6 +172,17 @@ def test_large_index_written_by_tensorflow(tmp_path: pathlib.Path) -> None:
     assert all(same_bits(got[n], reader.get_tensor(n)) for n in names[::97])
 
 
+def test_missing_crc32c_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelport.optional import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "google_crc32c", None)
+    monkeypatch.setattr(crc, "_MODULE", None)
+    with pytest.raises(MissingDependencyError, match=r"checking TensorFlow checkpoint "
+                                                     r"checksums .* needs google-crc32c.*"
+                                                     r"pip install 'modelport\[tf\]'"):
+        ck.read_checkpoint(FIXTURES / "slim")
+
+
 def test_copies_are_checked_against_the_memory_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELPORT_MEMORY_LIMIT", "100")
     with pytest.raises(ConfigError, match=r"needs .* of copies .* over the memory limit of "
@@ -178,6 +193,7 @@ def test_copies_are_checked_against_the_memory_limit(monkeypatch: pytest.MonkeyP
 
 
 def test_cli_ls_keras_files(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("h5py", reason="the `tf` extra (h5py) is not installed")
     meta = json.loads((KERAS / "expected.json").read_text())
     shapes = Counter(tuple(v["shape"]) for layer in meta["layers"] for v in layer["variables"])
     for name in ("model.keras", "model.weights.h5", "keras2_model.h5"):
