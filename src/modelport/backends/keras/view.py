@@ -32,17 +32,25 @@ class NetView:
 
     def forward_tops(self, inputs: Mapping[str, np.ndarray]) -> list[list[np.ndarray]]:
         """Every converted layer's own tops (in-place layers included, each as it produced
-        them), float32 numpy, from the torch modules on `inputs` (Caffe layout)."""
+        them), float32 numpy, from the torch modules on `inputs` (Caffe layout), in inference
+        mode as the Keras model is checked (each module's own mode is restored after)."""
         blobs = {n: torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32))
                  for n in self.input_names}
         result: list[list[np.ndarray]] = []
-        with torch.no_grad():
-            for layer, module, _ in self.layers:
-                out = module(*[blobs[b] for b in layer.bottoms])
-                outs = list(out) if isinstance(out, tuple | list) else [out]
-                for top, t in zip(layer.tops, outs):
-                    blobs[top] = t
-                result.append([t.detach().cpu().float().numpy() for t in outs])
+        modes = [(m, m.training) for _, module, _ in self.layers for m in module.modules()]
+        try:
+            for m, _ in modes:
+                m.training = False
+            with torch.no_grad():
+                for layer, module, _ in self.layers:
+                    out = module(*[blobs[b] for b in layer.bottoms])
+                    outs = list(out) if isinstance(out, tuple | list) else [out]
+                    for top, t in zip(layer.tops, outs):
+                        blobs[top] = t
+                    result.append([t.detach().cpu().float().numpy() for t in outs])
+        finally:
+            for m, mode in modes:
+                m.training = mode
         return result
 
 
