@@ -74,7 +74,7 @@ def test_not_strict_ports_what_fits_and_lists_the_rest() -> None:
 def test_eps_mismatch_is_a_problem_unless_set_or_allowed() -> None:
     d = FIXTURES / "bn_nobias"
     twin = BnNoBias(eps=(1e-5, 1e-5, 1e-5))  # torch's default, not Keras's 1e-3 / 1e-2
-    with pytest.raises(PortError, match=r"module eps 1e-05 but the source's BatchNorm epsilon "
+    with pytest.raises(PortError, match=r"module eps 1e-05 but the source's epsilon "
                                         r"is 0\.001") as err:
         port_weights(d / "model.keras", twin)
     assert {r.target for r in err.value.report.of("eps")} == {"bn_a.eps", "bn_b.eps", "bn_c.eps"}

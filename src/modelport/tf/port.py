@@ -225,8 +225,8 @@ def _commit_group(plan: _Plan, group: SourceGroup, units: list[Unit], rule: str,
 
 
 def _bn_extras(plan: _Plan, group: SourceGroup, unit: Unit, opts: _Options) -> None:
-    """BatchNorm without gamma (scale=False) / beta (center=False): weight 1 / bias 0; and the
-    epsilon check."""
+    """BatchNorm / LayerNorm without gamma (scale=False) / beta (center=False): weight 1 /
+    bias 0; and the epsilon check (Keras's default 1e-3 for both, torch's 1e-5)."""
     roles = set(r for r in group.roles if r)
     for role, attr, value, flag in (("gamma", "weight", 1.0, "scale"),
                                     ("beta", "bias", 0.0, "center")):
@@ -237,10 +237,10 @@ def _bn_extras(plan: _Plan, group: SourceGroup, unit: Unit, opts: _Options) -> N
                                           rule=f"layer '{group.name}'",
                                           reason=f"the source has no {role} ({flag}=False): "
                                                  f"{attr} = {value:g}")
-    if unit.kind != "bn":
-        return
+    if unit.kind == "layernorm" and group.epsilon is None:
+        return  # LayerNormalization from a file without config: nothing to compare with
     src_eps = group.epsilon if group.epsilon is not None else opts.bn_eps
-    mod_eps = float(unit.module.eps)  # type: ignore[arg-type]  # a BatchNorm's float
+    mod_eps = float(unit.module.eps)  # type: ignore[arg-type]  # BatchNorm's / LayerNorm's float
     key = unit.key("eps")
     if src_eps is None:
         plan.eps_rows.append(PortRow(status="kept", target=key, rule=f"layer '{group.name}'",
@@ -261,7 +261,7 @@ def _bn_extras(plan: _Plan, group: SourceGroup, unit: Unit, opts: _Options) -> N
     else:
         plan.eps_rows.append(PortRow(status="eps", target=key, rule=f"layer '{group.name}'",
                                      reason=f"module eps {mod_eps:g} but the source's "
-                                            f"BatchNorm epsilon is {src_eps:g}. Fix: "
+                                            f"epsilon is {src_eps:g}. Fix: "
                                             "set_eps=True, or build it with eps="
                                             f"{src_eps:g}"))
 

@@ -1,0 +1,109 @@
+"""The name conventions without files: Keras 2 `:0` names, float16 / bfloat16 values, TF-slim
+separable scopes, LayerNormalization's epsilon, Embedding, and verify_tf's output keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modelport.errors import ConfigError
+from modelport.formats.tf.source import KerasLayer, TFVariable, WeightSource
+from modelport.tf import PortError, port_weights
+from modelport.tf.twins import SeparableConv2d
+from modelport.tf.verify_tf import verify_tf
+
+
+class Dense1(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense_1 = nn.Linear(3, 2)
+
+
+def test_keras2_names_and_half_precision_values() -> None:
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes ([tf] extra)")
+    kernel = np.arange(6, dtype=np.float16).reshape(3, 2) / 4
+    bias = np.array([0.5, -1.25], dtype=ml_dtypes.bfloat16)
+    m = Dense1()
+    report = port_weights({"dense_1/kernel:0": kernel, "dense_1/bias:0": bias}, m)
+    assert report.ok and report.row("dense_1/kernel:0").target == "dense_1.weight"
+    assert m.dense_1.weight.dtype == torch.float32
+    assert np.array_equal(m.dense_1.weight.detach().numpy(), kernel.astype(np.float32).T)
+    assert m.dense_1.bias.tolist() == [0.5, -1.25]
+
+
+def test_slim_separable_scope() -> None:
+    rng = np.random.default_rng(0)
+    dw, pw, b = (rng.standard_normal(s).astype(np.float32)
+                 for s in ((3, 3, 4, 2), (1, 1, 8, 5), (5,)))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.Sep = SeparableConv2d(4, 5, 3, depth_multiplier=2)
+
+    m = Net()
+    report = port_weights({"Net/Sep/depthwise_weights": dw, "Net/Sep/pointwise_weights": pw,
+                           "Net/Sep/biases": b}, m)
+    assert report.row("Net/Sep/depthwise_weights").target == "Sep.depthwise.weight"
+    assert report.row("Net/Sep/pointwise_weights").target == "Sep.pointwise.weight"
+    assert report.row("Net/Sep/biases").target == "Sep.pointwise.bias"
+    # TF's depthwise output channel i*mult + m is torch's out channel i*mult + m (group i)
+    w = m.Sep.depthwise.weight.detach().numpy()
+    assert np.array_equal(w[2 * 2 + 1, 0], dw[:, :, 2, 1])
+    assert np.array_equal(m.Sep.pointwise.weight.detach().numpy()[:, :, 0, 0], pw[0, 0].T)
+
+
+def test_layernorm_epsilon_and_embedding() -> None:
+    gamma, beta = np.full(6, 2.0, np.float32), np.full(6, 0.5, np.float32)
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    variables = {"ln/gamma": TFVariable("ln/gamma", gamma, "ln", "gamma"),
+                 "ln/beta": TFVariable("ln/beta", beta, "ln", "beta"),
+                 "emb/embeddings": TFVariable("emb/embeddings", table, "emb", "embeddings")}
+    layers = [KerasLayer("emb", "Embedding", {}, [variables["emb/embeddings"]], 1),
+              KerasLayer("ln", "LayerNormalization", {"epsilon": 1e-3},
+                         [variables["ln/gamma"], variables["ln/beta"]], 2)]
+    src = WeightSource(Path("mem"), "keras-archive", variables, layers, "config.json")
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(4, 3)
+            self.ln = nn.LayerNorm(6)
+
+    with pytest.raises(PortError, match=r"'ln.eps': module eps 1e-05 but the source's epsilon "
+                                        r"is 0\.001"):
+        port_weights(src, Net())
+    m = Net()
+    port_weights(src, m, set_eps=True)
+    assert m.ln.eps == 1e-3 and m.ln.weight.tolist() == [2.0] * 6
+    assert np.array_equal(m.emb.weight.detach().numpy(), table)
+
+
+class TwoOut(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.conv(x)
+        return y, y.mean((2, 3))
+
+
+def test_verify_tf_output_keys_and_nhwc() -> None:
+    m = TwoOut()
+    x = np.random.default_rng(1).standard_normal((1, 4, 5, 2)).astype(np.float32)  # NHWC
+    with torch.no_grad():
+        y, pooled = m(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    refs = {"output:0": y.numpy().transpose(0, 2, 3, 1), "output:1": pooled.numpy()}
+    report = verify_tf(m, x, refs)
+    assert report.passed and [r.blob for r in report.rows] == ["output:0", "output:1"]
+    refs["output:1"] = refs["output:1"] + 1e-3  # beyond 1e-4 * max(1, max|ref|)
+    bad = verify_tf(m, x, refs)
+    assert not bad.passed and bad.first_divergent is not None
+    assert bad.first_divergent.blob == "output:1"
+    with pytest.raises(ConfigError, match="no such output"):
+        verify_tf(m, x, {"output:2": pooled.numpy()})
