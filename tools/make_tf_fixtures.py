@@ -13,6 +13,10 @@ writes, each a few KB:
   the `checkpoint` file names the prefix relatively.
 - `tf2/`: a TF2 `tf.train.Checkpoint` of a tiny `tf.Module` and a tiny Keras model
   (Conv2D + BatchNormalization + Dense), with the object graph `_CHECKPOINTABLE_OBJECT_GRAPH`.
+- `variant/`: a TF2 checkpoint holding a tf.data iterator's state (a DT_VARIANT tensor, which
+  numpy cannot hold) beside a float variable.
+
+`python tools/make_tf_fixtures.py slim tf2 variant` (the default: all) remakes only those named.
 
 Beside each checkpoint, `expected.npz` + `expected.json` hold what *TensorFlow's own reader*
 returns (`tf.train.load_checkpoint(prefix).get_tensor(name)` for every name of
@@ -162,6 +166,19 @@ def make_tf2() -> pathlib.Path:
     return pathlib.Path(prefix)
 
 
+def make_variant() -> pathlib.Path:
+    """A TF2 checkpoint with a dataset iterator's state (DT_VARIANT) and a float variable."""
+    import tensorflow as tf
+
+    folder = OUT / "variant"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    iterator = iter(tf.data.Dataset.range(10))
+    next(iterator)
+    ckpt = tf.train.Checkpoint(data=iterator, v=tf.Variable([1.5, -2.0, 0.25]))
+    return pathlib.Path(ckpt.write(str(folder / "ckpt-1")))
+
+
 def write_expected(prefix: pathlib.Path) -> None:
     """TensorFlow's own reading of every variable, beside the checkpoint."""
     import tensorflow as tf
@@ -170,10 +187,15 @@ def write_expected(prefix: pathlib.Path) -> None:
     records = []
     arrays: dict[str, np.ndarray] = {}
     for i, (name, shape) in enumerate(tf.train.list_variables(str(prefix))):
+        dtype = reader.get_variable_to_dtype_map()[name]
+        record: dict[str, object] = {"name": name, "shape": list(shape),
+                                     "tf_dtype": dtype.name}
+        records.append(record)
+        if dtype == tf.variant:
+            continue  # numpy cannot hold it (TF's own get_tensor refuses it too)
         raw = reader.get_tensor(name)  # a string scalar comes back as bytes
         value = np.asarray(raw, dtype=object) if isinstance(raw, bytes) else np.asarray(raw)
-        record: dict[str, object] = {"name": name, "shape": list(shape),
-                                     "dtype": str(value.dtype)}
+        record["dtype"] = str(value.dtype)
         if value.dtype == object:
             record["hex"] = [bytes(v).hex() for v in value.reshape(-1)]
         elif value.dtype.name == "bfloat16":
@@ -182,7 +204,6 @@ def write_expected(prefix: pathlib.Path) -> None:
         else:
             arrays[f"v{i}"] = value
             record["npz"] = f"v{i}"
-        records.append(record)
     folder = prefix.parent
     np.savez(folder / "expected.npz", **arrays)
     text = json.dumps({"prefix": prefix.name, "tensorflow": tf.__version__,
@@ -190,10 +211,14 @@ def write_expected(prefix: pathlib.Path) -> None:
     (folder / "expected.json").write_text(text + "\n")
 
 
-def main() -> int:
-    slim = make_slim()  # graph mode inside its own tf.Graph
-    tf2 = make_tf2()
-    for prefix in (slim, tf2):
+def main(argv: list[str]) -> int:
+    makers = {"slim": make_slim, "tf2": make_tf2, "variant": make_variant}
+    chosen = argv or list(makers)
+    unknown = sorted(set(chosen) - set(makers))
+    if unknown:
+        raise SystemExit(f"unknown fixtures {unknown}; choose from {sorted(makers)}")
+    for name in chosen:
+        prefix = makers[name]()
         write_expected(prefix)
         for path in sorted(prefix.parent.iterdir()):
             print(f"{path.relative_to(ROOT)}: {path.stat().st_size} bytes")
@@ -201,4 +226,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

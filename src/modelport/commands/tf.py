@@ -70,6 +70,7 @@ def run_ls(args: argparse.Namespace) -> int:
     from modelport.limits import format_bytes
 
     lines: list[str] = []
+    unchecked: list[str] = []  # dtypes modelport cannot read (variant, resource, ...)
     total = 0
     if _is_keras_file(args.path):
         from modelport.formats.tf.open import open_weights
@@ -87,12 +88,22 @@ def run_ls(args: argparse.Namespace) -> int:
             for entry in ckpt.entries:
                 lines.append(_line(entry.name, entry.dtype, entry.shape))
                 total += entry.size
-                if args.verify and entry.numpy_dtype is not None:
+                if not args.verify:
+                    continue
+                if entry.numpy_dtype is None:
+                    unchecked.append(entry.dtype)
+                else:
                     ckpt.read(entry)
             count = len(ckpt.entries)
     out = sys.stdout
     for line in lines:
         print(line, file=out)
-    print(f"{count} variable{'s' if count != 1 else ''}, {format_bytes(total)} "
-          f"({total:,} bytes)" + (", every crc32c checked" if args.verify else ""), file=out)
+    plural = "s" if count != 1 else ""
+    summary = f"{count} variable{plural}, {format_bytes(total)} ({total:,} bytes)"
+    if args.verify:
+        summary += ", every crc32c checked"
+        if unchecked:
+            summary += (f" except {len(unchecked)} variable{'s' if len(unchecked) != 1 else ''} "
+                        f"modelport cannot read ({', '.join(sorted(set(unchecked)))})")
+    print(summary, file=out)
     return 0

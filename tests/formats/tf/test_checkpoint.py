@@ -128,6 +128,28 @@ def test_folder_without_state_file_uses_its_single_checkpoint(tmp_path: pathlib.
         ck.resolve_prefix(prefix.parent)
 
 
+def test_variant_tensors_are_listed_but_not_read(capsys: pytest.CaptureFixture[str]) -> None:
+    # A TF2 checkpoint of a tf.data iterator: its state is a DT_VARIANT (serialized C++
+    # objects) that TF's own get_tensor cannot return either.
+    prefix, variables, values = expected("variant")
+    entries = ck.checkpoint_entries(prefix)
+    assert [(e.name, e.shape) for e in entries] == [(v["name"], tuple(v["shape"]))
+                                                    for v in variables]
+    assert entries[1].dtype == "DT_VARIANT" and variables[1]["tf_dtype"] == "variant"
+    with pytest.raises(FormatError, match=r"'data/.ATTRIBUTES/ITERATOR_STATE': dtype "
+                                          r"DT_VARIANT cannot be read.*Fix: read the other"):
+        ck.read_checkpoint(prefix)
+    got = ck.read_checkpoint(prefix, names=list(values))
+    assert all(same_bits(got[n], values[n]) for n in values)
+    source = ck.read_checkpoint_source(prefix)
+    assert list(source.variables) == list(values)
+    assert source.notes == ["left out data/.ATTRIBUTES/ITERATOR_STATE (DT_VARIANT): not a "
+                            "numeric tensor"]
+    assert cli_main(["tf", "ls", "--verify", str(prefix)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith(
+        "every crc32c checked except 1 variable modelport cannot read (DT_VARIANT)")
+
+
 def test_weight_source() -> None:
     source = ck.read_checkpoint_source(FIXTURES / "tf2")
     _, variables, values = expected("tf2")

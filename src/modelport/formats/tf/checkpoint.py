@@ -483,7 +483,9 @@ class Checkpoint:
         if dtype is None:
             raise self._fail(entry.key, f"dtype {entry.dtype} cannot be read into numpy by "
                                         "modelport (quantized, resource, variant and 4-bit "
-                                        "tensors are not supported)")
+                                        "tensors are not supported). Fix: read the other "
+                                        "variables (names=[...]), or use "
+                                        "read_checkpoint_source, which leaves such tensors out")
         if self.copy_bytes(entry):
             _check_memory(self, [entry])
         if entry.slices:
