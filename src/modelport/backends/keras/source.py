@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import functools
 import pathlib
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,6 +137,11 @@ def generate_keras_source(view: NetView, version: str | None = None) -> Generate
     return GeneratedKeras(text, records, inputs, outputs)
 
 
+def _wrap(text: str) -> str:
+    """A docstring paragraph wrapped at 96 columns (doc_text'ed text: no quotes to break)."""
+    return textwrap.fill(text, 96, break_long_words=False, break_on_hyphens=False)
+
+
 def _describe(tensors: list[KerasTensor], names: list[str]) -> str:
     parts = []
     for t, n in zip(tensors, names):
@@ -155,21 +161,19 @@ def _file_text(view: NetView, body: list[str], runtime: list[str], inputs: list[
         f'"""{doc_text(view.name)}: Keras 3 model converted from Caffe by modelport '
         f'{doc_text(version)}.',
         "",
-        f"Source: {doc_text(view.source)}. Standalone: needs only keras and numpy, and runs on "
-        "every Keras",
-        "backend (TensorFlow, JAX, PyTorch). `build()` returns the model without weights; "
-        "`load(weights=None)`",
-        f"builds it and reads {WEIGHTS_FILE} beside this file. Each Keras layer is named after "
-        "its Caffe",
-        "layer ('/' written as '__', '.' and NUL as '_'; CAFFE_LAYER_NAMES maps back).",
+        _wrap(f"Source: {doc_text(view.source)}. Standalone: needs only keras and numpy; runs "
+              "on every Keras backend (TensorFlow, JAX, PyTorch). `build()` returns the model "
+              f"without weights; `load(weights=None)` builds it and reads {WEIGHTS_FILE} beside "
+              "this file. Each Keras layer is named after its Caffe layer ('/' written as '__', "
+              "'.' and NUL as '_'; CAFFE_LAYER_NAMES maps back)."),
         "",
         "Layout: inputs and 4-D outputs are channels-last (N x H x W x C), Keras's default; "
         "Caffe's",
         "N x C x H x W is one transpose away:",
         "    x = np.transpose(x_nchw, (0, 2, 3, 1))    y_nchw = np.transpose(y, (0, 3, 1, 2))",
         "",
-        f"Inputs: {_describe(inputs, view.input_names)}.",
-        f"Outputs: {_describe(outputs, view.output_names)}.",
+        _wrap(f"Inputs: {_describe(inputs, view.input_names)}."),
+        _wrap(f"Outputs: {_describe(outputs, view.output_names)}."),
         "Caffe semantics Keras lacks are the custom layers below (keras.ops only).",
         '"""',
         "",
