@@ -42,6 +42,7 @@ def test_pads_bottom_right_on_odd_totals() -> None:
 
 @pytest.mark.slow
 def test_exports_with_dynamic_height_and_width() -> None:
+    """torch.export with symbolic H and W (no guards: any size works), then ONNX."""
     from torch.export import Dim
 
     m = Conv2dSame(3, 4, (3, 2), stride=2).eval()
@@ -50,3 +51,15 @@ def test_exports_with_dynamic_height_and_width() -> None:
     for h, w in ((9, 10), (12, 7), (11, 13)):
         x = torch.randn(1, 3, h, w)
         assert torch.allclose(ep.module()(x), m(x), atol=1e-6), (h, w)
+    # and on to ONNX, still one graph for every input size, run by ONNX Runtime
+    ort = pytest.importorskip("onnxruntime", reason="the ONNX check needs onnxruntime")
+    pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
+    prog = torch.onnx.export(ep, verbose=False, optimize=False)
+    sess = ort.InferenceSession(prog.model_proto.SerializeToString())
+    name = sess.get_inputs()[0].name
+    for h, w in ((9, 10), (12, 7)):
+        x = torch.randn(1, 3, h, w)
+        with torch.no_grad():
+            want = m(x).numpy()
+        got = sess.run(None, {name: x.numpy()})[0]
+        assert got.shape == want.shape and abs(got - want).max() < 1e-5, (h, w)
