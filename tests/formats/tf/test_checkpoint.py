@@ -71,6 +71,19 @@ def test_values_are_read_only_views_of_the_mapped_shard_when_aligned() -> None:
             assert got.flags.aligned, e.name  # unaligned values are copied, aligned
 
 
+def test_many_shards_are_read_into_owned_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past MAX_MAPPED_SHARDS no shard is mapped (each mapping holds a file descriptor while
+    # its arrays live): each value is read into an array of its own, with the same bits.
+    monkeypatch.setattr(ck, "MAX_MAPPED_SHARDS", 1)
+    _, _, values = expected("slim")
+    ckpt = ck.open_checkpoint(FIXTURES / "slim")
+    got = ckpt.read_all()
+    assert not ckpt._maps
+    for name, value in values.items():
+        assert same_bits(got[name], value), name
+        assert not got[name].flags.writeable
+
+
 def test_verify_false_skips_the_crc(tmp_path: pathlib.Path) -> None:
     prefix = copy_fixture("slim", tmp_path)
     entry = next(e for e in ck.checkpoint_entries(prefix) if e.name == "global_step")

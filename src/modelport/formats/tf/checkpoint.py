@@ -10,7 +10,9 @@ BundleReader (tensorflow/core/util/tensor_bundle/tensor_bundle.cc):
   come back as read-only numpy views of the memory-mapped shard (no copy) when the offset is
   aligned for the dtype; an unaligned value, a big-endian bundle (byte-swapped as TF does) and a
   bool (checked to hold only 0/1 first) are the only fixed-size cases that are not plain views
-  (bool is a view after the check; the others are copied once).
+  (bool is a view after the check; the others are copied once). A checkpoint of more than
+  MAX_MAPPED_SHARDS shards is not mapped (a mapping holds a file descriptor while its arrays
+  live): each value is read into an array of its own.
 - DT_STRING: `varint64 length` per element, a 4-byte masked crc32c of the lengths (each length
   checksummed as a little-endian uint32, or uint64 when it does not fit), then the bytes. They
   come back as an object array of `bytes` (a copy).
@@ -63,6 +65,9 @@ DataType = tensor_bundle_pb2.DataType
 BUNDLE_VERSION = 1  # kTensorBundleVersion
 _SHARD_RE = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
 _MAX_CHECKPOINT_FILE = 1 << 20  # a `checkpoint` text file names a few paths
+# Python's mmap keeps a duplicate of the file descriptor while any array views the mapping;
+# beyond this many shards values are read into arrays of their own instead (one copy each).
+MAX_MAPPED_SHARDS = 256
 
 # DataType -> numpy dtype (str) or ml_dtypes name; strings are object arrays of bytes.
 _NUMPY: dict[int, str] = {
@@ -469,10 +474,12 @@ class Checkpoint:
         """The bytes `read(entry)` allocates (0 for a view of the file)."""
         dtype = entry.numpy_dtype
         count = math.prod(entry.shape)
+        read = entry.size if self.num_shards > MAX_MAPPED_SHARDS and not entry.slices else 0
         if entry.slices or dtype is None or dtype.kind == "O" or self.big_endian:
             per = 1 if dtype is None else 40 if dtype.kind == "O" else dtype.itemsize
-            return count * per + (entry.size if dtype is not None and dtype.kind == "O" else 0)
-        return 0 if entry.offset % dtype.alignment == 0 else entry.size
+            strings = entry.size if dtype is not None and dtype.kind == "O" else 0
+            return read + count * per + strings
+        return read or (0 if entry.offset % dtype.alignment == 0 else entry.size)
 
     def read(self, name: str | CheckpointEntry) -> np.ndarray:
         """The value of one variable, exactly as stored (see the module docstring)."""
@@ -502,11 +509,30 @@ class Checkpoint:
             full[tuple(slice(s, s + n) for s, n in box)] = self._value(part, dtype)
         return full
 
+    def _region(self, entry: CheckpointEntry) -> tuple[Any, int]:
+        """(buffer, offset of the entry's bytes in it): the shard's mapping, or, when there are
+        more shards than MAX_MAPPED_SHARDS (each mapping holds a file descriptor while arrays
+        view it), the entry's bytes read into an array of their own."""
+        if self.num_shards <= MAX_MAPPED_SHARDS:
+            return self._map(entry.shard), entry.offset
+        path = self.shard_paths[entry.shard]
+        buffer = np.empty(entry.size, np.uint8)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(entry.offset)
+                got = fh.readinto(buffer.data)
+        except OSError as exc:
+            raise FormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        if got != entry.size:
+            raise self._fail(entry.key, f"only {got} of its {entry.size} bytes could be read "
+                                        "(the shard changed size)", path)
+        return buffer, 0
+
     def _value(self, entry: CheckpointEntry, dtype: np.dtype[Any]) -> np.ndarray:
-        mapped = self._map(entry.shard)
-        start, size = entry.offset, entry.size
+        mapped, start = self._region(entry)
+        size = entry.size
         if dtype.kind == "O":
-            return self._strings(entry, mapped)
+            return self._strings(entry, bytes(memoryview(mapped)[start:start + size]))
         if self.verify:
             _populate(mapped, start, size)
             actual = crc.crc32c(memoryview(mapped)[start:start + size])
@@ -537,13 +563,12 @@ class Checkpoint:
                                         f"computed {actual:08x}): the file is corrupt",
                              self.shard_paths[entry.shard])
 
-    def _strings(self, entry: CheckpointEntry, mapped: mmap.mmap) -> np.ndarray:
+    def _strings(self, entry: CheckpointEntry, data: bytes) -> np.ndarray:
         count = math.prod(entry.shape)
         out = np.empty(count, dtype=object)
         if entry.size == 0 and count == 0:
             return out.reshape(entry.shape)
         path = self.shard_paths[entry.shard]
-        data = mapped[entry.offset:entry.offset + entry.size]
         pos = 0
         lengths = []
         for _ in range(count):
@@ -591,8 +616,8 @@ _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22 if os.uname().sysna
                               else None) if hasattr(os, "uname") else None
 
 
-def _populate(mapped: mmap.mmap, start: int, size: int) -> None:
-    if _MADV_POPULATE_READ is None or size < (1 << 20):
+def _populate(mapped: Any, start: int, size: int) -> None:
+    if _MADV_POPULATE_READ is None or size < (1 << 20) or not isinstance(mapped, mmap.mmap):
         return
     lo = start - start % mmap.PAGESIZE
     try:
