@@ -26,7 +26,7 @@ from typing import Any
 from modelport.errors import ConfigError
 from modelport.formats.tf.source import KerasLayer, TFVariable, WeightSource
 
-__all__ = ["SourceGroup", "Rules", "group_source", "ignored_reason", "role_of_name"]
+__all__ = ["Rules", "SourceGroup", "clean_name", "group_source", "ignored_reason", "role_of_name"]
 
 ROLE_ALIASES = {
     "kernel": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta",
@@ -67,7 +67,7 @@ def ignored_reason(name: str) -> str | None:
     return None
 
 
-def _clean(name: str) -> str:
+def clean_name(name: str) -> str:
     """A stored name without `:0` and the TF2 object-checkpoint wrapping."""
     name = name.removesuffix("/.ATTRIBUTES/VARIABLE_VALUE")
     return re.sub(r":\d+$", "", name)
@@ -75,7 +75,7 @@ def _clean(name: str) -> str:
 
 def role_of_name(name: str) -> str | None:
     """The role the last component of a (cleaned) name declares: Keras's or TF-slim's."""
-    last = _clean(name).rsplit("/", 1)[-1].lstrip("_")
+    last = clean_name(name).rsplit("/", 1)[-1].lstrip("_")
     return ROLE_ALIASES.get(last)
 
 
@@ -198,7 +198,7 @@ def group_source(source: WeightSource) -> tuple[list[SourceGroup], list[tuple[TF
         if why:
             ignored.append((v, why))
             continue
-        clean = _clean(name)
+        clean = clean_name(name)
         role = v.role or role_of_name(clean)
         scope = clean.rsplit("/", 1)[0] if role and "/" in clean else clean
         if not role:

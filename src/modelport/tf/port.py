@@ -41,7 +41,7 @@ from modelport.errors import ConfigError
 from modelport.formats.tf.source import TFVariable, WeightSource
 from modelport.tf import layouts
 from modelport.tf.flatten import flatten_shapes_for
-from modelport.tf.mapping import Rules, SourceGroup, _clean, group_source, role_of_name
+from modelport.tf.mapping import Rules, SourceGroup, clean_name, group_source, role_of_name
 from modelport.tf.report import PortError, PortReport, PortRow
 from modelport.tf.units import ROLE_ATTRS, Unit, torch_units
 
@@ -400,7 +400,7 @@ def port_weights(source: Any, torch_module: nn.Module,
         subgroups: dict[str, SourceGroup] = {}
         sub_rules: dict[str, list[str]] = {}
         for v, role in zip(g.variables, g.roles):
-            canon = f"{g.name}/{role}" if g.keras and role else _clean(v.name)
+            canon = f"{g.name}/{role}" if g.keras and role else clean_name(v.name)
             new, used = rules.rename(canon)
             if not used and canon != v.name:
                 new, used = rules.rename(v.name)
@@ -417,7 +417,7 @@ def port_weights(source: Any, torch_module: nn.Module,
             if used:
                 nrole = role_of_name(new)
                 scope = new.rsplit("/", 1)[0] if nrole and "/" in new else new
-                srole = role or nrole
+                srole = nrole or role  # a role the rule's result names wins
             else:
                 scope, srole = g.name, role
             sub = subgroups.get(scope)
