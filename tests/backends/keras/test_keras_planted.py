@@ -5,6 +5,8 @@ nothing."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -37,13 +39,18 @@ def test_lrn_alpha_not_divided_by_local_size_is_refused(tmp_path, monkeypatch) -
     lrn_layers = [layer.name for layer, _ in module.run_order if layer.type == "LRN"]
     monkeypatch.setattr(emit_core, "lrn_alpha_over_n",
                         lambda m: float(m.alpha_over_n) * int(m.local_size))
-    with pytest.raises(ParityError) as err:
-        export_keras(module, tmp_path / "wrong", inputs=LRN_CASE.inputs())
+    before = {f: (tmp_path / "right" / f).read_bytes()
+              for f in ("model_keras.py", "model.weights.h5", "model.keras")}
+    with pytest.raises(ParityError) as err:  # into the folder of the good export
+        export_keras(module, tmp_path / "right", inputs=LRN_CASE.inputs())
     message = str(err.value)
     assert "(type LRN)" in message, message
     assert any(f"layer '{name}'" in message for name in lrn_layers), message
     assert "max|diff|" in message and "allowed" in message
-    assert not (tmp_path / "wrong").exists() or not any((tmp_path / "wrong").iterdir())
+    # the refused export left the earlier one as it was
+    assert {f: (tmp_path / "right" / f).read_bytes() for f in before} == before
+    meta = tmp_path / "right" / ".modelport"
+    assert sorted(os.listdir(meta)) == sorted(["current", "lock", os.readlink(meta / "current")])
 
 
 def test_same_padding_instead_of_caffe_pad_is_refused(tmp_path, monkeypatch) -> None:
