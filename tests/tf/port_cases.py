@@ -150,6 +150,42 @@ class Slim(nn.Module):
         return self.Logits(self.flatten(net))
 
 
+class MobileNetTwin(nn.Module):
+    """keras.applications.MobileNet(alpha=0.25, classes=10, classifier_activation=None) under
+    its own names (a ModuleList): only structure in model.layers order can fill it."""
+
+    BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
+              (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+
+    def __init__(self, alpha: float = 0.25, classes: int = 10) -> None:
+        super().__init__()
+        c = int(32 * alpha)
+        layers: list[nn.Module] = [Conv2dSame(3, c, 3, stride=2, bias=False),
+                                   nn.BatchNorm2d(c, eps=1e-3)]
+        self.strides = []
+        for filters, stride in self.BLOCKS:
+            out = int(filters * alpha)
+            layers += [DepthwiseConv2dSame(c, 3, stride=stride, bias=False,
+                                           padding="same" if stride == 1 else "valid"),
+                       nn.BatchNorm2d(c, eps=1e-3), nn.Conv2d(c, out, 1, bias=False),
+                       nn.BatchNorm2d(out, eps=1e-3)]
+            self.strides.append(stride)
+            c = out
+        self.features = nn.ModuleList(layers)
+        self.classifier = nn.Conv2d(c, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features
+        x = F.relu6(f[1](f[0](x)))
+        for i, stride in enumerate(self.strides):
+            dw, bn_dw, pw, bn_pw = f[2 + 4 * i: 6 + 4 * i]
+            if stride == 2:
+                x = F.pad(x, (0, 1, 0, 1))  # ZeroPadding2D(((0, 1), (0, 1)))
+            x = F.relu6(bn_pw(pw(F.relu6(bn_dw(dw(x))))))
+        x = x.mean((2, 3), keepdim=True)  # GlobalAveragePooling2D(keepdims=True)
+        return self.classifier(x).flatten(1)
+
+
 TWINS: dict[str, Callable[[], nn.Module]] = {
     "conv_pad": ConvPad, "stride2_odd": Stride2Odd, "bn_nobias": BnNoBias,
     "depthwise_separable": DepthwiseSeparable, "flatten_dense": FlattenDense,

@@ -6,9 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from port_cases import AMBIGUOUS, CASES, FORMATS, port_and_verify
+import torch
+from port_cases import AMBIGUOUS, CASES, FORMATS, MobileNetTwin, file_source, port_and_verify
 
-pytestmark = pytest.mark.slow  # the one TensorFlow subprocess takes ~10 s
+from modelport.tf import port_weights
+from modelport.tf.verify_tf import verify_tf
+
+pytestmark = pytest.mark.slow  # the one TensorFlow subprocess takes ~25 s
 
 
 @pytest.mark.parametrize(("case", "fmt"),
@@ -45,3 +49,17 @@ def test_same_pad_matches_tf_conv_and_max_pool(keras_cases: Path) -> None:
             pooled = F.max_pool2d(SamePad2d(kernel, int(s), value=float("-inf"))(x), kernel,
                                   int(s)).numpy().transpose(0, 2, 3, 1)
             assert np.array_equal(pooled, z[f"p{i}"]), (i, settings[i])
+
+
+@pytest.mark.parametrize("fmt", ["keras", "ckpt", "weights_h5"])
+def test_keras_mobilenet_by_structure(keras_cases: Path, fmt: str) -> None:
+    """Keras's own MobileNet (55 weighted layers) into a twin with other names: every variable
+    placed by structure in model.layers order, logits within tolerance of TF's."""
+    d = keras_cases / "mobilenet"
+    twin = MobileNetTwin()
+    report = port_weights(file_source(d, fmt), twin, sample_input=torch.zeros(1, 3, 64, 96))
+    assert report.ok, str(report)
+    assert len(report.ported) == 27 + 27 * 4 + 2  # bias-free kernels, BNs x 4, conv_preds
+    assert all(r.rule.startswith("structure: model.layers order") for r in report.ported)
+    parity = verify_tf(twin, d / "input.npy", d / "output.npy")
+    assert parity.passed, parity.summary()
