@@ -12,6 +12,7 @@ Deconvolution's pad not cut from both ends).
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -376,7 +377,6 @@ def test_deconvolution(param, shape, cout, group) -> None:
 
 def _fill(text: str, x: np.ndarray, cout: int, group: int, bias: bool) -> list[np.ndarray]:
     """Random blobs of the shapes the converter expects for this Deconvolution."""
-    import re
 
     def get(name: str, default: int) -> int:
         m = re.search(rf"\b{name}: (\d+)", text)
@@ -408,6 +408,36 @@ def test_deconvolution_3d() -> None:
     blobs = [rs.randn(2, 3, 2, 3, 2).astype(F32), rs.randn(3).astype(F32)]
     layer = rx.CaffeDeconvolution(3, (2, 3, 2), (2, 2, 2), (1, 1, 1), (1, 1, 1), 1, True)
     same(text, layer, x, blobs, keras_deconv_weights(blobs))
+
+
+# ---- grouped N-D Convolution -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("param,shape,cout,group", [
+    ("kernel_size: 3 kernel_size: 2 kernel_size: 3 pad: 1 stride: 1 stride: 2 stride: 1",
+     (2, 4, 4, 6, 5), 6, 2),
+    ("kernel_size: 3 pad: 2 stride: 2", (2, 6, 11), 3, 3),
+    ("kernel_size: 3 dilation: 2 bias_term: false", (1, 4, 9), 4, 4),
+])
+def test_group_convolution(param, shape, cout, group) -> None:
+    x = data(shape, scale=1.0)
+    text = (f'type: "Convolution" convolution_param {{ num_output: {cout} group: {group} '
+            f'{param} }}')
+    bias = "bias_term: false" not in param
+    nsp = len(shape) - 2
+    ks = [int(k) for k in re.findall(r"kernel_size: (\d+)", param)]
+    kernel = tuple(ks) if len(ks) == nsp else (ks[0],) * nsp
+    rs = np.random.RandomState(9)
+    blobs = [rs.randn(cout, shape[1] // group, *kernel).astype(F32)]
+    blobs += [rs.randn(cout).astype(F32)] if bias else []
+    _, module = caffe_run(text, {"x": x}, blobs)
+    layer = rx.CaffeGroupConvolution(cout, kernel, module.stride, module.pad, module.dilation,
+                                     group, bias)
+    w = blobs[0]
+    keras_weights = [np.transpose(w, (*range(2, w.ndim), 1, 0))] + blobs[1:]
+    (ref,), _ = caffe_run(text, {"x": x}, blobs)
+    ours = keras_run(layer, np.moveaxis(x, 1, -1), weights=keras_weights)  # channels last
+    assert_close(np.moveaxis(ours, -1, 1), ref)
 
 
 # ---- PriorBox --------------------------------------------------------------------------------
@@ -463,6 +493,7 @@ def test_every_layer_round_trips_its_config() -> None:
               rx.CaffeArgMax(2, True, 1, 4, [0, 3, 1, 2], [0, 2, 3, 1]),
               rx.CaffeCrop([0, 1, 2, 0], [-1, 3, 4, -1]), rx.CaffePermute([0, 2, 1]),
               rx.CaffeDeconvolution(4, (3, 2), (2, 1), (1, 0), (1, 2), 2, False),
+              rx.CaffeGroupConvolution(4, (3, 2, 2), (2, 1, 1), (1, 0, 1), (1, 1, 1), 2, True),
               rx.CaffePriorBox((3, 4), (30, 40), [25.0], [50.0], [1.0, 2.0, 0.5], True,
                                [0.1, 0.1, 0.2, 0.2], [8.0, 9.0], 0.25)]
     assert {type(lay).__name__ for lay in layers} == set(rx.__all__)

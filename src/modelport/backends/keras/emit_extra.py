@@ -345,8 +345,9 @@ def _is_conv_nd(layer: Layer, m: Any) -> bool:
 @register_keras("Convolution", when=_is_conv_nd)
 def emit_convolution_nd(ctx: EmitContext) -> KerasEmitted:
     """Caffe N-D Convolution with 1 or 3 spatial axes: ZeroPadding1D/3D (Caffe's symmetric
-    pad), then Conv1D/Conv3D 'valid' channels-last with strides, dilation_rate and groups;
-    weight O x I/g x k... -> kernel (*k, I/g, O)."""
+    pad), then Conv1D/Conv3D 'valid' channels-last with strides and dilation_rate; grouped, a
+    CaffeGroupConvolution (one convolution per group); weight O x I/g x k... -> kernel
+    (*k, I/g, O)."""
     m = ctx.module
     x = ctx.as_layout(ctx.bottoms[0], CHANNELS_LAST)
     weight = _np(m.weight)
@@ -356,6 +357,16 @@ def emit_convolution_nd(ctx: EmitContext) -> KerasEmitted:
         raise ctx.unsupported(f"stride {stride} with dilation {dilation}: Keras convolutions "
                               "take strides > 1 or dilation > 1, not both",
                               "export with stride 1 or without dilation")
+    top = KerasTensor(ctx.top_var(0), ctx.top_shapes[0], CHANNELS_LAST)
+    weights = [np.transpose(weight, (*range(2, weight.ndim), 1, 0))]
+    if m.bias is not None:
+        weights.append(_np(m.bias))
+    if m.group != 1:  # one convolution per group: TFLite's CONV_3D has no groups
+        call = (f"CaffeGroupConvolution({lit(int(weight.shape[0]))}, "
+                f"{lit(tuple(int(k) for k in weight.shape[2:]))}, {lit(stride)}, {lit(pad)}, "
+                f"{lit(dilation)}, group={lit(int(m.group))}, use_bias={lit(m.bias is not None)}"
+                f", {ctx.name_arg})")
+        return _one(ctx, call, x.var, top, weights, ("CaffeGroupConvolution",))
     source = x.var
     if any(pad):
         widths = pad[0] if nsp == 1 else tuple((p, p) for p in pad)
@@ -364,17 +375,11 @@ def emit_convolution_nd(ctx: EmitContext) -> KerasEmitted:
     kwargs = [f"strides={lit(stride)}", "padding='valid'"]
     if max(dilation) > 1:
         kwargs.append(f"dilation_rate={lit(dilation)}")
-    if m.group != 1:
-        kwargs.append(f"groups={lit(int(m.group))}")
-    weights = [np.transpose(weight, (*range(2, weight.ndim), 1, 0))]
     if m.bias is None:
         kwargs.append("use_bias=False")
-    else:
-        weights.append(_np(m.bias))
     call = (f"keras.layers.Conv{nsp}D({lit(int(weight.shape[0]))}, "
             f"{lit(tuple(int(k) for k in weight.shape[2:]))}, {', '.join(kwargs)}, "
             f"{ctx.name_arg})")
-    top = KerasTensor(ctx.top_var(0), ctx.top_shapes[0], CHANNELS_LAST)
     return _one(ctx, call, source, top, weights)
 
 

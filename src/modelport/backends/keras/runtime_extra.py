@@ -30,6 +30,7 @@ __all__ = [
     "CaffeELU",
     "CaffeEmbed",
     "CaffeExp",
+    "CaffeGroupConvolution",
     "CaffeLog",
     "CaffeMVN",
     "CaffeNormalize",
@@ -553,6 +554,62 @@ class CaffeDeconvolution(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self._out_sizes(input_shape[1:-1]), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": list(self.kernel_size), "strides": list(self.strides),
+                "pad": list(self.pad), "dilation": list(self.dilation), "group": self.group,
+                "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package="modelport")
+class CaffeGroupConvolution(keras.layers.Layer):
+    """Caffe grouped Convolution (conv_layer.cpp) with 1 to 3 spatial axes, channels last:
+    symmetric zero padding `pad`, then each of the `group` channel groups convolved ('valid')
+    with its own slice of the kernel and the results concatenated, plus the bias. One
+    convolution per group (not Keras's `groups=`), which TFLite's 3-D convolution lacks.
+    kernel: (*kernel_size, C / group, filters), from Caffe's filters x C/group x kernel."""
+
+    def __init__(self, filters=1, kernel_size=(1, 1, 1), strides=(1, 1, 1), pad=(0, 0, 0),
+                 dilation=(1, 1, 1), group=1, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = [int(k) for k in kernel_size]
+        self.strides = [int(s) for s in strides]
+        self.pad = [int(p) for p in pad]
+        self.dilation = [int(d) for d in dilation]
+        self.group = int(group)
+        self.use_bias = bool(use_bias)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        shape = (*self.kernel_size, channels // self.group, self.filters)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer="zeros")
+        self.bias = (self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+                     if self.use_bias else None)
+
+    def call(self, x):
+        if any(self.pad):
+            x = keras.ops.pad(x, [[0, 0], *[[p, p] for p in self.pad], [0, 0]])
+        per_group = int(x.shape[-1]) // self.group
+        per_out = self.filters // self.group
+        outs = []
+        for g in range(self.group):
+            part = x[..., g * per_group : (g + 1) * per_group]
+            kernel = self.kernel[..., g * per_out : (g + 1) * per_out]
+            outs.append(keras.ops.conv(part, kernel, strides=tuple(self.strides),
+                                       padding="valid", data_format="channels_last",
+                                       dilation_rate=tuple(self.dilation)))
+        y = keras.ops.concatenate(outs, axis=-1)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def compute_output_shape(self, input_shape):
+        spatial = [(int(n) + 2 * p - (d * (k - 1) + 1)) // s + 1 for n, p, d, k, s in
+                   zip(input_shape[1:-1], self.pad, self.dilation, self.kernel_size,
+                       self.strides)]
+        return (input_shape[0], *spatial, self.filters)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
