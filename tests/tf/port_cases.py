@@ -234,10 +234,11 @@ def file_source(case_dir: Path, fmt: str) -> WeightSource | Path:
     if fmt == "live":
         return live_source(case_dir)
     path = case_dir / ("ckpt" if fmt == "ckpt" else FILES[fmt])
-    import importlib.util
-
-    if importlib.util.find_spec("modelport.formats.tf.open") is None:
-        pytest.skip("modelport.formats.tf.open (the file readers) has not landed yet")
+    if fmt == "ckpt":
+        pytest.importorskip("google_crc32c", reason="TF checkpoints need google-crc32c "
+                            "(pip install 'modelport[tf]')")
+    else:
+        pytest.importorskip("h5py", reason="Keras files need h5py (pip install 'modelport[tf]')")
     return path
 
 

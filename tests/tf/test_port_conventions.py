@@ -107,3 +107,11 @@ def test_verify_tf_output_keys_and_nhwc() -> None:
     assert bad.first_divergent.blob == "output:1"
     with pytest.raises(ConfigError, match="no such output"):
         verify_tf(m, x, {"output:2": pooled.numpy()})
+
+
+def test_report_table_escapes_control_characters() -> None:
+    report = port_weights({"a\x1b[2J/kernel": np.ones((2, 2), np.float32)}, nn.Linear(2, 2),
+                          strict=False)
+    text = str(report)
+    assert "\x1b" not in text and "a\\x1b[2J/kernel" in text
+    assert "1 variable ported" in text and "1 problem" in text and "MISSING" in text

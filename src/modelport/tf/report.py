@@ -21,6 +21,12 @@ __all__ = ["PortError", "PortReport", "PortRow"]
 PROBLEMS = ("leftover", "missing", "mismatch", "eps")
 
 
+def _printable(text: str) -> str:
+    """Control characters in names (a variable called "a\x1b[2J") shown escaped, so the table
+    cannot move the cursor or recolour the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def _shape(shape: tuple[int, ...] | None) -> str:
     if shape is None:
         return ""
@@ -104,9 +110,12 @@ class PortReport:
         raise KeyError(name)
 
     def summary(self) -> str:
-        counts = {s: len(self.of(s)) for s in ("ported", "filled", "ignored", "kept")}
-        text = (f"{counts['ported']} variables ported, {counts['filled']} parameters filled, "
-                f"{counts['ignored']} variables ignored")
+        def n(count: int, what: str) -> str:
+            return f"{count} {what}{'' if count == 1 else 's'}"
+
+        text = (f"{n(len(self.ported), 'variable')} ported, "
+                f"{n(len(self.of('filled')), 'parameter')} filled, "
+                f"{n(len(self.of('ignored')), 'variable')} ignored")
         probs = self.problems
         if probs:
             text += f"; {len(probs)} problem{'s' if len(probs) != 1 else ''}"
@@ -131,8 +140,9 @@ class PortReport:
         body = []
         for r in self.rows:
             extra = "; ".join(x for x in (r.layout, r.reason) if x)
-            body.append((r.status if not r.problem else r.status.upper(), r.variable,
-                         _shape(r.shape), r.target, _shape(r.target_shape), r.rule, extra))
+            body.append(tuple(_printable(c) for c in (
+                r.status if not r.problem else r.status.upper(), r.variable, _shape(r.shape),
+                r.target, _shape(r.target_shape), r.rule, extra)))
         widths = [max(len(head[i]), *(len(b[i]) for b in body)) if body else len(head[i])
                   for i in range(len(head))]
         widths = [min(w, 60) for w in widths]
@@ -140,10 +150,10 @@ class PortReport:
         def line(cells: tuple[str, ...]) -> str:
             return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
-        out = [f"{self.source} -> {self.module}", line(head),
+        out = [_printable(f"{self.source} -> {self.module}"), line(head),
                line(tuple("-" * w for w in widths))]
         out += [line(b) for b in body]
-        out += [f"note: {n}" for n in self.notes]
+        out += [_printable(f"note: {n}") for n in self.notes]
         out.append(self.summary())
         return "\n".join(out)
 
