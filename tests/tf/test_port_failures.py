@@ -224,3 +224,14 @@ def test_functional_flatten_is_traced_and_an_nhwc_flatten_is_left_alone() -> Non
     report = port_weights(d / "model.keras", nhwc, sample_input=sample(d))
     assert report.row("fc1.weight").layout == "(in,out) -> (out,in)"
     assert verify_tf(nhwc, d / "input.npy", d / "output.npy").passed
+
+
+def test_a_bias_the_source_lacks_is_named_with_the_fix() -> None:
+    """Seed 002's trap: a conv bias before BatchNorm that the checkpoint does not have."""
+    d = FIXTURES / "bn_nobias"
+    twin = BnNoBias()
+    twin.conv_c = nn.Conv2d(5, 4, 1, bias=True)
+    with pytest.raises(PortError, match=r"'conv_c.bias' \(4\) got nothing: its layer 'conv_c' "
+                                        r"has no bias \(use_bias=False\)\. Fix: build 'conv_c' "
+                                        r"with bias=False"):
+        port_weights(d / "model.keras", twin)

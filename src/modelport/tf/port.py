@@ -502,6 +502,10 @@ def port_weights(source: Any, torch_module: nn.Module,
 def _missing_reason(u: Unit, attr: str, plan: _Plan) -> str:
     owner = plan.claimed.get(u.path) or plan.direct.get(u.path)
     if owner is not None:
+        if attr == "bias" and u.kind in ("conv", "depthwise", "conv_transpose", "dense"):
+            # a conv before BatchNorm has none: a random bias left in would shift every output
+            return (f"its layer '{owner}' has no bias (use_bias=False). Fix: build "
+                    f"'{u.path}' with bias=False")
         return f"its layer '{owner}' has no variable for {attr}"
     if u.kind == "other":
         return (f"a {type(u.module).__name__} has no built-in TF counterpart. Fix: map it with "
