@@ -293,8 +293,8 @@ def emit_permute(ctx: EmitContext) -> KerasEmitted:
     bottom axis order[top.perm[k]])."""
     order = tuple(int(a) for a in ctx.module.order)
     if order[0] != 0:
-        raise ctx.unsupported(f"Permute order {list(order)} moves the batch axis (a Keras "
-                              "model keeps samples apart)", "keep axis 0 first")
+        raise ctx.unsupported(f"Permute order {list(order)}, which moves the batch axis (a "
+                              "Keras model keeps samples apart)", "keep axis 0 first")
     b = ctx.bottoms[0]
     top_shape = ctx.top_shapes[0]
     top = KerasTensor(ctx.top_var(0), top_shape, _top_layout(len(top_shape)))
@@ -354,8 +354,8 @@ def emit_convolution_nd(ctx: EmitContext) -> KerasEmitted:
     nsp = weight.ndim - 2
     stride, dilation, pad = (tuple(int(v) for v in vals) for vals in (m.stride, m.dilation, m.pad))
     if max(stride) > 1 and max(dilation) > 1:
-        raise ctx.unsupported(f"stride {stride} with dilation {dilation}: Keras convolutions "
-                              "take strides > 1 or dilation > 1, not both",
+        raise ctx.unsupported(f"stride {stride} with dilation {dilation} (Keras convolutions "
+                              "take strides > 1 or dilation > 1, not both)",
                               "export with stride 1 or without dilation")
     top = KerasTensor(ctx.top_var(0), ctx.top_shapes[0], CHANNELS_LAST)
     weights = [np.transpose(weight, (*range(2, weight.ndim), 1, 0))]
@@ -456,12 +456,12 @@ def emit_detection_output(ctx: EmitContext) -> KerasEmitted:
     before it; a Keras model's layers have static output shapes (TF SavedModel and TFLite need
     them), and padding the rows would change Caffe's output."""
     raise ctx.unsupported(
-        "its output has one row per kept detection, a number that depends on the data, and "
-        "Caffe's greedy NMS is sequential; a Keras layer has a static output shape, and "
-        "padding the rows would not be Caffe's output",
-        "export the net up to DetectionOutput's bottoms (make loc, conf and priors the "
-        "outputs, e.g. remove the DetectionOutput layer from the deploy prototxt) and run "
-        "the DetectionOutput of modelport's model.py (PyTorch) on them")
+        "a top with one row per kept detection: the count depends on the data (Caffe's "
+        "greedy NMS is sequential), Keras layers have static output shapes (SavedModel and "
+        "TFLite need them), and padding the rows would not be Caffe's output",
+        "remove the DetectionOutput layer from the deploy prototxt so that its bottoms (loc, "
+        "conf, priors) are the outputs, export that, and run DetectionOutput on them with "
+        "modelport's model.py (PyTorch)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,15 +480,15 @@ def emit_convolution_axis(ctx: EmitContext) -> KerasEmitted:
 @register_keras("InnerProduct", when=lambda layer, m: getattr(m, "axis", 1) == 0)
 def emit_inner_product_axis0(ctx: EmitContext) -> KerasEmitted:
     """Caffe InnerProduct with axis 0: refused (it contracts the batch axis)."""
-    raise ctx.unsupported("inner_product_param.axis 0 multiplies across the batch axis (a "
+    raise ctx.unsupported("inner_product_param.axis 0, a product across the batch axis (a "
                           "Keras model keeps samples apart)", "use axis 1")
 
 
 @register_keras("Pooling", when=lambda layer, m: bool(getattr(m, "with_mask", False)))
 def emit_pooling_mask(ctx: EmitContext) -> KerasEmitted:
     """Caffe MAX Pooling with a second (mask) top: refused."""
-    raise ctx.unsupported("MAX pooling's second top (the argmax mask, Caffe's flat indices) "
-                          "has no Keras pooling form", "drop the mask top from the prototxt")
+    raise ctx.unsupported("MAX pooling's second top (the argmax mask of Caffe's flat "
+                          "indices)", "drop the mask top from the prototxt")
 
 
 @register_keras("BatchNorm",
@@ -496,8 +496,8 @@ def emit_pooling_mask(ctx: EmitContext) -> KerasEmitted:
 def emit_batch_norm_batch_stats(ctx: EmitContext) -> KerasEmitted:
     """Caffe BatchNorm normalising with the batch's own statistics (use_global_stats false,
     Caffe's TRAIN phase): refused for an inference export."""
-    raise ctx.unsupported("use_global_stats is false: Caffe normalises with each batch's own "
-                          "statistics (TRAIN phase)",
+    raise ctx.unsupported("use_global_stats false (Caffe normalises with each batch's own "
+                          "statistics, the TRAIN phase)",
                           "export the TEST-phase deploy net (use_global_stats true)")
 
 
@@ -516,8 +516,9 @@ def emit_reshape_batch(ctx: EmitContext) -> KerasEmitted:
     x = ctx.as_layout(ctx.bottoms[0], CAFFE)
     top_shape = ctx.top_shapes[0]
     if not top_shape or not x.caffe_shape or top_shape[0] != x.caffe_shape[0]:
-        raise ctx.unsupported(f"a reshape of {x.caffe_shape} into {top_shape} moves values "
-                              "across the batch axis (a Keras model keeps samples apart)",
+        raise ctx.unsupported(f"a reshape of {x.caffe_shape} into {top_shape}, which moves "
+                              "values across the batch axis (a Keras model keeps samples "
+                              "apart)",
                               "keep the first dimension (dim: 0) in the prototxt")
     top = KerasTensor(ctx.top_var(0), top_shape, CAFFE)
     return _one(ctx, f"keras.layers.Reshape({lit(tuple(top_shape[1:]))}, {ctx.name_arg})",
@@ -531,7 +532,7 @@ TRAINING_ONLY = tuple(layer_types("train"))
 def emit_training_only(ctx: EmitContext) -> KerasEmitted:
     """Losses and Accuracy: refused for a Keras export (they compute training signals, not
     the deployed function)."""
-    raise ctx.unsupported(f"{ctx.layer.type} is a training-time layer (loss or accuracy), not "
+    raise ctx.unsupported(f"{ctx.layer.type}, a training-time layer (loss or accuracy), not "
                           "part of the deployed function",
                           "export the deploy net (deploy.prototxt, without loss/accuracy "
                           "layers and label inputs)")
