@@ -101,11 +101,12 @@ def _probe(model: Any, records: list[LayerRecord]) -> tuple[Any, list[tuple[int,
 
 
 def _max_diff(got: np.ndarray, ref: np.ndarray) -> float:
-    """max|got - ref| (both NaN counts as equal; any other NaN is infinitely far)."""
+    """max|got - ref| (equal values, infinities included, and both NaN count as equal; any
+    other NaN is infinitely far)."""
     if ref.size == 0:
         return 0.0
     d = np.atleast_1d(np.abs(got.astype(np.float64) - ref.astype(np.float64)))  # 0-axis blobs
-    d[np.isnan(got) & np.isnan(ref)] = 0.0
+    d[np.atleast_1d((got == ref) | (np.isnan(got) & np.isnan(ref)))] = 0.0
     return float("inf") if np.isnan(d).any() else float(d.max())
 
 
