@@ -453,12 +453,13 @@ def emit_prior_box(ctx: EmitContext) -> KerasEmitted:
 def emit_detection_output(ctx: EmitContext) -> KerasEmitted:
     """SSD DetectionOutput: refused. Its top has one row per kept detection (a data-dependent
     size) and its greedy per-class NMS keeps a box only after comparing it with every box kept
-    before it; a Keras model's layers have static output shapes (TF SavedModel and TFLite need
-    them), and padding the rows would change Caffe's output."""
+    before it (with an adaptive threshold); Caffe's tie order needs a stable sort, which
+    keras.ops does not promise on every backend (TensorFlow's argsort is unstable), and
+    padding the rows to a fixed size would change Caffe's output."""
     raise ctx.unsupported(
-        "a top with one row per kept detection: the count depends on the data (Caffe's "
-        "greedy NMS is sequential), Keras layers have static output shapes (SavedModel and "
-        "TFLite need them), and padding the rows would not be Caffe's output",
+        "a top with one row per kept detection: Caffe's greedy NMS is a sequential, "
+        "data-dependent loop and the row count depends on the data, which this export does "
+        "not write with keras.ops (a padded fixed-size top would not be Caffe's output)",
         "remove the DetectionOutput layer from the deploy prototxt so that its bottoms (loc, "
         "conf, priors) are the outputs, export that, and run DetectionOutput on them with "
         "modelport's model.py (PyTorch)")
