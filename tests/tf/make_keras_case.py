@@ -45,11 +45,12 @@ L = keras.layers
 
 
 def conv_pad() -> keras.Model:
-    """SAME and VALID padding, kernels with h != w."""
+    """SAME and VALID padding, kernels with h != w, a grouped conv."""
     x = inp = keras.Input((9, 11, 3))
     x = L.Conv2D(4, (3, 5), padding="same", name="conv_same")(x)
     x = L.ReLU()(x)
     x = L.Conv2D(6, (2, 3), padding="valid", name="conv_valid")(x)
+    x = L.Conv2D(4, 3, padding="same", groups=2, name="conv_grouped")(x)  # AlexNet's groups
     return keras.Model(inp, x, name="conv_pad")
 
 

@@ -29,9 +29,10 @@ class ConvPad(nn.Module):
         super().__init__()
         self.conv_same = nn.Sequential(SamePad2d((3, 5)), nn.Conv2d(3, 4, (3, 5)))
         self.conv_valid = nn.Conv2d(4, 6, (2, 3))
+        self.conv_grouped = Conv2dSame(6, 4, 3, groups=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_valid(F.relu(self.conv_same(x)))
+        return self.conv_grouped(self.conv_valid(F.relu(self.conv_same(x))))
 
 
 class Stride2Odd(nn.Module):
