@@ -6,7 +6,9 @@ the list is computed from the registry, so a newly registered emitter runs its c
 
 from __future__ import annotations
 
+import ast
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -39,6 +41,23 @@ def test_runs_on_the_torch_backend() -> None:
     import keras
 
     assert keras.backend.backend() == "torch"
+
+
+def test_model_keras_is_standalone_keras(exported) -> None:
+    """It imports keras and numpy only (and os, to find its weights), uses no backend's own
+    module, and names each Keras layer after its Caffe layer."""
+    case, namespace, model, module = exported
+    tree = ast.parse(pathlib.Path(namespace.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import | ast.ImportFrom)
+                for alias in (node.names if isinstance(node, ast.Import)
+                              else [ast.alias(node.module or "")])}
+    assert imported <= {"os", "keras", "numpy"}, imported
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert not names & {"tf", "tensorflow", "torch", "jax", "F", "nn"}, names
+    layer_names = {layer.name for layer in model.layers}
+    for layer, _ in module.run_order:
+        assert layer.name.replace("/", "__") in layer_names, layer.name
 
 
 def test_final_outputs_match_caffe(exported) -> None:
