@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from keras_test_support import final_outputs, import_model_keras
+from keras_test_support import final_outputs, import_model_keras, named_blobs
 
 from golden_support import assert_blob_close, caffe_cases
 from modelport.cli import main
@@ -25,21 +25,30 @@ layer { name: "pool_t" type: "Pooling" bottom: "relu" top: "pool_t"
 """
 
 
-def _matches_caffe(folder, name: str) -> None:
+def _matches_caffe(folder, name: str, case=CASE) -> None:
     namespace = import_model_keras(folder, name)
-    outs = final_outputs(namespace, namespace.load(), CASE.inputs())
-    ref = CASE.blobs()
-    assert list(outs) == ["pool_ave_p1", "pool_ave_p0"]
-    for blob, value in outs.items():
-        assert_blob_close(blob, value, ref[blob])
+    model = namespace.load()
+    outs = final_outputs(namespace, model, case.inputs())
+    ref = case.blobs()
+    assert sorted(outs) == sorted(case.meta["outputs"])
+    for blob, value in {**named_blobs(namespace, model, case.inputs()), **outs}.items():
+        if blob in ref:
+            assert_blob_close(blob, value, ref[blob])
 
 
-def test_export_keras_from_a_conversion_folder(tmp_path, capsys) -> None:
-    convert(CASE.prototxt, CASE.caffemodel, tmp_path / "conv")
+# model.py writes its own forms of some layers (nn.Conv2d with groups, CaffePooling with the
+# method as text) and copies modelport's classes for the rest (BatchNorm, Scale, Dropout)
+FOLDER_CASES = [c for c in caffe_cases()
+                if c.name in ("pool_ave_pad", "conv_group_dilation", "inplace_chain")]
+
+
+@pytest.mark.parametrize("case", FOLDER_CASES, ids=[c.name for c in FOLDER_CASES])
+def test_export_keras_from_a_conversion_folder(tmp_path, capsys, case) -> None:
+    convert(case.prototxt, case.caffemodel, tmp_path / "conv")
     assert main(["export", str(tmp_path / "conv"), "--keras", str(tmp_path / "k")]) == 0
     out = capsys.readouterr().out
     assert "model_keras.py, model.weights.h5, model.keras" in out and "torch backend" in out
-    _matches_caffe(tmp_path / "k", "model_keras_cli_folder")
+    _matches_caffe(tmp_path / "k", f"model_keras_cli_{case.name}", case)
 
 
 def test_export_keras_from_prototxt_and_caffemodel(tmp_path, capsys) -> None:
