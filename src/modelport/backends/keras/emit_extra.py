@@ -32,7 +32,7 @@ from modelport.layers.registry import layer_types
 from modelport.schema import caffe_pb2
 
 RP = caffe_pb2.ReductionParameter
-PP = caffe_pb2.PoolingParameter
+PP = caffe_pb2.PoolingParameter  # SPP's levels
 
 
 def _np(t: Any) -> np.ndarray:
@@ -483,23 +483,6 @@ def emit_inner_product_axis0(ctx: EmitContext) -> KerasEmitted:
     """Caffe InnerProduct with axis 0: refused (it contracts the batch axis)."""
     raise ctx.unsupported("inner_product_param.axis 0, a product across the batch axis (a "
                           "Keras model keeps samples apart)", "use axis 1")
-
-
-@register_keras("Pooling", when=lambda layer, m: bool(getattr(m, "with_mask", False)))
-def emit_pooling_mask(ctx: EmitContext) -> KerasEmitted:
-    """Caffe MAX Pooling with a second (mask) top: refused."""
-    raise ctx.unsupported("MAX pooling's second top (the argmax mask of Caffe's flat "
-                          "indices)", "drop the mask top from the prototxt")
-
-
-@register_keras("BatchNorm",
-                when=lambda layer, m: not bool(getattr(m, "use_global_stats", False)))
-def emit_batch_norm_batch_stats(ctx: EmitContext) -> KerasEmitted:
-    """Caffe BatchNorm normalising with the batch's own statistics (use_global_stats false,
-    Caffe's TRAIN phase): refused for an inference export."""
-    raise ctx.unsupported("use_global_stats false (Caffe normalises with each batch's own "
-                          "statistics, the TRAIN phase)",
-                          "export the TEST-phase deploy net (use_global_stats true)")
 
 
 def _batch_changing(layer: Layer, m: Any) -> bool:
