@@ -61,3 +61,31 @@ def test_verify_fails_on_a_wrong_layout_and_port_fails_cleanly(
     assert err.count("\n") == 1 and "expects 4x6" in err and not weights.exists()
     assert main(["tf", "port", str(CASE / "model.keras"), "--twin", f"{tmp_path}/no.py:T"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+BN_TWIN = '''
+import sys
+sys.path.insert(0, "TESTS")
+from port_cases import BnNoBias
+
+
+class Twin(BnNoBias):
+    def __init__(self):
+        super().__init__(eps=(1e-5, 1e-5, 1e-5))
+'''
+
+
+def test_set_eps_survives_the_weights_file(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    case = FIXTURES / "bn_nobias"
+    twin = tmp_path / "bn_twin.py"
+    twin.write_text(BN_TWIN.replace("TESTS", str(Path(__file__).parent)))
+    weights = tmp_path / "bn.safetensors"
+    assert main(["tf", "port", str(case / "model.keras"), "--twin", f"{twin}:Twin",
+                 "--out", str(weights)]) == 2  # eps 1e-5 vs Keras's: refused
+    assert "set_eps=True" in capsys.readouterr().err and not weights.exists()
+    assert main(["tf", "port", str(case / "model.keras"), "--twin", f"{twin}:Twin",
+                 "--set-eps", "--out", str(weights)]) == 0
+    assert main(["tf", "verify", "--twin", f"{twin}:Twin", "--weights", str(weights),
+                 "-i", str(case / "input.npy"), "-r", str(case)]) == 0
+    capsys.readouterr()

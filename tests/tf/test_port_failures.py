@@ -145,7 +145,11 @@ def test_structure_follows_model_layers_order(fmt: str) -> None:
     report = port_weights(d / fmt, twin)
     assert all("structure: model.layers order" in r.rule for r in report.ported)
     assert any("model.layers order" in n for n in report.notes)
-    assert verify_tf(twin, d / "input.npy", d / "output.npy").passed
+    parity = verify_tf(twin, d / "input.npy", d, names=report)  # Keras names -> our modules
+    assert parity.passed, parity.summary()
+    assert {(r.blob, r.layer) for r in parity.compared} == {
+        ("b1_1x1", "convs.0"), ("b0_1x1", "convs.1"), ("b1_3x3", "mid"),
+        ("b2_1x1", "pool_conv"), ("head", "out"), ("output", "output")}
 
     wrong = InceptionByPosition(swap=True)  # b0 registered before b1: 3 vs 2 channels
     before = _state(wrong)

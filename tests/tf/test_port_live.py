@@ -61,5 +61,8 @@ def test_keras_mobilenet_by_structure(keras_cases: Path, fmt: str) -> None:
     assert report.ok, str(report)
     assert len(report.ported) == 27 + 27 * 4 + 2  # bias-free kernels, BNs x 4, conv_preds
     assert all(r.rule.startswith("structure: model.layers order") for r in report.ported)
-    parity = verify_tf(twin, d / "input.npy", d / "output.npy")
+    # layer by layer: Keras layer names mapped to the twin's modules through the report
+    parity = verify_tf(twin, d / "input.npy", d, names=report)
     assert parity.passed, parity.summary()
+    assert len(parity.compared) == 55 + 1  # every weighted layer's output, then the logits
+    assert parity.row("conv_dw_12").layer == "features.46" and not parity.notes[:-1]

@@ -123,7 +123,11 @@ def run_port(args: argparse.Namespace) -> int:
         write_text(args.json, json.dumps(report.to_dict(), indent=1) + "\n")
     if args.out:
         state = {k: v.detach().contiguous() for k, v in twin.state_dict().items()}
-        write_safetensors(args.out, state, metadata={"modelport.source": str(args.source)})
+        # eps is no tensor: kept in the metadata so `tf verify --weights` restores a set_eps
+        eps = {p: float(m.eps) for p, m in twin.named_modules()
+               if isinstance(getattr(m, "eps", None), float)}
+        write_safetensors(args.out, state, metadata={"modelport.source": str(args.source),
+                                                     "modelport.eps": json.dumps(eps)})
         print(f"wrote {args.out} ({len(state)} tensors)")
     return 0
 
@@ -139,16 +143,21 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.weights is not None:
         from modelport.weights_file import read_safetensors
 
-        tensors, _ = read_safetensors(args.weights)
+        tensors, meta = read_safetensors(args.weights)
         missing, unexpected = twin.load_state_dict(tensors, strict=False)
         if missing or unexpected:
             raise ConfigError(f"{args.weights} does not fit the twin: missing "
                               f"{', '.join(missing) or 'none'}, unexpected "
                               f"{', '.join(unexpected) or 'none'}")
-    else:
-        _port(args, twin, quiet=True)
+        modules = dict(twin.named_modules())
+        for path, eps in json.loads(meta.get("modelport.eps", "{}")).items():
+            if path in modules:
+                modules[path].eps = float(eps)  # what tf port --set-eps set
+    names = None
+    if args.source is not None:
+        names = _port(args, twin, quiet=True)  # its layer -> module map names the references
     report = verify_tf(twin, args.input, args.reference, tolerance=args.tolerance,
-                       layout=args.layout)
+                       layout=args.layout, names=names)
     if args.json:
         from modelport.atomic import write_text
 

@@ -147,6 +147,11 @@ def _var_row(v: TFVariable, **kw: Any) -> PortRow:
     return PortRow(variable=v.name, shape=v.shape, dtype=str(v.value.dtype), **kw)
 
 
+def _layer_of(v: TFVariable, group: SourceGroup) -> str:
+    """The variable's source layer: the reader's Keras layer, else the group's scope."""
+    return v.layer or group.name
+
+
 def _targets(group: SourceGroup, units: list[Unit]) -> dict[str, tuple[Unit, str]]:
     """role -> (unit, attr) for placing `group` on `units` (one unit, or a separable pair)."""
     if len(units) == 2:  # separable: depthwise then pointwise
@@ -208,6 +213,7 @@ def _commit_group(plan: _Plan, group: SourceGroup, units: list[Unit], rule: str,
                   opts: _Options) -> None:
     for v, row, arr in rows:
         row.rule = rule
+        row.layer = _layer_of(v, group)
         plan.var_rows[v.name] = row
         if row.target:
             plan.targeted.add(row.target)

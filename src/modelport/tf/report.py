@@ -46,6 +46,7 @@ class PortRow:
     rule: str = ""  # how the pair was found: "rule ...", "name ...", "structure ..."
     layout: str = ""  # the layout conversion applied
     reason: str = ""
+    layer: str = ""  # the source layer (Keras layer name or TF-slim scope) of the variable
 
     @property
     def problem(self) -> bool:
@@ -70,7 +71,8 @@ class PortRow:
                 "shape": None if self.shape is None else list(self.shape), "dtype": self.dtype,
                 "target": self.target,
                 "target_shape": None if self.target_shape is None else list(self.target_shape),
-                "rule": self.rule, "layout": self.layout, "reason": self.reason}
+                "rule": self.rule, "layout": self.layout, "reason": self.reason,
+                "layer": self.layer}
 
 
 @dataclass
@@ -109,6 +111,16 @@ class PortReport:
                 return r
         raise KeyError(name)
 
+    def layer_modules(self) -> dict[str, str]:
+        """Source layer -> the module path that computes its output (the last module its
+        variables went to: a SeparableConv2D's pointwise conv), for layer-by-layer parity
+        (`verify_tf(..., names=report)`)."""
+        out: dict[str, str] = {}
+        for r in self.ported:
+            if r.layer and r.target:
+                out[r.layer] = r.target.rpartition(".")[0]
+        return out
+
     def summary(self) -> str:
         def n(count: int, what: str) -> str:
             return f"{count} {what}{'' if count == 1 else 's'}"
@@ -129,8 +141,8 @@ class PortReport:
         if any(p.status != "eps" for p in probs):
             fixes.append("map them with mapping={regex: name} or fix the module's shapes")
         if any(p.status == "eps" for p in probs):
-            fixes.append("build the BatchNorms with the source's eps, pass set_eps=True, or "
-                         "allow_eps_mismatch=True")
+            fixes.append("build the BatchNorms with the source's eps, pass set_eps=True "
+                         "(CLI --set-eps), or allow_eps_mismatch=True")
         return (f"porting {self.source} into {self.module}: {len(probs)} problem"
                 f"{'s' if len(probs) != 1 else ''}: {shown}{more}. The module is unchanged. Fix: "
                 f"{'; '.join(fixes)} (strict=False ports the rest)")

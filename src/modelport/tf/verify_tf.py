@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from modelport.errors import ConfigError, FormatError
+from modelport.tf.report import PortReport
 from modelport.verify.compare import compare_arrays
 from modelport.verify.report import BlobResult, Divergence, ParityReport
 from modelport.verify.tolerance import DEFAULT_REL, Tolerance
@@ -91,10 +92,13 @@ def _outputs(out: Any) -> dict[str, torch.Tensor]:
 def verify_tf(module: nn.Module, inputs: ArrayLike | Sequence[ArrayLike] | torch.Tensor,
               references: Mapping[str, ArrayLike] | ArrayLike, *,
               tolerance: Tolerance | float | None = None, layout: str = "nhwc",
-              name: str | None = None, reference_name: str = "TensorFlow") -> ParityReport:
+              names: Mapping[str, str] | PortReport | None = None, name: str | None = None,
+              reference_name: str = "TensorFlow") -> ParityReport:
     """Run `module` on `inputs` and compare its outputs (and named submodules' outputs) with
     TF's reference arrays (see the module docstring). `references` is a dict key -> array or
-    `.npy` path, one `.npy` / array (the output), or a folder (`reference_dir`)."""
+    `.npy` path, one `.npy` / array (the output), or a folder (`reference_dir`). `names` maps
+    reference keys (Keras layer names) to module paths: a dict, or the PortReport of the port
+    (`report.layer_modules()`), so a twin with other names is still compared layer by layer."""
     if layout not in ("nhwc", "nchw"):
         raise ConfigError(f"layout {layout!r}: use 'nhwc' (TF's) or 'nchw'")
     tol = tolerance if isinstance(tolerance, Tolerance) else Tolerance(
@@ -114,7 +118,14 @@ def verify_tf(module: nn.Module, inputs: ArrayLike | Sequence[ArrayLike] | torch
     raw_inputs: list[Any] = list(inputs) if isinstance(inputs, list | tuple) else [inputs]
     feed = [torch.from_numpy(np.ascontiguousarray(to_torch_layout(_array(x), layout),
                                                   dtype=np.float32)) for x in raw_inputs]
+    lookup = names.layer_modules() if isinstance(names, PortReport) else dict(names or {})
     modules = dict(module.named_modules())
+    renamed: dict[str, str] = {}  # module path -> reference key
+    for key in list(refs):
+        path = lookup.get(key)
+        if path is not None and path != key and not key.startswith("output"):
+            refs[path] = refs.pop(key)
+            renamed[path] = key
     wanted = {k for k in refs if not k.startswith("output") and k != "output"}
     missing = sorted(wanted - set(modules))
     for k in missing:
@@ -146,8 +157,9 @@ def verify_tf(module: nn.Module, inputs: ArrayLike | Sequence[ArrayLike] | torch
         ours = ours_t.float().cpu().numpy()
         ref = to_torch_layout(_array(refs[key]), layout).astype(np.float32, copy=False)
         mod = modules.get(key)
-        row = BlobResult(blob=key, layer=key, type=type(mod).__name__ if mod is not None
-                         else "output", kind="top", shape=tuple(ours.shape))
+        row = BlobResult(blob=renamed.get(key, key), layer=key,
+                         type=type(mod).__name__ if mod is not None else "output", kind="top",
+                         shape=tuple(ours.shape))
         if ours.shape != ref.shape and ours.size == ref.size and ref.ndim != ours.ndim:
             ref = ref.reshape(ours.shape)
         compare_arrays(row, ours, ref, tol.allowed(ref))
