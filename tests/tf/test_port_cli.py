@@ -42,9 +42,12 @@ def test_port_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
                  "--sample-shape", "1,3,10,7", "--out", str(weights)]) == 0
     out = capsys.readouterr().out
     assert "rows NHWC 5x4x4" in out and "6 variables ported" in out and weights.exists()
+    html, js = tmp_path / "r.html", tmp_path / "r.json"
     assert main(["tf", "verify", "--twin", _twin(tmp_path), "--weights", str(weights),
-                 "-i", str(CASE / "input.npy"), "-r", str(CASE)]) == 0
+                 "-i", str(CASE / "input.npy"), "-r", str(CASE), "--report", str(html),
+                 "--json", str(js)]) == 0
     assert "PASSED" in capsys.readouterr().out
+    assert "fc1" in html.read_text() and '"passed": true' in js.read_text()
 
 
 def test_verify_fails_on_a_wrong_layout_and_port_fails_cleanly(

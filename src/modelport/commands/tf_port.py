@@ -158,10 +158,15 @@ def run_verify(args: argparse.Namespace) -> int:
         names = _port(args, twin, quiet=True)  # its layer -> module map names the references
     report = verify_tf(twin, args.input, args.reference, tolerance=args.tolerance,
                        layout=args.layout, names=names)
-    if args.json:
+    if args.json or args.report:
         from modelport.atomic import write_text
 
-        write_text(args.json, report.to_json())
+        if args.json:
+            write_text(args.json, report.to_json())
+        if args.report:
+            from modelport.verify.html import render_html
+
+            write_text(args.report, render_html(report))
     from rich.console import Console
 
     console = Console()
@@ -197,6 +202,7 @@ def add_port_parsers(tf_sub: Any) -> None:
     ver.add_argument("--tolerance", "-t", type=float, default=1e-4, metavar="T",
                      help="rel in max|diff| <= T * max(1, max|ref|) (default 1e-4)")
     ver.add_argument("--json", metavar="FILE.json", help="write verify's JSON report")
+    ver.add_argument("--report", metavar="FILE.html", help="write verify's HTML report")
     _port_options(ver)
     ver.set_defaults(func=run_verify)
 
