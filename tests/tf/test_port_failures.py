@@ -195,6 +195,14 @@ def test_rule_to_a_state_key_wins_over_names() -> None:
 def test_bad_mapping_and_source_are_one_line_errors() -> None:
     with pytest.raises(ConfigError, match=r"mapping rule '\(' is not a valid regex"):
         port_weights({}, nn.Linear(2, 2), {"(": "x"})
+    with pytest.raises(ConfigError, match=r"mapping rule .*: give \(regex, replacement\)"):
+        port_weights({}, nn.Linear(2, 2), {"a": 3})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match=r"must be a torch.nn.Module, not dict"):
+        port_weights({}, {})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"flatten_shapes\['fc'\] = 'abc' must be \(H, W, C\)"):
+        port_weights({}, nn.Linear(2, 2), flatten_shapes={"fc": "abc"})
+    with pytest.raises(ConfigError, match=r"running the module on sample_input failed"):
+        port_weights({}, nn.Linear(2, 2), sample_input=torch.zeros(3, 5))
     with pytest.raises(ModelportError, match="source must be a path"):
         port_weights(42, nn.Linear(2, 2))
     with pytest.raises(ModelportError, match="no TensorFlow checkpoint"):

@@ -109,9 +109,13 @@ def flatten_shapes_for(module: nn.Module, groups: list[SourceGroup], units: list
     notes: list[str] = []
     unit_paths = {u.path for u in units}
     for name, shape in (flatten_shapes or {}).items():
-        dims = tuple(int(d) for d in shape)
-        if len(dims) != 3:
-            raise ConfigError(f"flatten_shapes['{name}'] = {tuple(shape)} must be (H, W, C)")
+        try:
+            dims = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            dims = ()
+        if len(dims) != 3 or min(dims) < 1:
+            raise ConfigError(f"flatten_shapes['{name}'] = {shape!r} must be (H, W, C), three "
+                              "positive integers")
         (by_unit if name in unit_paths else by_layer)[name] = (dims[0], dims[1], dims[2])
     if sample_input is not None:
         for path, (h, w, c) in trace_flatten(module, sample_input).items():

@@ -219,7 +219,11 @@ class Rules:
     def __init__(self, mapping: Mapping[str, str] | Sequence[tuple[str, str]] | None) -> None:
         pairs = list(mapping.items()) if isinstance(mapping, Mapping) else list(mapping or [])
         self.rules: list[tuple[re.Pattern[str], str]] = []
-        for pattern, repl in pairs:
+        for pair in pairs:
+            if not (isinstance(pair, tuple | list) and len(pair) == 2
+                    and all(isinstance(x, str) for x in pair)):
+                raise ConfigError(f"mapping rule {pair!r}: give (regex, replacement) strings")
+            pattern, repl = pair
             try:
                 self.rules.append((re.compile(pattern), repl))
             except re.error as exc:

@@ -382,6 +382,9 @@ def port_weights(source: Any, torch_module: nn.Module,
             NHWC map's (H, W, C) (see the module docstring).
         by_name / by_structure: turn the name or the structure pass off.
     """
+    if not isinstance(torch_module, nn.Module):
+        raise ConfigError(f"port_weights: the target must be a torch.nn.Module, not "
+                          f"{type(torch_module).__name__}")
     src = as_source(source)
     rules = Rules(mapping)
     groups, ignored = group_source(src)
