@@ -115,3 +115,33 @@ def test_report_table_escapes_control_characters() -> None:
     text = str(report)
     assert "\x1b" not in text and "a\\x1b[2J/kernel" in text
     assert "1 variable ported" in text and "1 problem" in text and "MISSING" in text
+
+
+def test_channels_first_keras_needs_no_row_reorder() -> None:
+    """Keras kernels are HWIO whatever data_format says; a channels_first Flatten already reads
+    (c, h, w), so the Dense after it is only transposed."""
+    rng = np.random.default_rng(2)
+    k = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
+    d = rng.standard_normal((4 * 5 * 6, 3)).astype(np.float32)
+    conv = TFVariable("conv/kernel", k, "conv", "kernel")
+    dense = TFVariable("fc/kernel", d, "fc", "kernel")
+    src = WeightSource(Path("mem"), "keras-archive", {v.name: v for v in (conv, dense)}, [
+        KerasLayer("conv", "Conv2D", {"data_format": "channels_first", "use_bias": False},
+                   [conv], 1),
+        KerasLayer("fc", "Dense", {"use_bias": False}, [dense], 3)], "config.json")
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+            self.flatten = nn.Flatten()
+            self.fc = nn.Linear(120, 3, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.flatten(self.conv(x)))
+
+    m = Net()
+    report = port_weights(src, m, sample_input=torch.zeros(1, 2, 5, 6))
+    assert report.row("fc/kernel").layout == "(in,out) -> (out,in)"
+    assert any("channels_first" in n for n in report.notes)
+    assert np.array_equal(m.fc.weight.detach().numpy(), d.T)

@@ -13,7 +13,9 @@ shape comes from, in this order:
   re-order and records none.
 
 Without either, a module with an nn.Flatten, or a source with a convolution before a Dense
-ported onto an nn.Linear, is refused rather than ported with rows in the wrong order.
+ported onto an nn.Linear, is refused rather than ported with rows in the wrong order. A Keras
+model built `channels_first` (a layer config says so) flattens NCHW already: nothing is
+re-ordered unless `flatten_shapes` says so.
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ def flatten_shapes_for(module: nn.Module, groups: list[SourceGroup], units: list
             raise ConfigError(f"flatten_shapes['{name}'] = {shape!r} must be (H, W, C), three "
                               "positive integers")
         (by_unit if name in unit_paths else by_layer)[name] = (dims[0], dims[1], dims[2])
+    if any(g.config.get("data_format") == "channels_first" for g in groups):
+        notes.append("the Keras model is channels_first: its Flatten already reads (c, h, w), "
+                     "no Dense rows are re-ordered" + (" except by flatten_shapes"
+                                                       if by_unit or by_layer else ""))
+        return by_unit, by_layer, notes
     if sample_input is not None:
         for path, (h, w, c) in trace_flatten(module, sample_input).items():
             by_unit.setdefault(path, (h, w, c))
