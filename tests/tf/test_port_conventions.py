@@ -145,3 +145,25 @@ def test_channels_first_keras_needs_no_row_reorder() -> None:
     assert report.row("fc/kernel").layout == "(in,out) -> (out,in)"
     assert any("channels_first" in n for n in report.notes)
     assert np.array_equal(m.fc.weight.detach().numpy(), d.T)
+
+
+def test_bfloat16_module_and_tied_weights() -> None:
+    kernel = np.arange(6, dtype=np.float32).reshape(3, 2) / 8  # exact in bfloat16
+    m = Dense1().to(torch.bfloat16)
+    port_weights({"dense_1/kernel": kernel, "dense_1/bias": np.ones(2, np.float32)}, m)
+    assert m.dense_1.weight.dtype == torch.bfloat16
+    assert torch.equal(m.dense_1.weight.float(), torch.from_numpy(kernel.T.copy()))
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(4, 3)
+            self.out = nn.Linear(3, 4, bias=False)
+            self.out.weight = self.emb.weight  # one tensor, two keys
+
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    tied = Tied()
+    report = port_weights({"emb/embeddings": table}, tied, {r"^emb/embeddings$": "emb.weight"})
+    assert report.row("emb/embeddings").status == "ported"
+    assert report.row("out.weight").reason == "tied: the same tensor as 'emb.weight'"
+    assert np.array_equal(tied.out.weight.detach().numpy(), table)

@@ -479,18 +479,22 @@ def port_weights(source: Any, torch_module: nn.Module,
         plan.var_rows[v.name] = _var_row(v, status="ignored", reason=why)
 
     # rows: variables in file order, then the parameters / buffers nothing filled
-    report.rows = [plan.var_rows[name] for name in src.variables if name in plan.var_rows]
-    seen = set(src.variables)
-    for layer in src.layers or []:  # variables a reader listed only under layers
-        for v in layer.variables:
-            if v.name not in src.variables and v.name in plan.var_rows and v.name not in seen:
-                report.rows.append(plan.var_rows[v.name])
+    order = dict.fromkeys([*src.variables, *(v.name for layer in src.layers or []
+                                             for v in layer.variables), *plan.var_rows])
+    report.rows = [plan.var_rows[name] for name in order if name in plan.var_rows]
+    tensor_ids = {k: id(t) for k, t in [*torch_module.named_parameters(remove_duplicate=False),
+                                        *torch_module.named_buffers(remove_duplicate=False)]}
+    staged_ids = {tensor_ids[k]: k for k in plan.staged if k in tensor_ids}
     for u in units:
         for attr, (key, shape) in u.slots.items():
             if key in plan.staged and key not in plan.slot_rows:
                 continue
+            tied = staged_ids.get(tensor_ids.get(key, -1))
             if key in plan.slot_rows:
                 report.rows.append(plan.slot_rows[key])
+            elif tied is not None:
+                report.rows.append(PortRow(status="filled", target=key, target_shape=shape,
+                                           reason=f"tied: the same tensor as '{tied}'"))
             elif attr in _KEEP_BUFFERS:
                 report.rows.append(PortRow(status="kept", target=key, target_shape=shape,
                                            reason="torch bookkeeping, no TF counterpart"))
@@ -524,14 +528,18 @@ def _missing_reason(u: Unit, attr: str, plan: _Plan) -> str:
 
 def _apply(module: nn.Module, plan: _Plan) -> None:
     """Copy every staged value in (all shapes were checked: nothing here can half-fail)."""
-    state = dict(module.named_parameters()) | dict(module.named_buffers())
+    state = dict(module.named_parameters(remove_duplicate=False)) | \
+        dict(module.named_buffers(remove_duplicate=False))  # tied tensors under every key
     with torch.no_grad():
         for key, arr in plan.staged.items():
             target = state[key]
-            np_dtype = torch.empty(0, dtype=target.dtype).numpy().dtype
-            value = np.ascontiguousarray(arr, dtype=np_dtype)
+            # through float32 (float64 for a double target): exact for float16 / bfloat16,
+            # then torch rounds once to the target's dtype (torch.bfloat16 has no numpy twin)
+            wide = np.float64 if target.dtype == torch.float64 else np.float32
+            value = np.ascontiguousarray(arr, dtype=wide if target.is_floating_point()
+                                         else np.int64)
             if not value.flags.writeable:  # a read-only view of a mapped checkpoint shard
                 value = value.copy()
-            target.copy_(torch.from_numpy(value))
+            target.copy_(torch.from_numpy(value).to(target.dtype))
     for unit, eps in plan.eps:
         setattr(unit.module, "eps", eps)  # noqa: B010  # nn.Module's __setattr__ types
