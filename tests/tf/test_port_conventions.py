@@ -167,3 +167,19 @@ def test_bfloat16_module_and_tied_weights() -> None:
     assert report.row("emb/embeddings").status == "ported"
     assert report.row("out.weight").reason == "tied: the same tensor as 'emb.weight'"
     assert np.array_equal(tied.out.weight.detach().numpy(), table)
+
+
+def test_prelu_alpha_shared_over_space_only() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.p_re_lu = nn.PReLU(3)
+
+    alpha = np.array([[[0.1, 0.2, 0.3]]], np.float32)  # shared_axes=[1, 2]: (1, 1, C)
+    m = Net()
+    report = port_weights({"p_re_lu/alpha": alpha}, m)
+    assert report.row("p_re_lu/alpha").layout == "1x1x3 -> per channel"
+    assert np.allclose(m.p_re_lu.weight.detach().numpy(), [0.1, 0.2, 0.3])
+    with pytest.raises(PortError, match=r"'p_re_lu/alpha' \(4x5x3\) -> 'p_re_lu.weight' "
+                                        r"expects 3"):
+        port_weights({"p_re_lu/alpha": np.ones((4, 5, 3), np.float32)}, Net())

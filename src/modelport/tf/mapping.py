@@ -32,7 +32,7 @@ ROLE_ALIASES = {
     "kernel": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta",
     "moving_mean": "moving_mean", "moving_variance": "moving_variance",
     "depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel",
-    "embeddings": "embeddings",
+    "embeddings": "embeddings", "alpha": "alpha",
     # TF-slim
     "weights": "kernel", "biases": "bias", "depthwise_weights": "depthwise_kernel",
     "pointwise_weights": "pointwise_kernel",
@@ -46,7 +46,7 @@ CLASS_KINDS = {
     "Conv1DTranspose": "conv_transpose", "Conv2DTranspose": "conv_transpose",
     "Conv3DTranspose": "conv_transpose", "Deconvolution2D": "conv_transpose",
     "Dense": "dense", "BatchNormalization": "bn", "LayerNormalization": "layernorm",
-    "Embedding": "embedding",
+    "Embedding": "embedding", "PReLU": "prelu",
 }
 
 _SLOT_SUFFIXES = ("/Momentum", "/Adam", "/Adam_1", "/RMSProp", "/RMSProp_1", "/Adagrad",
@@ -109,6 +109,8 @@ class SourceGroup:
             return "layernorm"
         if "embeddings" in roles:
             return "embedding"
+        if "alpha" in roles:
+            return "prelu"
         kernels = [v for v, r in zip(self.variables, self.roles) if r == "kernel"]
         if kernels:
             return "dense" if kernels[0].value.ndim == 2 else "conv?"
@@ -144,6 +146,8 @@ def _positional_roles(layer: KerasLayer) -> list[str | None]:
                 (["beta"] if cfg.get("center", True) else [])
     elif kind == "embedding":
         order = ["embeddings"]
+    elif kind == "prelu":
+        order = ["alpha"]
     elif not layer.class_name:  # no class known: guess from ranks
         ranks = [v.value.ndim for v in layer.variables]
         if ranks in ([4, 4], [4, 4, 1]):

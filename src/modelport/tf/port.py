@@ -94,6 +94,12 @@ def _layout(group: SourceGroup, role: str, value: np.ndarray, unit: Unit, want: 
     spatial = value.ndim - 2
     flipped = " + spatial axes flipped" if flip and spatial > 0 else ""
     kind = unit.kind
+    if role == "alpha" and kind == "prelu":
+        # Keras PReLU keeps alpha per position, (H, W, C) or (1, 1, C) with shared_axes=[1, 2];
+        # nn.PReLU has one per channel: only a shared alpha fits
+        if value.size == math.prod(want) and value.shape[-1:] == want[-1:]:
+            return value.reshape(want), f"{'x'.join(map(str, value.shape))} -> per channel"
+        return value, "as is (a per-position alpha has no nn.PReLU form)"
     if value.ndim != len(want) and not (kind == "dense" and role == "kernel"):
         return value, "as is (rank differs)"
     if role == "kernel" and kind == "conv_transpose":
@@ -278,7 +284,7 @@ _COMPATIBLE = {
     "conv": ("conv", "depthwise"), "conv?": ("conv", "depthwise", "conv_transpose"),
     "depthwise": ("depthwise", "conv"), "conv_transpose": ("conv_transpose",),
     "dense": ("dense",), "bn": ("bn",), "layernorm": ("layernorm", "bn"),
-    "embedding": ("embedding",),
+    "embedding": ("embedding",), "prelu": ("prelu",),
 }
 
 

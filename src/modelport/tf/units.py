@@ -4,6 +4,7 @@ kind and its slots (state-dict key and shape of each parameter / buffer it owns 
 
 Kinds: `conv` (nn.Conv1d/2d/3d), `depthwise` (a conv with `groups == in_channels > 1`),
 `conv_transpose`, `dense` (nn.Linear), `bn` (BatchNorm1d/2d/3d), `layernorm`, `embedding`,
+`prelu`,
 `other` (any other module owning tensors: only an explicit rule fills it).
 """
 
@@ -25,6 +26,7 @@ ROLE_ATTRS: dict[str, dict[str, str]] = {
            "moving_variance": "running_var"},
     "layernorm": {"gamma": "weight", "beta": "bias"},
     "embedding": {"embeddings": "weight"},
+    "prelu": {"alpha": "weight"},
     "other": {},
 }
 
@@ -60,6 +62,8 @@ def kind_of(module: nn.Module) -> str:
         return "layernorm"
     if isinstance(module, nn.Embedding):
         return "embedding"
+    if isinstance(module, nn.PReLU):
+        return "prelu"
     return "other"
 
 
