@@ -22,7 +22,7 @@ PROBLEMS = ("leftover", "missing", "mismatch", "eps")
 
 
 def _printable(text: str) -> str:
-    """Control characters in names (a variable called "a\x1b[2J") shown escaped, so the table
+    r"""Control characters in names (a variable called "a\x1b[2J") shown escaped, so the table
     cannot move the cursor or recolour the terminal."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
