@@ -299,6 +299,30 @@ def test_keras_archive_declared_size_checked_before_reading(tmp_path, monkeypatc
     one_line_error(path, "model.weights.h5 declares 10.0 MB", "more than the 20.0 KB")
 
 
+@pytest.mark.parametrize("name", ["model.weights.h5", "keras2_model.h5", "model.keras"])
+def test_flipped_bytes_read_or_fail_in_one_line(tmp_path, name: str) -> None:
+    """Random byte flips (fixed seed): each read either succeeds (HDF5 keeps no checksum of
+    raw data) or is one FormatError line; nothing else escapes."""
+    import random
+
+    data = (FIXTURES / name).read_bytes()
+    rng = random.Random(11)
+    path = tmp_path / name
+    outcomes = set()
+    for _ in range(60):
+        mutated = bytearray(data)
+        for _ in range(rng.choice([1, 2, 8])):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        path.write_bytes(bytes(mutated))
+        try:
+            open_weights(path)
+            outcomes.add("read")
+        except FormatError as exc:
+            assert "\n" not in str(exc)
+            outcomes.add("error")
+    assert "error" in outcomes
+
+
 def test_keras_archive_damaged_member(tmp_path) -> None:
     path = tmp_path / "damaged.keras"
     raw = bytearray((FIXTURES / "model.keras").read_bytes())

@@ -364,10 +364,11 @@ def _keras2_source(path: Path, h5: Any, kind: str, label: str) -> WeightSource:
             raise FormatError(f"{label}: layer_names lists '{name}' but the file has no group "
                               "of that name.")
         weight_names = _list_attr(group, "weight_names")
-        missing = [w for w in weight_names if w not in group]
+        h5py = _h5py()
+        missing = [w for w in weight_names if not isinstance(group.get(w), h5py.Dataset)]
         if missing:
             raise FormatError(f"{label}: layer '{name}' lists weight '{missing[0]}' that the "
-                              "file does not hold.")
+                              "file does not hold as a dataset.")
         groups.append((name, group, weight_names))
     check_sizes([g[w] for _, g, ws in groups for w in ws], label)
     layers: list[KerasLayer] = []
