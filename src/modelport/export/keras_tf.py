@@ -258,6 +258,11 @@ def export_tensorflow(net_or_convert_dir: Any, *,
         raise ConfigError("nothing to export to TensorFlow. Fix: give a SavedModel folder "
                           "(--saved-model DIR) and/or a TFLite file (--tflite FILE)")
     rel = DEFAULT_REL if rel is None else rel
+    if saved_model is not None:  # refused before any work
+        check_saved_model_target(saved_model)
+    if tflite is not None and os.path.isdir(tflite):
+        raise ConfigError(f"--tflite '{os.fspath(tflite)}' is an existing folder. Fix: give a "
+                          "file path")
     require_tensorflow()
     source = net_or_convert_dir
     if isinstance(source, str | os.PathLike) and not os.path.isdir(source):
@@ -274,8 +279,6 @@ def export_tensorflow(net_or_convert_dir: Any, *,
     targets = [(p, what) for p, what in ((saved_model, "TF SavedModel"), (tflite, "TFLite"))
                if p is not None]
     with contextlib.ExitStack() as stack:
-        if saved_model is not None:
-            check_saved_model_target(saved_model)
         if tflite is not None and os.fspath(tflite) == os.fspath(saved_model or ""):
             raise ConfigError(f"--saved-model and --tflite are both '{tflite}'. Fix: give "
                               "each its own path")
