@@ -22,7 +22,11 @@ CONV = CAFFE_CASES / "conv_basic"
 
 
 def _absent(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make `names` unimportable, submodules an earlier test imported included (`sklearn.svm`
+    stays importable from sys.modules when only `sklearn` is set to None)."""
     for name in names:
+        for loaded in [m for m in sys.modules if m.startswith(name + ".")]:
+            monkeypatch.setitem(sys.modules, loaded, None)
         monkeypatch.setitem(sys.modules, name, None)
 
 
