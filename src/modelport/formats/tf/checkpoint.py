@@ -55,7 +55,7 @@ from modelport import limits, optional
 from modelport.errors import ConfigError, FormatError
 from modelport.formats.tf import crc
 from modelport.formats.tf.source import TFVariable, WeightSource
-from modelport.formats.tf.sstable import read_table
+from modelport.formats.tf.sstable import CorruptData, read_table, read_varint
 from modelport.schema.tf import checkpoint_state_pb2, tensor_bundle_pb2
 
 __all__ = ["Checkpoint", "CheckpointEntry", "checkpoint_entries", "open_checkpoint",
@@ -572,8 +572,11 @@ class Checkpoint:
         pos = 0
         lengths = []
         for _ in range(count):
-            length, pos = _varint(data, pos, lambda: self._fail(
-                entry.key, "its string lengths run past the entry's bytes", path))
+            try:
+                length, pos = read_varint(data, pos, len(data))
+            except CorruptData:
+                raise self._fail(entry.key, "its string lengths run past the entry's bytes",
+                                 path) from None
             lengths.append(length)
         order = ">" if self.big_endian else "<"
         packed = b"".join(struct.pack(order + ("I" if n <= 0xFFFFFFFF else "Q"), n)
@@ -628,19 +631,6 @@ def _populate(mapped: Any, start: int, size: int) -> None:
 
 def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-def _varint(data: bytes, pos: int, fail: Any) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise fail()
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
 
 
 def _box_text(box: tuple[tuple[int, int], ...]) -> str:
