@@ -188,30 +188,31 @@ def _check_generated(source: str, state: Mapping[str, torch.Tensor], where: str)
         raise AssertionError(f"generated model.py does not match the state dict: {diff}")
 
 
-def check_output_folder(path: str) -> None:
+def check_output_folder(path: str, option: str = "-o") -> None:
     """`-o` must be a folder convert can create: an existing file, a parent that is a file, or
     a parent that cannot be created (`/proc/x/y`, a read-only mount) is a one-line ConfigError
-    before any weights are read. (The parents are created as convert would create them.)"""
+    before any weights are read. (The parents are created as convert would create them.)
+    `option` is the flag the message tells the user to fix (`--keras` for a Keras export)."""
     out = os.path.abspath(path)
     if os.path.exists(out) and not os.path.isdir(out):
         raise ConfigError(f"output '{path}' exists and is not a folder. Fix: give a folder "
-                          "path with -o")
+                          f"path with {option}")
     ancestor = os.path.dirname(out)
     while not os.path.exists(ancestor) and os.path.dirname(ancestor) != ancestor:
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
         raise ConfigError(f"cannot create the output folder '{path}': '{ancestor}' is a file, "
-                          "not a folder. Fix: give a writable -o folder")
+                          f"not a folder. Fix: give a writable {option} folder")
     parent = os.path.dirname(out)
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the output folder '{path}': its parent '{parent}' "
-                          f"cannot be created ({exc.strerror or exc}). Fix: give a writable -o "
-                          "folder") from None
+                          f"cannot be created ({exc.strerror or exc}). Fix: give a writable "
+                          f"{option} folder") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot create the output folder '{path}': '{parent}' is not "
-                          "writable. Fix: give a writable -o folder")
+                          f"writable. Fix: give a writable {option} folder")
 
 
 def _prepare_out_dir(out_dir: str) -> str:

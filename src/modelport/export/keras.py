@@ -180,7 +180,7 @@ def _check_outdir(outdir: str) -> None:
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise ConfigError(f"--keras output '{outdir}' exists and is not a folder. Fix: give a "
                           "folder path")
-    check_output_folder(outdir)
+    check_output_folder(outdir, option="--keras")
     held = [f for f in (MODEL_FILE, WEIGHTS_FILE, REPORT_FILE)
             if os.path.lexists(os.path.join(outdir, f))]
     if held:
