@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from hostile_support import code_payloads, quote
 from modelport.backends.codegen import generate_source
 from modelport.backends.torch_module import build_module
 from modelport.convert import convert, load_generated
@@ -33,33 +34,6 @@ ODD = ["[/x]", "[bold]b", "a,b;c", "x(y", "z]", 'dq"', "sq'", "back\\slash\\", "
        "cr\rx", "nul\x00x", "../escape", "../../escape2", "dir/sub", "sp ace", "a.b",
        "\u2028ls", "tab\tx", "allow_pickle", "file", "<script>alert(1)</script>",
        "$\\nosuchmacro{x}$", "é ü 名"]
-
-
-def _payloads(canary: pathlib.Path) -> list[str]:
-    """Names that would run code if pasted into source unquoted (each creates `canary`)."""
-    c = str(canary)
-    return [
-        f'o"""\n    open({c!r}, "w").close()\n    """',
-        f"t'''\nopen({c!r}, 'w').close()\n'''",
-        f'q")\nopen({c!r}, "w").close()\n#',
-        f"h\nopen({c!r}, 'w').close()  #",
-        f"s\\\nopen({c!r}, 'w').close()",
-    ]
-
-
-def quote(text: str) -> str:
-    """`text` as a prototxt string literal (C escapes; NUL and control characters as octal)."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ord(ch) < 32:
-            out.append(f"\\{ord(ch):03o}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
 
 
 def hostile_net(names: list[str], net_name: str, input_name: str = "data") -> str:
@@ -82,7 +56,7 @@ def hostile_net(names: list[str], net_name: str, input_name: str = "data") -> st
 
 
 def all_names(canary: pathlib.Path) -> list[str]:
-    return _payloads(canary) + ATTRIBUTE_NAMES + KEYWORDS + ODD
+    return code_payloads(canary) + ATTRIBUTE_NAMES + KEYWORDS + ODD
 
 
 @pytest.fixture
@@ -104,7 +78,7 @@ def _write_hostile(work: pathlib.Path, canary: pathlib.Path, names=None,
     names = all_names(canary) if names is None else names
     file_name = 'evil"""\n' + "x'''\\" + ".prototxt"
     proto = work / file_name
-    proto.write_text(hostile_net(names, _payloads(canary)[0], input_name))
+    proto.write_text(hostile_net(names, code_payloads(canary)[0], input_name))
     return proto
 
 
@@ -132,7 +106,7 @@ def test_convert_with_hostile_names_runs_nothing_and_model_py_equals_live(world)
     report = json.loads((work / "out" / "conversion.json").read_text())
     assert [lay["name"] for lay in report["layers"]] == ["data"] + [
         n for name in names for n in (name, name + " relu")]
-    assert report["net"] == _payloads(canary)[0]
+    assert report["net"] == code_payloads(canary)[0]
     keys = [lay["module"] for lay in report["layers"][1:]]
     assert len(set(keys)) == len(keys), "two layers share a module key"
     # The state dict loads strictly into the generated Net (load() did) and matches the live one.
@@ -278,7 +252,7 @@ def test_verify_reports_escape_hostile_names(world) -> None:
     from modelport.verify.html import render_html
 
     work, canary = world
-    names = _payloads(canary) + ODD + ["input_shapes", "class"]  # fewer rows: a quicker plot
+    names = code_payloads(canary) + ODD + ["input_shapes", "class"]  # fewer rows: a quicker plot
     net = parse_net(hostile_net(names, "<b>net</b>"), "v.prototxt")
     module = build_module(net, allow_missing_weights=True)
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import ast
 import os
-import pathlib
 
 import numpy as np
 import torch
 from keras_test_support import final_outputs, import_model_keras
 
+from hostile_support import code_payloads, quote
 from modelport.caffe import load
 from modelport.export.keras import export_keras
 
@@ -20,31 +20,6 @@ KEYWORDS = ["class", "None", "lambda", "import", "keras", "np", "os", "build", "
             "t_data", "INPUT_NAMES", "__file__"]
 ODD = ['dq"', "sq'", "back\\slash\\", "nl\nx", "cr\rx", "nul\x00x", "dir/sub", "sp ace",
        "a.b", "\u2028ls", "tab\tx", "é ü 名", "dup", "dup"]
-
-
-def payloads(canary: pathlib.Path) -> list[str]:
-    """Names that would run code if pasted into source unquoted (each creates `canary`)."""
-    c = str(canary)
-    return [f'o"""\n    open({c!r}, "w").close()\n    """',
-            f"t'''\nopen({c!r}, 'w').close()\n'''",
-            f'q")\nopen({c!r}, "w").close()\n#',
-            f"h\nopen({c!r}, 'w').close()  #",
-            f"s\\\nopen({c!r}, 'w').close()"]
-
-
-def quote(text: str) -> str:
-    """`text` as a prototxt string literal (C escapes; control characters as octal)."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ord(ch) < 32:
-            out.append(f"\\{ord(ch):03o}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
 
 
 def hostile_net(names: list[str], net_name: str) -> str:
@@ -68,9 +43,9 @@ def hostile_net(names: list[str], net_name: str) -> str:
 
 def test_hostile_names_run_nothing_and_the_model_equals_torch(tmp_path) -> None:
     canary = tmp_path / "canary"
-    names = payloads(canary) + KEYWORDS + ODD
+    names = code_payloads(canary) + KEYWORDS + ODD
     proto = tmp_path / "net.prototxt"
-    proto.write_text(hostile_net(names, payloads(canary)[0]))
+    proto.write_text(hostile_net(names, code_payloads(canary)[0]))
     module = load(proto, None, allow_missing_weights=True)
     out = tmp_path / "keras"
     x = np.random.RandomState(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
