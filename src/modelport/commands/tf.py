@@ -24,6 +24,7 @@ _TF_NAMES = {
 
 
 def add_parser(sub: Any) -> None:
+    """Register `modelport tf` and its sub-commands (ls, port, verify)."""
     p = sub.add_parser("tf", help="TensorFlow checkpoints and Keras weight files",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     tf_sub = p.add_subparsers(dest="tf_command", metavar="TF_COMMAND")
@@ -67,6 +68,7 @@ def _is_keras_file(path: str) -> bool:
 
 
 def run_ls(args: argparse.Namespace) -> int:
+    """`modelport tf ls PATH`: one line per variable (as inspect_checkpoint), count, size."""
     from modelport.limits import format_bytes
 
     lines: list[str] = []

@@ -222,6 +222,7 @@ def run_case(case: dict[str, Any], index: int, keras: Any, tf: Any) -> dict[str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one job file (JSON) on the TensorFlow backend; 2 on a usage error."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         print("usage: python -m modelport.export.keras_tf_worker JOB.json", file=sys.stderr)

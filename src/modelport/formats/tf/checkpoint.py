@@ -55,7 +55,7 @@ from modelport import limits, optional
 from modelport.errors import ConfigError, FormatError
 from modelport.formats.tf import crc
 from modelport.formats.tf.source import TFVariable, WeightSource
-from modelport.formats.tf.sstable import CorruptData, read_table, read_varint
+from modelport.formats.tf.sstable import CorruptDataError, read_table, read_varint
 from modelport.schema.tf import checkpoint_state_pb2, tensor_bundle_pb2
 
 __all__ = ["Checkpoint", "CheckpointEntry", "checkpoint_entries", "open_checkpoint",
@@ -574,7 +574,7 @@ class Checkpoint:
         for _ in range(count):
             try:
                 length, pos = read_varint(data, pos, len(data))
-            except CorruptData:
+            except CorruptDataError:
                 raise self._fail(entry.key, "its string lengths run past the entry's bytes",
                                  path) from None
             lengths.append(length)

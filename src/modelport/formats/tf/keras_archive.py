@@ -51,6 +51,7 @@ _WEIGHTED = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DT
 
 
 def is_keras_archive(names: list[str]) -> bool:
+    """Whether zip member `names` are a .keras archive's (config.json + weights)."""
     return CONFIG in names and (WEIGHTS in names or "model.weights.json" in names)
 
 

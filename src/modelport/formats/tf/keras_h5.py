@@ -135,6 +135,7 @@ def _has_list_attr(group: Any, name: str) -> bool:
 
 
 def check_sizes(datasets: list[Any], where: str) -> None:
+    """Refuse datasets whose declared bytes exceed the memory limit, before reading them."""
     total = sum(int(ds.size) * int(ds.dtype.itemsize) for ds in datasets)
     cap = memory_limit()
     if cap is not None and total > cap:
@@ -287,6 +288,7 @@ def subclassed_note(tops: list[H5Node]) -> list[str]:
 
 
 def order_notes(ordered: bool, label: str) -> list[str]:
+    """The WeightSource note saying where the layer order came from."""
     if ordered:
         return ["layer order: the creation order of the HDF5 groups (Keras writes them in "
                 "model.layers order)"]
@@ -346,6 +348,7 @@ def layer_configs(model: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def entry_name(entry: dict[str, Any]) -> str:
+    """A Keras config entry's layer name (top level or in its config), or ""."""
     config = entry.get("config")
     name = entry.get("name") or (config.get("name") if isinstance(config, dict) else None)
     return str(name) if name is not None else ""

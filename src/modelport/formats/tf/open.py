@@ -1,8 +1,8 @@
-"""`open_weights(path)`: any TensorFlow / Keras weight file into a `WeightSource`.
+r"""`open_weights(path)`: any TensorFlow / Keras weight file into a `WeightSource`.
 
 Dispatch is by content first, then by name:
 
-- a zip (`PK\\x03\\x04`): a `.keras` archive (`keras_archive`; a zip without `config.json` and
+- a zip (`PK\x03\x04`): a `.keras` archive (`keras_archive`; a zip without `config.json` and
   `model.weights.h5` is refused there);
 - an HDF5 file (its signature at offset 0 or after a user block of 512, 1024, 2048, ...
   bytes): Keras weights (`keras_h5`: Keras 3 `.weights.h5`, Keras 2 full-model or weights-only

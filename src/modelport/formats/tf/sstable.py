@@ -25,7 +25,7 @@ from pathlib import Path
 from modelport.errors import FormatError
 from modelport.formats.tf import crc
 
-__all__ = ["MAGIC", "CorruptData", "parse_table", "read_table", "read_varint"]
+__all__ = ["MAGIC", "CorruptDataError", "parse_table", "read_table", "read_varint"]
 
 MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
@@ -34,7 +34,7 @@ NO_COMPRESSION = 0
 SNAPPY_COMPRESSION = 1
 
 
-class CorruptData(Exception):
+class CorruptDataError(Exception):
     """What is wrong in the bytes; callers turn it into a FormatError naming the file."""
 
 
@@ -44,17 +44,17 @@ def read_varint(data: bytes, pos: int, limit: int, bits: int = 64) -> tuple[int,
     shift = 0
     while True:
         if pos >= limit:
-            raise CorruptData("a varint runs past the end of its block")
+            raise CorruptDataError("a varint runs past the end of its block")
         byte = data[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
         if not byte & 0x80:
             if result >> bits:
-                raise CorruptData(f"a varint{bits} is out of range")
+                raise CorruptDataError(f"a varint{bits} is out of range")
             return result, pos
         shift += 7
         if shift >= bits + 7:
-            raise CorruptData(f"a varint{bits} is longer than {bits} bits")
+            raise CorruptDataError(f"a varint{bits} is longer than {bits} bits")
 
 
 def _handle(data: bytes, pos: int, limit: int) -> tuple[int, int, int]:
@@ -65,30 +65,30 @@ def _handle(data: bytes, pos: int, limit: int) -> tuple[int, int, int]:
 
 def _block(data: bytes, offset: int, size: int, what: str, end: int) -> bytes:
     if offset + size + TRAILER_SIZE > end:
-        raise CorruptData(f"the {what} block (offset {offset}, {size} bytes) runs past the data "
-                       f"region ({end} bytes)")
+        raise CorruptDataError(f"the {what} block (offset {offset}, {size} bytes) runs past "
+                               f"the data region ({end} bytes)")
     kind = data[offset + size]
     (stored,) = struct.unpack_from("<I", data, offset + size + 1)
     if crc.crc32c(data[offset:offset + size + 1]) != crc.unmask(stored):
-        raise CorruptData(f"the {what} block at offset {offset} fails its crc32c check")
+        raise CorruptDataError(f"the {what} block at offset {offset} fails its crc32c check")
     if kind == SNAPPY_COMPRESSION:
-        raise CorruptData(f"the {what} block at offset {offset} is snappy-compressed, which "
-                       "modelport does not decode (TensorFlow writes checkpoint indexes "
-                       "uncompressed). Fix: re-save the checkpoint with TensorFlow")
+        raise CorruptDataError(f"the {what} block at offset {offset} is snappy-compressed, which "
+                               "modelport does not decode (TensorFlow writes checkpoint indexes "
+                               "uncompressed). Fix: re-save the checkpoint with TensorFlow")
     if kind != NO_COMPRESSION:
-        raise CorruptData(f"the {what} block at offset {offset} has unknown compression type "
-                       f"{kind}")
+        raise CorruptDataError(f"the {what} block at offset {offset} has unknown compression type "
+                               f"{kind}")
     return data[offset:offset + size]
 
 
 def _entries(block: bytes, what: str) -> Iterator[tuple[bytes, bytes]]:
     n = len(block)
     if n < 4:
-        raise CorruptData(f"the {what} block is {n} bytes, too short for its restart count")
+        raise CorruptDataError(f"the {what} block is {n} bytes, too short for its restart count")
     (restarts,) = struct.unpack_from("<I", block, n - 4)
     limit = n - 4 - 4 * restarts
     if restarts < 1 or limit < 0:
-        raise CorruptData(f"the {what} block claims {restarts} restart points in {n} bytes")
+        raise CorruptDataError(f"the {what} block claims {restarts} restart points in {n} bytes")
     pos = 0
     key = b""
     while pos < limit:
@@ -96,10 +96,10 @@ def _entries(block: bytes, what: str) -> Iterator[tuple[bytes, bytes]]:
         unshared, pos = read_varint(block, pos, limit, 32)
         value_len, pos = read_varint(block, pos, limit, 32)
         if shared > len(key):
-            raise CorruptData(f"an entry of the {what} block shares {shared} bytes with a "
-                           f"{len(key)}-byte key")
+            raise CorruptDataError(f"an entry of the {what} block shares {shared} bytes with a "
+                                   f"{len(key)}-byte key")
         if pos + unshared + value_len > limit:
-            raise CorruptData(f"an entry of the {what} block runs past the block's end")
+            raise CorruptDataError(f"an entry of the {what} block runs past the block's end")
         key = key[:shared] + block[pos:pos + unshared]
         pos += unshared
         yield key, block[pos:pos + value_len]
@@ -111,18 +111,19 @@ def parse_table(data: bytes, source: str) -> list[tuple[bytes, bytes]]:
     when it is not a well-formed table."""
     try:
         return _parse(data)
-    except CorruptData as exc:
+    except CorruptDataError as exc:
         raise FormatError(f"{source}: not a TensorFlow checkpoint index (SSTable): {exc}") from None
 
 
 def _parse(data: bytes) -> list[tuple[bytes, bytes]]:
     if len(data) < FOOTER_SIZE:
-        raise CorruptData(f"{len(data)} bytes, shorter than the {FOOTER_SIZE}-byte table footer")
+        raise CorruptDataError(f"{len(data)} bytes, shorter than the {FOOTER_SIZE}-byte table "
+                               "footer")
     footer = len(data) - FOOTER_SIZE
     (magic,) = struct.unpack_from("<Q", data, footer + 40)
     if magic != MAGIC:
-        raise CorruptData(f"no table magic number at the end (found {magic:#018x}, "
-                       f"expected {MAGIC:#018x})")
+        raise CorruptDataError(f"no table magic number at the end (found {magic:#018x}, "
+                               f"expected {MAGIC:#018x})")
     _, _, pos = _handle(data, footer, footer + 40)  # metaindex: TensorFlow stores nothing there
     index_offset, index_size, _ = _handle(data, pos, footer + 40)
     index = _block(data, index_offset, index_size, "index", footer)
@@ -132,9 +133,10 @@ def _parse(data: bytes) -> list[tuple[bytes, bytes]]:
         offset, size, _ = _handle(value, 0, len(value))
         for key, entry in _entries(_block(data, offset, size, "data", footer), "data"):
             if previous is not None and key <= previous:
-                raise CorruptData(f"keys are out of order ({key[:60]!r} after {previous[:60]!r})")
+                raise CorruptDataError(
+                    f"keys are out of order ({key[:60]!r} after {previous[:60]!r})")
             if key > separator:
-                raise CorruptData(f"key {key[:60]!r} lies beyond its block's index key")
+                raise CorruptDataError(f"key {key[:60]!r} lies beyond its block's index key")
             items.append((key, entry))
             previous = key
     return items
