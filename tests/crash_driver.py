@@ -85,6 +85,9 @@ def start(argv: list[str], root: str, k: int = 0, cwd: str | None = None) -> tup
             rc = int(exc.code or 0)
         except BaseException:
             traceback.print_exc()
+            # kept for the test's failure message (the driver's stderr is not shown on success)
+            with open(os.path.join(root, f"child-{os.getpid()}.traceback"), "w") as fh:
+                traceback.print_exc(file=fh)
         os.write(write, str(counter[0]).encode())
         os._exit(rc)
     os.close(write)

@@ -35,7 +35,10 @@ def _drive(mode: str, root: pathlib.Path, spec: dict) -> dict:
     proc = subprocess.run([sys.executable, str(DRIVER), mode, str(root), str(spec_path)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # a child that exited 99 raised something other than SystemExit: its traceback
+    result["child_tracebacks"] = [p.read_text()[-2000:] for p in root.glob("child-*.traceback")]
+    return result
 
 
 @pytest.mark.slow
@@ -61,7 +64,8 @@ def test_kill9_during_convert_leaves_old_or_new(tmp_path: pathlib.Path) -> None:
     # two converts into one folder at once: never both "succeed" with a mix; a refused one
     # exits 2 (the lock's ConfigError)
     for c in result["concurrent"]:
-        assert c["state"] != "mix" and all(rc in (0, 2) for rc in c["rcs"]), c
+        assert c["state"] != "mix" and all(rc in (0, 2) for rc in c["rcs"]), (
+            c, result["child_tracebacks"])
         assert 0 in c["rcs"], c
         winner = c["rcs"].index(0) if c["rcs"].count(0) == 1 else None
         if winner is not None:
