@@ -215,7 +215,7 @@ def test_a_failed_convert_stops_its_source_hash(tmp_path: pathlib.Path,
         started.set()
         if not stop.wait(30):  # only a cancel ends it early
             return "0" * 64
-        raise digest.Cancelled(str(path))
+        raise digest.HashCancelledError(str(path))
 
     monkeypatch.setattr(digest, "sha256_file", slow_hash)
     bad = tmp_path / "bad.prototxt"

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from modelport import digest
-from modelport.digest import BackgroundFileHash, Cancelled, StreamHash, sha256_file
+from modelport.digest import BackgroundFileHash, HashCancelledError, StreamHash, sha256_file
 
 
 @pytest.mark.parametrize("size", [0, 1, 6, 7, 8, 13, 14, 15, 100])
@@ -36,7 +36,7 @@ def test_a_stopped_file_hash_raises_cancelled(tmp_path: pathlib.Path) -> None:
     path.write_bytes(b"x" * 100)
     stop = threading.Event()
     stop.set()
-    with pytest.raises(Cancelled):
+    with pytest.raises(HashCancelledError):
         sha256_file(path, stop)
 
 

@@ -22,19 +22,19 @@ from types import TracebackType
 READ_BYTES = 1 << 20
 
 
-class Cancelled(Exception):
+class HashCancelledError(Exception):
     """A background file hash stopped before the end (its result was no longer wanted)."""
 
 
 def sha256_file(path: str | os.PathLike[str], stop: threading.Event | None = None) -> str:
     """The sha256 (hex) of the file at `path`, read through one reused buffer. With
-    `stop`, raises Cancelled as soon as it is set."""
+    `stop`, raises HashCancelledError as soon as it is set."""
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as fh:
         view = memoryview(bytearray(max(1, min(READ_BYTES, os.fstat(fh.fileno()).st_size))))
         while True:
             if stop is not None and stop.is_set():
-                raise Cancelled(os.fspath(path))
+                raise HashCancelledError(os.fspath(path))
             n = fh.readinto(view)
             if not n:
                 break
