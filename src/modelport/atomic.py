@@ -151,7 +151,10 @@ def exclusive_lock(path: str | os.PathLike[str], what: str, wait: bool = False,
         except OSError as exc:
             holder = ""
             with contextlib.suppress(OSError, ValueError):
-                holder = f" (pid {int(os.pread(fd, 32, 0).split()[0])})"
+                # empty while the holder is between its truncate and its pid write (or has
+                # not written a new lock file yet): then there is no pid to name
+                words = os.pread(fd, 32, 0).split()
+                holder = f" (pid {int(words[0])})" if words else ""
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
                 raise ConfigError(f"{what} is being written by another modelport process"
