@@ -179,11 +179,13 @@ def exclusive_lock(path: str | os.PathLike[str], what: str, wait: bool = False,
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically (a temporary file renamed into place)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` as UTF-8, atomically (see write_bytes)."""
     write_bytes(path, text.encode("utf-8"))
 
 

@@ -21,6 +21,7 @@ COMMANDS = ("convert", "inspect", "verify", "export", "train", "features", "tran
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `modelport` parser with one subcommand per module of COMMANDS that exists."""
     parser = argparse.ArgumentParser(
         prog="modelport",
         description="Convert Caffe models to PyTorch exactly, and prove it layer by layer.",
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on `argv` (default sys.argv[1:]); return the exit code. A ModelportError
+    is printed as one `modelport: error:` line; any other exception keeps its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

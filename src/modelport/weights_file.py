@@ -151,25 +151,31 @@ def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
         raise FormatError(f"cannot read '{p}': {exc.strerror or exc}. Fix: check the path") \
             from None
     try:
-        size = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or size > len(data) - 8:
-            raise ValueError("the header is longer than the file")
-        header = json.loads(data[8:8 + size])
-        meta = {str(k): str(v) for k, v in header.pop("__metadata__", {}).items()}
-        body = memoryview(data)[8 + size:]
-        out: dict[str, torch.Tensor] = {}
-        for name, info in header.items():
-            dtype = _TORCH[info["dtype"]]
-            begin, end = (int(x) for x in info["data_offsets"])
-            if not 0 <= begin <= end <= len(body):
-                raise ValueError(f"tensor '{name}' lies outside the file")
-            chunk = bytearray(body[begin:end])
-            flat = torch.frombuffer(chunk, dtype=dtype) if chunk else torch.empty(0, dtype=dtype)
-            out[name] = flat.reshape([int(d) for d in info["shape"]])
-        aliases = json.loads(meta.get(ALIASES_KEY, "{}"))
-        for alias, owner in aliases.items():
-            out[alias] = out[owner]
+        return _parse_safetensors(data)
     except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
         raise FormatError(f"{p}: not a readable safetensors file ({exc}). Fix: pass a file "
                           "modelport or safetensors wrote") from None
+
+
+def _parse_safetensors(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """read_safetensors on the file's bytes; a malformed file raises ValueError, KeyError,
+    TypeError, RuntimeError or AttributeError (read_safetensors names the file)."""
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or size > len(data) - 8:
+        raise ValueError("the header is longer than the file")
+    header = json.loads(data[8:8 + size])
+    meta = {str(k): str(v) for k, v in header.pop("__metadata__", {}).items()}
+    body = memoryview(data)[8 + size:]
+    out: dict[str, torch.Tensor] = {}
+    for name, info in header.items():
+        dtype = _TORCH[info["dtype"]]
+        begin, end = (int(x) for x in info["data_offsets"])
+        if not 0 <= begin <= end <= len(body):
+            raise ValueError(f"tensor '{name}' lies outside the file")
+        chunk = bytearray(body[begin:end])
+        flat = torch.frombuffer(chunk, dtype=dtype) if chunk else torch.empty(0, dtype=dtype)
+        out[name] = flat.reshape([int(d) for d in info["shape"]])
+    aliases = json.loads(meta.get(ALIASES_KEY, "{}"))
+    for alias, owner in aliases.items():
+        out[alias] = out[owner]
     return out, meta

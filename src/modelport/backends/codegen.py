@@ -76,6 +76,7 @@ def emitter_for(module: nn.Module) -> Emitter | None:
 
 
 def supported_module_types() -> list[type]:
+    """Every module class that has a hand-written source emitter."""
     _ensure_emitters()
     return list(_EMITTERS)
 
@@ -96,7 +97,7 @@ def unsupported_for_codegen(module: CaffeNet) -> list[tuple[str, str, str]]:
         assert sub is not None
         try:
             _merge_parts(sub)
-        except CannotEmit as exc:
+        except CannotEmitError as exc:
             problems.append((layer.name, layer.type,
                              f"model.py cannot express module {type(sub).__name__} ({exc})"))
     if problems:
@@ -106,7 +107,7 @@ def unsupported_for_codegen(module: CaffeNet) -> list[tuple[str, str, str]]:
         assert sub is not None
         try:
             emit_module(sub, layer)
-        except CannotEmit as exc:
+        except CannotEmitError as exc:
             problems.append((layer.name, layer.type,
                              f"model.py cannot express module {type(sub).__name__} ({exc})"))
     return problems
@@ -299,7 +300,7 @@ _MODULE_INTERNALS = frozenset(nn.Module().__dict__) | {"caffe_blob_names"}
 _SKIP_METHODS = frozenset({"__init__", "output_shapes", "caffe_blobs", "extra_repr"})
 
 
-class CannotEmit(Exception):
+class CannotEmitError(Exception):
     """The generic emitter cannot express this module (reason in the message)."""
 
 
@@ -333,9 +334,9 @@ def _pb2_namespace(name: str, module: types.ModuleType) -> str:
         elif value is not None:
             body.append(textwrap.indent(_enum_namespace(attr, value), "    "))
         else:
-            raise CannotEmit(f"uses '{name}.{attr}'")
+            raise CannotEmitError(f"uses '{name}.{attr}'")
     if not body:
-        raise CannotEmit(f"uses module '{name}'")
+        raise CannotEmitError(f"uses module '{name}'")
     return f'class {name}:\n    """The Caffe enums used below."""\n\n' + "\n".join(body)
 
 
@@ -347,7 +348,7 @@ def _enum_namespace(name: str, obj: object) -> str:
     elif descriptor is not None and hasattr(descriptor, "values_by_name"):
         values = {k: v.number for k, v in descriptor.values_by_name.items()}
     if not values:
-        raise CannotEmit(f"uses global '{name}' ({type(obj).__name__})")
+        raise CannotEmitError(f"uses global '{name}' ({type(obj).__name__})")
     body = "\n".join(f"    {k} = {v}" for k, v in values.items())
     return f'class {name}:\n    """Caffe enum values."""\n\n{body}'
 
@@ -362,13 +363,13 @@ _LAYER_ERROR = (
 
 
 def _resolve_globals(names: set[str], globs: dict, needs: list[str], seen: set[str]) -> None:
-    """Register helpers for the globals a copied method uses; CannotEmit if one is unknown."""
+    """Register helpers for the globals a copied method uses; CannotEmitError if one is unknown."""
     for name in sorted(names - _SAFE_GLOBALS):
         if name in seen:
             continue
         seen.add(name)
         if name not in globs:
-            raise CannotEmit(f"uses unknown global '{name}'")
+            raise CannotEmitError(f"uses unknown global '{name}'")
         obj = globs[name]
         if isinstance(obj, types.ModuleType) and obj.__name__ == "numpy":
             # Only layers that compute constants with numpy (SSD's PriorBox, DetectionOutput)
@@ -385,7 +386,7 @@ def _resolve_globals(names: set[str], globs: dict, needs: list[str], seen: set[s
             register_helper(name, f'class {name}(ValueError):\n    """{doc}"""')
         elif inspect.isfunction(obj):
             if not obj.__module__.startswith("modelport."):
-                raise CannotEmit(f"uses function '{name}' from {obj.__module__}")
+                raise CannotEmitError(f"uses function '{name}' from {obj.__module__}")
             _resolve_globals(_global_names(obj), obj.__globals__, needs, seen)
             register_helper(name, inspect.getsource(obj))
         elif (inspect.isclass(obj) and issubclass(obj, torch.autograd.Function)
@@ -417,7 +418,7 @@ def _own_parts(m: nn.Module) -> tuple[dict, dict, dict, dict]:
         try:
             lit(v)
         except TypeError:
-            raise CannotEmit(f"attribute '{k}' holds a {type(v).__name__}") from None
+            raise CannotEmitError(f"attribute '{k}' holds a {type(v).__name__}") from None
         attrs[k] = v
     params = {k: (None if v is None else tuple(int(d) for d in v.shape))
               for k, v in m._parameters.items()}
@@ -437,7 +438,7 @@ def _buffer_value(name: str, t: torch.Tensor, written: bool) -> object:
     if not written:
         return shape
     if t.numel() > _MAX_WRITTEN_VALUES:
-        raise CannotEmit(f"its constant buffer '{name}' holds {t.numel()} values (more than "
+        raise CannotEmitError(f"its constant buffer '{name}' holds {t.numel()} values (more than "
                          f"{_MAX_WRITTEN_VALUES} are not written into model.py)")
     return (str(t.dtype).removeprefix("torch."), shape, t.detach().reshape(-1).tolist())
 
@@ -512,12 +513,12 @@ def _base_of(cls: type) -> str:
     from modelport.layers.base import CaffeModule
 
     if len(cls.__bases__) != 1:
-        raise CannotEmit(f"{cls.__name__} has {len(cls.__bases__)} base classes")
+        raise CannotEmitError(f"{cls.__name__} has {len(cls.__bases__)} base classes")
     base = cls.__bases__[0]
     if base is CaffeModule:
         return "nn.Module"
     if not issubclass(base, CaffeModule) or not base.__module__.startswith("modelport."):
-        raise CannotEmit(f"{cls.__name__} derives from {base.__name__} ({base.__module__}), "
+        raise CannotEmitError(f"{cls.__name__} derives from {base.__name__} ({base.__module__}), "
                          "not from a modelport layer class")
     needs: list[str] = []
     parent = _base_of(base)
@@ -563,7 +564,7 @@ def _generic_class(cls: type, sample: nn.Module) -> tuple[str, list[str]]:
 
 def emit_module(m: nn.Module, layer: Layer | None = None) -> Emitted:
     """Constructor expression for any module (or its portable form): its registered emitter,
-    nn.ModuleList, or the generic class copy. Raises CannotEmit when none applies."""
+    nn.ModuleList, or the generic class copy. Raises CannotEmitError when none applies."""
     _ensure_emitters()
     m = portable_form(m)
     emitter = _EMITTERS.get(type(m))

@@ -86,6 +86,7 @@ def read_inputs(specs: list[str] | None) -> dict[str, np.ndarray] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`modelport export`: write and check every target the arguments ask for."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -149,6 +150,7 @@ DEFAULT_OPSET = 18
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `export` subcommand to `subparsers`."""
     p = subparsers.add_parser(
         "export", help="export to ONNX / TorchScript / torch.export, checked before writing",
         description="Export a converted net to ONNX (standard operators only), TorchScript "

@@ -138,10 +138,13 @@ def unpacked_values(buf: memoryview | bytes, f: Field, dtype: str) -> np.ndarray
 
 
 def encode_key(number: int, wire_type: int) -> bytes:
+    """The varint key of field `number` with `wire_type`."""
     return encode_varint((number << 3) | wire_type)
 
 
 def encode_varint(value: int) -> bytes:
+    """`value` as a base-128 varint (a negative int as its 64-bit two's complement, as
+    protobuf writes int32/int64)."""
     out = bytearray()
     if value < 0:
         value += 1 << 64
