@@ -174,7 +174,9 @@ def _modelport_module(m: Any) -> Any:
 
 
 def _check_outdir(outdir: str) -> None:
-    """OUTDIR must be a folder the export may own: not a file, not a conversion folder."""
+    """OUTDIR must be a folder the export may own: not a file, not a conversion folder, no
+    folder where the export writes one of its files."""
+    from modelport.backends.keras.weights import KERAS_FILES
     from modelport.convert import MODEL_FILE, REPORT_FILE, WEIGHTS_FILE, check_output_folder
 
     if os.path.exists(outdir) and not os.path.isdir(outdir):
@@ -186,6 +188,11 @@ def _check_outdir(outdir: str) -> None:
     if held:
         raise ConfigError(f"'{outdir}' holds a modelport conversion ({', '.join(held)}). Fix: "
                           "give the Keras export a folder of its own")
+    for name in KERAS_FILES:
+        path = os.path.join(outdir, name)
+        if os.path.isdir(path):
+            raise ConfigError(f"'{path}' is a folder, where the Keras export writes its {name}. "
+                              "Fix: remove or rename it, or give another --keras folder")
 
 
 def export_keras(net_or_convert_dir: Any, outdir: str | os.PathLike[str], *,
