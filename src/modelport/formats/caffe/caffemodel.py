@@ -40,7 +40,14 @@ def _text(buf: memoryview, start: int, end: int, what: str) -> str:
                           "or not a caffemodel") from None
 
 
-def _read_v2_layer(buf: memoryview, start: int, end: int, path: str) -> StoredLayer:
+V2_BLOBS = 7  # LayerParameter.blobs (V2)
+V0_BLOBS = 50  # V0LayerParameter.blobs (a V1 layer's `layer`)
+
+
+def _read_named_layer(buf: memoryview, start: int, end: int, path: str,
+                      blobs_field: int) -> StoredLayer:
+    """A V2 LayerParameter or a V0LayerParameter: name (field 1), type (2), blobs
+    (`blobs_field`). A V2 blob's errors name its index; a V0 blob's name only the layer."""
     name, type_ = "", ""
     blobs: list[Blob] = []
     for f in iter_fields(buf, start, end):
@@ -48,22 +55,9 @@ def _read_v2_layer(buf: memoryview, start: int, end: int, path: str) -> StoredLa
             name = _text(buf, f.start, f.end, path)
         elif f.number == 2 and f.wire_type == WIRE_LEN:
             type_ = _text(buf, f.start, f.end, path)
-        elif f.number == 7 and f.wire_type == WIRE_LEN:
-            blobs.append(decode_blob(buf, f.start, f.end, f"{path}: layer '{name}' blob "
-                                     f"{len(blobs)}"))
-    return StoredLayer(name, type_, tuple(blobs))
-
-
-def _read_v0_layer(buf: memoryview, start: int, end: int, path: str) -> StoredLayer:
-    name, type_ = "", ""
-    blobs: list[Blob] = []
-    for f in iter_fields(buf, start, end):
-        if f.number == 1 and f.wire_type == WIRE_LEN:
-            name = _text(buf, f.start, f.end, path)
-        elif f.number == 2 and f.wire_type == WIRE_LEN:
-            type_ = _text(buf, f.start, f.end, path)
-        elif f.number == 50 and f.wire_type == WIRE_LEN:
-            blobs.append(decode_blob(buf, f.start, f.end, f"{path}: layer '{name}'"))
+        elif f.number == blobs_field and f.wire_type == WIRE_LEN:
+            index = f" blob {len(blobs)}" if blobs_field == V2_BLOBS else ""
+            blobs.append(decode_blob(buf, f.start, f.end, f"{path}: layer '{name}'{index}"))
     return StoredLayer(name, type_, tuple(blobs))
 
 
@@ -80,7 +74,7 @@ def _read_v1_layer(buf: memoryview, start: int, end: int, path: str) -> StoredLa
             blobs.append(decode_blob(buf, f.start, f.end, f"{path}: layer '{name}' blob "
                                      f"{len(blobs)}"))
         elif f.number == 1 and f.wire_type == WIRE_LEN:
-            v0 = _read_v0_layer(buf, f.start, f.end, path)
+            v0 = _read_named_layer(buf, f.start, f.end, path, V0_BLOBS)
     if v0 is not None and not blobs:
         return StoredLayer(name or v0.name, type_ or v0.type, v0.blobs)
     return StoredLayer(name, type_, tuple(blobs))
@@ -104,7 +98,7 @@ def read_caffemodel(path: str, progress: Callable[[int, int], None] | None = Non
             if f.wire_type != WIRE_LEN:
                 continue
             if f.number == NET_LAYER:
-                layers.append(_read_v2_layer(buf, f.start, f.end, path))
+                layers.append(_read_named_layer(buf, f.start, f.end, path, V2_BLOBS))
             elif f.number == NET_LAYERS:
                 layers.append(_read_v1_layer(buf, f.start, f.end, path))
             if progress is not None:

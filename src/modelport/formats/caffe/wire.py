@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelport.errors import FormatError
+from modelport.formats.varint import VarintError, decode_varint
 
 WIRE_VARINT = 0
 WIRE_FIXED64 = 1
@@ -33,20 +34,13 @@ class Field:
 
 
 def read_varint(buf: memoryview | bytes, pos: int, end: int) -> tuple[int, int]:
-    """Decode a base-128 varint at pos; return (value, next position)."""
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise FormatError("truncated protobuf data (varint runs past the end)")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise FormatError("malformed protobuf data (varint longer than 10 bytes)")
+    """Decode a base-128 varint (at most 10 bytes, protobuf's limit) at pos; return (value,
+    next position)."""
+    try:
+        return decode_varint(buf, pos, end, 10)
+    except VarintError as exc:
+        raise FormatError("truncated protobuf data (varint runs past the end)" if exc.truncated
+                          else "malformed protobuf data (varint longer than 10 bytes)") from None
 
 
 def iter_fields(buf: memoryview | bytes, start: int, end: int) -> Iterator[Field]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from modelport.errors import FormatError
 from modelport.formats.tf import crc
+from modelport.formats.varint import VarintError, decode_varint
 
 __all__ = ["MAGIC", "CorruptDataError", "parse_table", "read_table", "read_varint"]
 
@@ -39,22 +40,16 @@ class CorruptDataError(Exception):
 
 
 def read_varint(data: bytes, pos: int, limit: int, bits: int = 64) -> tuple[int, int]:
-    """A base-128 varint of at most `bits` bits at `pos` (before `limit`): (value, next pos)."""
-    result = 0
-    shift = 0
-    while True:
-        if pos >= limit:
-            raise CorruptDataError("a varint runs past the end of its block")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            if result >> bits:
-                raise CorruptDataError(f"a varint{bits} is out of range")
-            return result, pos
-        shift += 7
-        if shift >= bits + 7:
-            raise CorruptDataError(f"a varint{bits} is longer than {bits} bits")
+    """A base-128 varint of at most `bits` bits at `pos` (before `limit`): (value, next pos).
+    Up to ceil(bits / 7) + 1 bytes are read (the last one's extra bits fail the range check)."""
+    try:
+        value, pos = decode_varint(data, pos, limit, (bits + 13) // 7)
+    except VarintError as exc:
+        raise CorruptDataError("a varint runs past the end of its block" if exc.truncated
+                               else f"a varint{bits} is longer than {bits} bits") from None
+    if value >> bits:
+        raise CorruptDataError(f"a varint{bits} is out of range")
+    return value, pos
 
 
 def _handle(data: bytes, pos: int, limit: int) -> tuple[int, int, int]:
