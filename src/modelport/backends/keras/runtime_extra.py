@@ -4,8 +4,9 @@ Each class reproduces one Caffe (or SSD fork) layer exactly as modelport's PyTor
 in `modelport/layers/` do (those are proven against real Caffe goldens), so every Keras backend
 (torch, TensorFlow, JAX) computes what Caffe computes. This module imports only keras and numpy:
 the export copies each class's source into the generated `model_keras.py`, where it must stand
-alone, so no class refers to a helper outside itself, and (as in runtime.py) the classes carry
-no annotations: the copied source runs without `from __future__ import annotations`.
+alone, so a class refers to nothing outside itself but the names `NEEDS` lists for it (copied
+before it), and (as in runtime.py) the classes carry no annotations: the copied source runs
+without `from __future__ import annotations`.
 
 Axes are Keras axes. A layer whose result depends on Caffe's axis order (ArgMax's flattened
 indices, Reduction's kept axes, Embed's appended axis) takes `to_caffe` (the permutation that
@@ -19,6 +20,12 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+
+# Every runtime class -> the module-level names of this file its source uses (copied first).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "CaffeDeconvolution": ("CaffeGroupedConvBase",),
+    "CaffeGroupConvolution": ("CaffeGroupedConvBase",),
+}
 
 __all__ = [
     "CaffeAbsVal",
@@ -502,14 +509,11 @@ class CaffePermute(keras.layers.Layer):
 # ---- deconvolution -------------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package="modelport")
-class CaffeDeconvolution(keras.layers.Layer):
-    """Caffe Deconvolution (deconv_layer.cpp), channels last, 1 to 3 spatial axes: the
-    transpose of Caffe's convolution, output (in - 1) * stride - 2 * pad + dilation * (k - 1)
-    + 1 per axis; `group` independent channel groups; optional bias. Each group runs Keras's
-    transposed convolution with no padding (its largest output), then `pad` is cut from both
-    ends, which is Caffe's col2im with the pad offset. kernel: (*kernel_size, num_output /
-    group, C), from Caffe's C x num_output/group x kernel weight."""
+class CaffeGroupedConvBase(keras.layers.Layer):
+    """What Caffe's Convolution and Deconvolution layers share here (channels last, 1 to 3
+    spatial axes): `filters` outputs, per-axis kernel_size / strides / pad / dilation, `group`
+    channel groups, an optional bias of `filters` values, a kernel of `kernel_shape(C)` for
+    C input channels (zeros until weights are loaded), and the config of all of these."""
 
     def __init__(self, filters=1, kernel_size=(1, 1), strides=(1, 1), pad=(0, 0),
                  dilation=(1, 1), group=1, use_bias=True, **kwargs):
@@ -522,12 +526,34 @@ class CaffeDeconvolution(keras.layers.Layer):
         self.group = int(group)
         self.use_bias = bool(use_bias)
 
+    def kernel_shape(self, channels):
+        """The kernel's shape for `channels` input channels (each subclass's layout)."""
+        raise NotImplementedError
+
     def build(self, input_shape):
-        channels = int(input_shape[-1])
-        shape = (*self.kernel_size, self.filters // self.group, channels)
+        shape = self.kernel_shape(int(input_shape[-1]))
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer="zeros")
         self.bias = (self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
                      if self.use_bias else None)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "kernel_size": list(self.kernel_size), "strides": list(self.strides),
+                "pad": list(self.pad), "dilation": list(self.dilation), "group": self.group,
+                "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package="modelport")
+class CaffeDeconvolution(CaffeGroupedConvBase):
+    """Caffe Deconvolution (deconv_layer.cpp), channels last, 1 to 3 spatial axes: the
+    transpose of Caffe's convolution, output (in - 1) * stride - 2 * pad + dilation * (k - 1)
+    + 1 per axis; `group` independent channel groups; optional bias. Each group runs Keras's
+    transposed convolution with no padding (its largest output), then `pad` is cut from both
+    ends, which is Caffe's col2im with the pad offset. kernel: (*kernel_size, num_output /
+    group, C), from Caffe's C x num_output/group x kernel weight."""
+
+    def kernel_shape(self, channels):
+        return (*self.kernel_size, self.filters // self.group, channels)
 
     def _out_sizes(self, spatial):
         return [(int(n) - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in
@@ -555,38 +581,17 @@ class CaffeDeconvolution(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self._out_sizes(input_shape[1:-1]), self.filters)
 
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters,
-                "kernel_size": list(self.kernel_size), "strides": list(self.strides),
-                "pad": list(self.pad), "dilation": list(self.dilation), "group": self.group,
-                "use_bias": self.use_bias}
-
 
 @keras.saving.register_keras_serializable(package="modelport")
-class CaffeGroupConvolution(keras.layers.Layer):
+class CaffeGroupConvolution(CaffeGroupedConvBase):
     """Caffe grouped Convolution (conv_layer.cpp) with 1 to 3 spatial axes, channels last:
     symmetric zero padding `pad`, then each of the `group` channel groups convolved ('valid')
     with its own slice of the kernel and the results concatenated, plus the bias. One
     convolution per group (not Keras's `groups=`), which TFLite's 3-D convolution lacks.
     kernel: (*kernel_size, C / group, filters), from Caffe's filters x C/group x kernel."""
 
-    def __init__(self, filters=1, kernel_size=(1, 1, 1), strides=(1, 1, 1), pad=(0, 0, 0),
-                 dilation=(1, 1, 1), group=1, use_bias=True, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.kernel_size = [int(k) for k in kernel_size]
-        self.strides = [int(s) for s in strides]
-        self.pad = [int(p) for p in pad]
-        self.dilation = [int(d) for d in dilation]
-        self.group = int(group)
-        self.use_bias = bool(use_bias)
-
-    def build(self, input_shape):
-        channels = int(input_shape[-1])
-        shape = (*self.kernel_size, channels // self.group, self.filters)
-        self.kernel = self.add_weight(name="kernel", shape=shape, initializer="zeros")
-        self.bias = (self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
-                     if self.use_bias else None)
+    def kernel_shape(self, channels):
+        return (*self.kernel_size, channels // self.group, self.filters)
 
     def call(self, x):
         if any(self.pad):
@@ -610,12 +615,6 @@ class CaffeGroupConvolution(keras.layers.Layer):
                    zip(input_shape[1:-1], self.pad, self.dilation, self.kernel_size,
                        self.strides)]
         return (input_shape[0], *spatial, self.filters)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters,
-                "kernel_size": list(self.kernel_size), "strides": list(self.strides),
-                "pad": list(self.pad), "dilation": list(self.dilation), "group": self.group,
-                "use_bias": self.use_bias}
 
 
 # ---- SSD priors ----------------------------------------------------------------------------
