@@ -22,13 +22,9 @@ def load_source(source: str, weights: str | None, input_shapes: dict[str, tuple[
     the live CaffeNet converted from a prototxt (+ caffemodel)."""
     if os.path.isdir(source):
         from modelport.convert import MODEL_FILE, REPORT_FILE, WEIGHTS_FILE, load_generated
+        from modelport.export.common import check_conversion_folder
 
-        missing = [f for f in (MODEL_FILE, WEIGHTS_FILE, REPORT_FILE)
-                   if not os.path.isfile(os.path.join(source, f))]
-        if missing:
-            raise ConfigError(f"'{source}' is not a modelport conversion folder (no "
-                              f"{', '.join(missing)}). Fix: run `modelport convert ... -o "
-                              f"{source}` first, or pass deploy.prototxt and weights.caffemodel")
+        check_conversion_folder(source)
         if weights or input_shapes:
             raise ConfigError("a conversion folder carries its own weights and input shapes. "
                               "Fix: drop the weights argument / --input-shape, or export from "

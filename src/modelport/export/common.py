@@ -96,6 +96,19 @@ class BlobOutputs(nn.Module):
         return tuple(blobs[name] for name in self.output_names)
 
 
+def check_conversion_folder(folder: str) -> None:
+    """`folder` must hold a `modelport convert` output (model.py, model.safetensors,
+    conversion.json) to be exported from: else a ConfigError naming the files it lacks."""
+    from modelport.convert import MODEL_FILE, REPORT_FILE, WEIGHTS_FILE
+
+    missing = [f for f in (MODEL_FILE, WEIGHTS_FILE, REPORT_FILE)
+               if not os.path.isfile(os.path.join(folder, f))]
+    if missing:
+        raise ConfigError(f"'{folder}' is not a modelport conversion folder (no "
+                          f"{', '.join(missing)}). Fix: run `modelport convert ... -o "
+                          f"{folder}` first, or pass deploy.prototxt and weights.caffemodel")
+
+
 def input_shape(net: Any, name: str) -> tuple[int, ...]:
     """The declared shape of input blob `name` (CaffeNet.blob_shapes, or a generated Net's
     input_shapes)."""

@@ -104,14 +104,10 @@ def folder_view(folder: str) -> Any:
     modelport's modules; every other module is a copy of modelport's own class)."""
     from modelport.backends.keras.view import NetView
     from modelport.convert import MODEL_FILE, REPORT_FILE, WEIGHTS_FILE, load_generated
+    from modelport.export.common import check_conversion_folder
     from modelport.schema import caffe_pb2
 
-    missing = [f for f in (MODEL_FILE, WEIGHTS_FILE, REPORT_FILE)
-               if not os.path.isfile(os.path.join(folder, f))]
-    if missing:
-        raise ConfigError(f"'{folder}' is not a modelport conversion folder (no "
-                          f"{', '.join(missing)}). Fix: run `modelport convert ... -o "
-                          f"{folder}` first, or pass deploy.prototxt and weights.caffemodel")
+    check_conversion_folder(folder)
     try:
         with open(os.path.join(folder, REPORT_FILE), encoding="utf-8") as fh:
             report = json.load(fh)
