@@ -21,6 +21,7 @@ from modelport.backends.keras.registry import (
     KerasTensor,
     lit,
     register_keras,
+    to_numpy,
 )
 from modelport.ir import Layer
 from modelport.schema import caffe_pb2
@@ -30,11 +31,6 @@ EP = caffe_pb2.EltwiseParameter
 
 # What to do with a net Keras cannot express: the exports that keep any tensor shape.
 OTHER = "export this net with --onnx or --torchscript instead"
-
-
-def _np(t: Any) -> np.ndarray:
-    """A torch tensor (parameter or buffer) as a float32 numpy array."""
-    return np.asarray(t.detach().cpu().float().numpy(), dtype=np.float32)
 
 
 def _one(ctx: EmitContext, expr: str, x: str, layout: str, shape_index: int = 0,
@@ -90,7 +86,7 @@ def emit_convolution(ctx: EmitContext) -> KerasEmitted:
     with strides, dilation_rate and groups; kernel O x I/g x kh x kw -> kh x kw x I/g x O."""
     m = ctx.module
     x = ctx.as_layout(ctx.bottoms[0], CHANNELS_LAST)
-    weight = _np(m.weight)
+    weight = to_numpy(m.weight)
     out_ch, _, kh, kw = weight.shape
     stride, dilation = tuple(m.stride), tuple(m.dilation)
     if max(stride) > 1 and max(dilation) > 1:
@@ -107,7 +103,7 @@ def emit_convolution(ctx: EmitContext) -> KerasEmitted:
     if m.bias is None:
         kwargs.append("use_bias=False")
     else:
-        weights.append(_np(m.bias))
+        weights.append(to_numpy(m.bias))
     expr = (f"keras.layers.Conv2D({lit(int(out_ch))}, {lit((int(kh), int(kw)))}, "
             f"{', '.join(kwargs)}, {ctx.name_arg})")
     return _one(ctx, expr, source, CHANNELS_LAST, weights=weights)
@@ -170,12 +166,12 @@ def emit_inner_product(ctx: EmitContext) -> KerasEmitted:
     m = ctx.module
     b = ctx.bottoms[0]
     axis = int(m.axis)
-    weight = _np(m.weight)
+    weight = to_numpy(m.weight)
     kernel = weight if m.transpose else weight.T
     k_in, n_out = kernel.shape
     weights = [kernel]
     if m.bias is not None:
-        weights.append(_np(m.bias))
+        weights.append(to_numpy(m.bias))
     dense = (f"keras.layers.Dense({lit(int(n_out))}"
              f"{'' if m.bias is not None else ', use_bias=False'}, {ctx.name_arg})")
     if axis == b.rank - 1:  # one axis to contract: Dense on it as it lies (Caffe order)
@@ -353,9 +349,9 @@ def emit_batch_norm(ctx: EmitContext) -> KerasEmitted:
     b = ctx.bottoms[0]
     if b.rank < 2:
         raise ctx.unsupported("BatchNorm of a blob with fewer than 2 axes", OTHER)
-    factor = caffe_math.batchnorm_scale(float(_np(m.scale_factor).reshape(-1)[0]))
-    mean = (_np(m.mean).astype(np.float64) * factor).astype(np.float32)
-    var = (_np(m.variance).astype(np.float64) * factor).astype(np.float32)
+    factor = caffe_math.batchnorm_scale(float(to_numpy(m.scale_factor).reshape(-1)[0]))
+    mean = (to_numpy(m.mean).astype(np.float64) * factor).astype(np.float32)
+    var = (to_numpy(m.variance).astype(np.float64) * factor).astype(np.float32)
     expr = (f"keras.layers.BatchNormalization(axis={lit(b.keras_axis(1))}, "
             f"epsilon={lit(float(m.eps))}, momentum={lit(float(m.moving_average_fraction))}, "
             f"center=False, scale=False, {ctx.name_arg})")
@@ -405,11 +401,11 @@ def emit_scale(ctx: EmitContext) -> KerasEmitted:
             raise ctx.unsupported("a second-bottom Scale with a learned bias over the batch "
                                   "axis", OTHER)
         return _scale_by_bottom(ctx, x, "mul")
-    weight = _np(m.weight)
+    weight = to_numpy(m.weight)
     full, shape = _operand_shape(ctx, x, weight, int(m.trailing))
     weights = [_in_keras_layout(x, weight, full)]
     if m.bias is not None:
-        weights.append(_in_keras_layout(x, _np(m.bias), full))
+        weights.append(_in_keras_layout(x, to_numpy(m.bias), full))
     expr = (f"CaffeScale({lit(shape)}, bias={lit(m.bias is not None)}, {ctx.name_arg})")
     return _one(ctx, expr, x.var, x.layout, weights=weights, runtime=("CaffeScale",))
 
@@ -421,7 +417,7 @@ def emit_bias(ctx: EmitContext) -> KerasEmitted:
     x = ctx.bottoms[0]
     if len(ctx.bottoms) > 1:
         return _scale_by_bottom(ctx, x, "add")
-    bias = _np(m.bias)
+    bias = to_numpy(m.bias)
     full, shape = _operand_shape(ctx, x, bias, int(m.trailing))
     expr = f"CaffeScale({lit(shape)}, scale=False, {ctx.name_arg})"
     return _one(ctx, expr, x.var, x.layout, weights=[_in_keras_layout(x, bias, full)],

@@ -26,6 +26,7 @@ from modelport.backends.keras.registry import (
     KerasTensor,
     lit,
     register_keras,
+    to_numpy,
 )
 from modelport.ir import Layer
 from modelport.layers.registry import layer_types
@@ -33,11 +34,6 @@ from modelport.schema import caffe_pb2
 
 RP = caffe_pb2.ReductionParameter
 PP = caffe_pb2.PoolingParameter  # SPP's levels
-
-
-def _np(t: Any) -> np.ndarray:
-    """A torch tensor (parameter or buffer) as a float32 numpy array."""
-    return np.asarray(t.detach().cpu().float().numpy(), dtype=np.float32)
 
 
 def _top_layout(rank: int) -> str:
@@ -73,6 +69,11 @@ def _same_layout_top(ctx: EmitContext, call: str, runtime: str,
     return _one(ctx, call, b.var, top, weights, (runtime,))
 
 
+def _plain_same_layout_top(ctx: EmitContext, runtime: str, *args: str) -> KerasEmitted:
+    """An element-wise layer whose Keras layer is `runtime(*args, name=...)`, no weights."""
+    return _same_layout_top(ctx, f"{runtime}({', '.join([*args, ctx.name_arg])})", runtime)
+
+
 # ---------------------------------------------------------------------------------------------
 # Element-wise activations
 
@@ -84,7 +85,7 @@ def emit_prelu(ctx: EmitContext) -> KerasEmitted:
     m = ctx.module
     b = ctx.bottoms[0]
     shared = bool(m.channel_shared)
-    slope = _np(m.weight).reshape(-1)  # one value when shared
+    slope = to_numpy(m.weight).reshape(-1)  # one value when shared
     call = (f"CaffePReLU(channel_shared={lit(shared)}, channel_axis={lit(b.keras_axis(1))}, "
             f"{ctx.name_arg})")
     return _same_layout_top(ctx, call, "CaffePReLU", [slope])
@@ -93,20 +94,19 @@ def emit_prelu(ctx: EmitContext) -> KerasEmitted:
 @register_keras("ELU")
 def emit_elu(ctx: EmitContext) -> KerasEmitted:
     """Caffe ELU: CaffeELU(alpha) (Caffe's max/min form, not Keras's ELU's where)."""
-    return _same_layout_top(ctx, f"CaffeELU({lit(float(ctx.module.alpha))}, {ctx.name_arg})",
-                            "CaffeELU")
+    return _plain_same_layout_top(ctx, "CaffeELU", lit(float(ctx.module.alpha)))
 
 
 @register_keras("AbsVal")
 def emit_absval(ctx: EmitContext) -> KerasEmitted:
     """Caffe AbsVal: CaffeAbsVal."""
-    return _same_layout_top(ctx, f"CaffeAbsVal({ctx.name_arg})", "CaffeAbsVal")
+    return _plain_same_layout_top(ctx, "CaffeAbsVal")
 
 
 @register_keras("BNLL")
 def emit_bnll(ctx: EmitContext) -> KerasEmitted:
     """Caffe BNLL: CaffeBNLL (Caffe's two overflow-free branches)."""
-    return _same_layout_top(ctx, f"CaffeBNLL({ctx.name_arg})", "CaffeBNLL")
+    return _plain_same_layout_top(ctx, "CaffeBNLL")
 
 
 @register_keras("Power")
@@ -143,9 +143,7 @@ def emit_log(ctx: EmitContext) -> KerasEmitted:
 @register_keras("Threshold")
 def emit_threshold(ctx: EmitContext) -> KerasEmitted:
     """Caffe Threshold: CaffeThreshold (1 where x > threshold, strictly)."""
-    return _same_layout_top(
-        ctx, f"CaffeThreshold({lit(float(ctx.module.threshold))}, {ctx.name_arg})",
-        "CaffeThreshold")
+    return _plain_same_layout_top(ctx, "CaffeThreshold", lit(float(ctx.module.threshold)))
 
 
 @register_keras("Clip")
@@ -159,8 +157,7 @@ def emit_clip(ctx: EmitContext) -> KerasEmitted:
 @register_keras("Swish")
 def emit_swish(ctx: EmitContext) -> KerasEmitted:
     """Caffe Swish: CaffeSwish(beta) = x * sigmoid(beta * x)."""
-    return _same_layout_top(ctx, f"CaffeSwish({lit(float(ctx.module.beta))}, {ctx.name_arg})",
-                            "CaffeSwish")
+    return _plain_same_layout_top(ctx, "CaffeSwish", lit(float(ctx.module.beta)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +183,7 @@ def emit_normalize(ctx: EmitContext) -> KerasEmitted:
     position; one scale or one per channel on the Keras axis of Caffe's axis 1)."""
     m = ctx.module
     b = ctx.bottoms[0]
-    scale = _np(m.weight).reshape(-1)
+    scale = to_numpy(m.weight).reshape(-1)
     shared = scale.size == 1  # one channel unshared is the same function
     call = (f"CaffeNormalize(across_spatial={lit(bool(m.across_spatial))}, "
             f"channel_shared={lit(bool(shared))}, eps={lit(float(m.eps))}, "
@@ -204,10 +201,10 @@ def emit_embed(ctx: EmitContext) -> KerasEmitted:
     Caffe order; the top's new last axis is num_output."""
     m = ctx.module
     b = ctx.as_layout(ctx.bottoms[0], CAFFE)
-    table = _np(m.weight)
+    table = to_numpy(m.weight)
     top_shape = ctx.top_shapes[0]
     top = KerasTensor(ctx.top_var(0), top_shape, _top_layout(len(top_shape)))
-    weights = [table] + ([_np(m.bias)] if m.bias is not None else [])
+    weights = [table] + ([to_numpy(m.bias)] if m.bias is not None else [])
     call = (f"CaffeEmbed({lit(int(table.shape[0]))}, {lit(int(table.shape[1]))}, "
             f"use_bias={lit(m.bias is not None)}, to_keras={lit(_to_keras(top))}, "
             f"{ctx.name_arg})")
@@ -322,11 +319,11 @@ def emit_deconvolution(ctx: EmitContext) -> KerasEmitted:
     weight C x num_output/group x k... -> kernel (*k, num_output/group, C)."""
     m = ctx.module
     x = ctx.as_layout(ctx.bottoms[0], CHANNELS_LAST)
-    weight = _np(m.weight)
+    weight = to_numpy(m.weight)
     nsp = weight.ndim - 2
     kernel = np.transpose(weight, (*range(2, weight.ndim), 1, 0))
     filters = int(weight.shape[1]) * int(m.group)
-    weights = [kernel] + ([_np(m.bias)] if m.bias is not None else [])
+    weights = [kernel] + ([to_numpy(m.bias)] if m.bias is not None else [])
     call = (f"CaffeDeconvolution({lit(filters)}, {lit(tuple(int(k) for k in weight.shape[2:]))}, "
             f"{lit(tuple(int(s) for s in m.stride))}, {lit(tuple(int(p) for p in m.pad))}, "
             f"{lit(tuple(int(d) for d in m.dilation))}, group={lit(int(m.group))}, "
@@ -350,7 +347,7 @@ def emit_convolution_nd(ctx: EmitContext) -> KerasEmitted:
     (*k, I/g, O)."""
     m = ctx.module
     x = ctx.as_layout(ctx.bottoms[0], CHANNELS_LAST)
-    weight = _np(m.weight)
+    weight = to_numpy(m.weight)
     nsp = weight.ndim - 2
     stride, dilation, pad = (tuple(int(v) for v in vals) for vals in (m.stride, m.dilation, m.pad))
     if max(stride) > 1 and max(dilation) > 1:
@@ -360,7 +357,7 @@ def emit_convolution_nd(ctx: EmitContext) -> KerasEmitted:
     top = KerasTensor(ctx.top_var(0), ctx.top_shapes[0], CHANNELS_LAST)
     weights = [np.transpose(weight, (*range(2, weight.ndim), 1, 0))]
     if m.bias is not None:
-        weights.append(_np(m.bias))
+        weights.append(to_numpy(m.bias))
     if m.group != 1:  # one convolution per group: TFLite's CONV_3D has no groups
         call = (f"CaffeGroupConvolution({lit(int(weight.shape[0]))}, "
                 f"{lit(tuple(int(k) for k in weight.shape[2:]))}, {lit(stride)}, {lit(pad)}, "

@@ -54,12 +54,19 @@ __all__ = [
     "keras_types",
     "lit",
     "register_keras",
+    "to_numpy",
 ]
 
 Shape = tuple[int, ...]
 
 CAFFE = "caffe"                  # Keras axes = Caffe axes
 CHANNELS_LAST = "channels_last"  # Keras axes = Caffe axes (0, 2, ..., rank-1, 1)
+
+
+def to_numpy(t: Any) -> np.ndarray:
+    """A torch tensor (parameter or buffer) of a converted module as a float32 numpy array,
+    the form an emitter gives Keras its weights in."""
+    return np.asarray(t.detach().cpu().float().numpy(), dtype=np.float32)
 
 
 def keras_perm(rank: int, layout: str) -> tuple[int, ...]:
