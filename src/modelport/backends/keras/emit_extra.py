@@ -115,9 +115,8 @@ def emit_power(ctx: EmitContext) -> KerasEmitted:
     power * scale is 0 (the converter's float32 constant)."""
     m = ctx.module
     constant = None if m.constant is None else float(m.constant)
-    call = (f"CaffePower({lit(float(m.power))}, {lit(float(m.scale))}, {lit(float(m.shift))}, "
-            f"constant={lit(constant)}, {ctx.name_arg})")
-    return _same_layout_top(ctx, call, "CaffePower")
+    return _plain_same_layout_top(ctx, "CaffePower", lit(float(m.power)), lit(float(m.scale)),
+                                  lit(float(m.shift)), f"constant={lit(constant)}")
 
 
 @register_keras("Exp")
@@ -125,9 +124,8 @@ def emit_exp(ctx: EmitContext) -> KerasEmitted:
     """Caffe Exp: CaffeExp(inner, outer) = outer * exp(inner * x), the converter's factors
     (inner = ln(base) * scale, outer = base ^ shift; base -1 is e)."""
     m = ctx.module
-    call = (f"CaffeExp({lit(float(m.inner_scale))}, {lit(float(m.outer_scale))}, "
-            f"{ctx.name_arg})")
-    return _same_layout_top(ctx, call, "CaffeExp")
+    return _plain_same_layout_top(ctx, "CaffeExp", lit(float(m.inner_scale)),
+                                  lit(float(m.outer_scale)))
 
 
 @register_keras("Log")
@@ -135,9 +133,8 @@ def emit_log(ctx: EmitContext) -> KerasEmitted:
     """Caffe Log: CaffeLog(scale, shift, base_scale) = ln(shift + scale * x) * base_scale,
     base_scale = 1 / ln(base) as Caffe computes it (base -1 is e)."""
     m = ctx.module
-    call = (f"CaffeLog({lit(float(m.scale))}, {lit(float(m.shift))}, "
-            f"{lit(float(m.base_scale))}, {ctx.name_arg})")
-    return _same_layout_top(ctx, call, "CaffeLog")
+    return _plain_same_layout_top(ctx, "CaffeLog", lit(float(m.scale)), lit(float(m.shift)),
+                                  lit(float(m.base_scale)))
 
 
 @register_keras("Threshold")
@@ -150,8 +147,7 @@ def emit_threshold(ctx: EmitContext) -> KerasEmitted:
 def emit_clip(ctx: EmitContext) -> KerasEmitted:
     """Caffe Clip: CaffeClip(min, max) in std::max(min, std::min(x, max)) order."""
     m = ctx.module
-    call = f"CaffeClip({lit(float(m.low))}, {lit(float(m.high))}, {ctx.name_arg})"
-    return _same_layout_top(ctx, call, "CaffeClip")
+    return _plain_same_layout_top(ctx, "CaffeClip", lit(float(m.low)), lit(float(m.high)))
 
 
 @register_keras("Swish")
@@ -172,9 +168,9 @@ def emit_mvn(ctx: EmitContext) -> KerasEmitted:
     b = ctx.bottoms[0]
     first = 1 if m.across_channels else 2
     axes = sorted(b.keras_axis(a) for a in range(first, b.rank))
-    call = (f"CaffeMVN({lit(axes)}, normalize_variance={lit(bool(m.normalize_variance))}, "
-            f"eps={lit(float(m.eps))}, {ctx.name_arg})")
-    return _same_layout_top(ctx, call, "CaffeMVN")
+    return _plain_same_layout_top(ctx, "CaffeMVN", lit(axes),
+                                  f"normalize_variance={lit(bool(m.normalize_variance))}",
+                                  f"eps={lit(float(m.eps))}")
 
 
 @register_keras("Normalize")
