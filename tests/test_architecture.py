@@ -21,7 +21,8 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("schema", ("modelport.schema", "modelport.errors", "modelport")),
     ("base", ("modelport.atomic", "modelport.limits", "modelport.caffe_math",
-              "modelport.caffe_rng", "modelport.optional", "modelport.zoo", "modelport.digest")),
+              "modelport.caffe_rng", "modelport.optional", "modelport.zoo", "modelport.digest",
+              "modelport.lazy")),
     ("ir", ("modelport.ir",)),
     ("formats", ("modelport.formats", "modelport.weights_file")),
     ("passes", ("modelport.passes",)),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelport.lazy import lazy_attribute
+
 __all__ = [
     "ExportError",
     "ExportReport",
@@ -30,8 +32,4 @@ _WHERE = {
 
 def __getattr__(name: str) -> Any:
     # Lazy: importing onnx / onnxruntime costs seconds and is only needed when exporting.
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(name)
+    return lazy_attribute(__name__, _WHERE, name)

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelport.lazy import lazy_attribute
+
 __all__ = ["OptimizeReport", "optimize_for_inference"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: the package imports torch.
-    if name in __all__:
-        from modelport.optimize import inference
-
-        return getattr(inference, name)
-    raise AttributeError(name)
+    return lazy_attribute(__name__, dict.fromkeys(__all__, "modelport.optimize.inference"), name)

@@ -22,9 +22,9 @@ TF's (NHWC `.npy` transposed for you) under the project's tolerance.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from modelport.lazy import lazy_attribute
 from modelport.tf.port import port_weights
 from modelport.tf.report import PortError, PortReport, PortRow
 from modelport.tf.same_pad import SamePad2d, pad_same, same_pad_amounts
@@ -42,6 +42,4 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'modelport.tf' has no attribute {name!r}")
+    return lazy_attribute(__name__, _LAZY, name)

@@ -14,6 +14,7 @@ import sys
 import types
 from typing import Any
 
+from modelport.lazy import lazy_attribute
 from modelport.verify.compare import compare_arrays, random_inputs, run_layers, verify
 from modelport.verify.references import DumpReference, Reference, ReferenceOutput, resolve_reference
 from modelport.verify.report import BlobResult, Divergence, ParityReport
@@ -45,11 +46,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
+    return lazy_attribute(__name__, _LAZY, name)
 
 
 class _CallableModule(types.ModuleType):
