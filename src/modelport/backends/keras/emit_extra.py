@@ -36,9 +36,11 @@ RP = caffe_pb2.ReductionParameter
 PP = caffe_pb2.PoolingParameter  # SPP's levels
 
 
-def _top_layout(rank: int) -> str:
-    """The layout a new top of `rank` axes gets: channels-last from 4 axes on (as inputs)."""
-    return CHANNELS_LAST if rank >= 4 else CAFFE
+def _new_top(ctx: EmitContext) -> KerasTensor:
+    """The layer's one top as a new tensor: channels-last from 4 axes on (as inputs), else in
+    Caffe order."""
+    shape = ctx.top_shapes[0]
+    return KerasTensor(ctx.top_var(0), shape, CHANNELS_LAST if len(shape) >= 4 else CAFFE)
 
 
 def _to_caffe(t: KerasTensor) -> list[int] | None:
@@ -198,8 +200,7 @@ def emit_embed(ctx: EmitContext) -> KerasEmitted:
     m = ctx.module
     b = ctx.as_layout(ctx.bottoms[0], CAFFE)
     table = to_numpy(m.weight)
-    top_shape = ctx.top_shapes[0]
-    top = KerasTensor(ctx.top_var(0), top_shape, _top_layout(len(top_shape)))
+    top = _new_top(ctx)
     weights = [table] + ([to_numpy(m.bias)] if m.bias is not None else [])
     call = (f"CaffeEmbed({lit(int(table.shape[0]))}, {lit(int(table.shape[1]))}, "
             f"use_bias={lit(m.bias is not None)}, to_keras={lit(_to_keras(top))}, "
@@ -229,8 +230,7 @@ def emit_reduction(ctx: EmitContext) -> KerasEmitted:
     m = ctx.module
     b = ctx.bottoms[0]
     axis = int(m.axis)  # 0 (Caffe's default) sums the whole batch into one number, as Caffe
-    top_shape = ctx.top_shapes[0]
-    top = KerasTensor(ctx.top_var(0), top_shape, _top_layout(len(top_shape)))
+    top = _new_top(ctx)
     op = RP.ReductionOp.Name(int(m.operation))
     call = (f"CaffeReduction({lit(op)}, {lit(axis)}, {lit(float(m.coeff))}, "
             f"to_caffe={lit(_to_caffe(b))}, to_keras={lit(_to_keras(top))}, {ctx.name_arg})")
@@ -244,8 +244,7 @@ def emit_argmax(ctx: EmitContext) -> KerasEmitted:
     m = ctx.module
     b = ctx.bottoms[0]
     axis = None if m.axis is None else int(m.axis)  # 0: along the batch, as Caffe
-    top_shape = ctx.top_shapes[0]
-    top = KerasTensor(ctx.top_var(0), top_shape, _top_layout(len(top_shape)))
+    top = _new_top(ctx)
     call = (f"CaffeArgMax({lit(int(m.top_k))}, out_max_val={lit(bool(m.out_max_val))}, "
             f"axis={lit(axis)}, out_rank={lit(int(m.out_ndim))}, to_caffe={lit(_to_caffe(b))}, "
             f"to_keras={lit(_to_keras(top))}, {ctx.name_arg})")
@@ -289,8 +288,7 @@ def emit_permute(ctx: EmitContext) -> KerasEmitted:
         raise ctx.unsupported(f"Permute order {list(order)}, which moves the batch axis (a "
                               "Keras model keeps samples apart)", "keep axis 0 first")
     b = ctx.bottoms[0]
-    top_shape = ctx.top_shapes[0]
-    top = KerasTensor(ctx.top_var(0), top_shape, _top_layout(len(top_shape)))
+    top = _new_top(ctx)
     perm = [b.perm.index(order[a]) for a in top.perm]
     if perm == list(range(len(perm))):
         return _one(ctx, f"keras.layers.Identity({ctx.name_arg})", b.var, top)
