@@ -16,6 +16,10 @@ Without either, a module with an nn.Flatten, or a source with a convolution befo
 ported onto an nn.Linear, is refused rather than ported with rows in the wrong order. A Keras
 model built `channels_first` (a layer config says so) flattens NCHW already: nothing is
 re-ordered unless `flatten_shapes` says so.
+
+1-D and 3-D maps work the same: `(L, C)` for a flatten of an (N, C, L) map, `(D, H, W, C)` for
+(N, C, D, H, W). A 3-D tensor is only taken for a Conv1D map when the source has a 1-D
+convolution (an (N, T, D) sequence kept channels last needs no re-order).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from modelport.tf.units import Unit
 
 __all__ = ["FlattenShapes", "flatten_shapes_for", "trace_flatten"]
 
-FlattenShapes = dict[str, tuple[int, int, int]]
+FlattenShapes = dict[str, tuple[int, ...]]
 
 _RESHAPES = {torch.flatten, torch.Tensor.flatten, torch.reshape, torch.Tensor.reshape,
              torch.Tensor.view}
@@ -41,13 +45,13 @@ _KEEPS_LAYOUT = {torch.Tensor.contiguous, torch.Tensor.clone}
 
 
 class _Watch(TorchFunctionMode):
-    """Records the last 4-D -> 2-D flatten (its NCHW input shape, or None for a map already
-    permuted to NHWC)."""
+    """Records the last 3/4/5-D -> 2-D flatten (its channels-first input shape, or None for a
+    map already permuted channels last)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.pending: list[tuple[int, ...] | None] = []
-        self.nhwc: set[int] = set()  # ids of tensors permuted (0, 2, 3, 1)
+        self.nhwc: set[int] = set()  # ids of tensors permuted channels last, (0, 2, 3, 1) ...
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
@@ -58,27 +62,28 @@ class _Watch(TorchFunctionMode):
         if func is torch.Tensor.permute or func is torch.permute:
             dims = tuple(args[1:]) if len(args) > 2 else tuple(args[1]) if len(args) > 1 \
                 else tuple(kwargs.get("dims", ()))
-            if x.dim() == 4 and tuple(int(d) for d in dims) == (0, 2, 3, 1):
+            if x.dim() in (3, 4, 5) and \
+                    tuple(int(d) for d in dims) == (0, *range(2, x.dim()), 1):
                 self.nhwc.add(id(out))
         elif func in _KEEPS_LAYOUT and id(x) in self.nhwc:
             self.nhwc.add(id(out))
-        elif func in _RESHAPES and x.dim() == 4 and out.dim() == 2 and \
+        elif func in _RESHAPES and x.dim() in (3, 4, 5) and out.dim() == 2 and \
                 out.shape[0] == x.shape[0]:
             self.pending[:] = [None if id(x) in self.nhwc else tuple(x.shape)]
         return out
 
 
 def trace_flatten(module: nn.Module, sample_input: Any) -> FlattenShapes:
-    """{nn.Linear path: (H, W, C)} for each nn.Linear called first after a flatten of an NCHW
-    map (see the module docstring)."""
+    """{nn.Linear path: (*spatial, C)} for each nn.Linear called first after a flatten of a
+    channels-first map (see the module docstring)."""
     names = {id(m): p for p, m in module.named_modules()}
     found: FlattenShapes = {}
     watch = _Watch()
 
     def on_linear(mod: nn.Module, args: tuple[Any, ...]) -> None:
         if watch.pending and watch.pending[0] is not None:
-            _, c, h, w = watch.pending[0]
-            found.setdefault(names[id(mod)], (int(h), int(w), int(c)))
+            _, c, *spatial = watch.pending[0]
+            found.setdefault(names[id(mod)], (*(int(d) for d in spatial), int(c)))
         watch.pending.clear()
 
     hooks = [m.register_forward_pre_hook(on_linear) for m in module.modules()
@@ -102,6 +107,16 @@ def trace_flatten(module: nn.Module, sample_input: Any) -> FlattenShapes:
     return found
 
 
+_CONVS = ("conv", "conv?", "depthwise", "separable", "conv_transpose")
+
+
+def _kernel_rank(group: SourceGroup) -> int:
+    """The rank of the group's (depthwise) kernel, 0 without one."""
+    kernels = [v for v, r in zip(group.variables, group.roles)
+               if r in ("kernel", "depthwise_kernel")]
+    return kernels[0].value.ndim if kernels else 0
+
+
 def flatten_shapes_for(module: nn.Module, groups: list[SourceGroup], units: list[Unit],
                        flatten_shapes: Mapping[str, Sequence[int]] | None, sample_input: Any
                        ) -> tuple[FlattenShapes, FlattenShapes, list[str]]:
@@ -115,26 +130,39 @@ def flatten_shapes_for(module: nn.Module, groups: list[SourceGroup], units: list
             dims = tuple(int(d) for d in shape)
         except (TypeError, ValueError):
             dims = ()
-        if len(dims) != 3 or min(dims) < 1:
-            raise ConfigError(f"flatten_shapes['{name}'] = {shape!r} must be (H, W, C), three "
-                              "positive integers")
-        (by_unit if name in unit_paths else by_layer)[name] = (dims[0], dims[1], dims[2])
+        if not 2 <= len(dims) <= 4 or min(dims) < 1:
+            raise ConfigError(f"flatten_shapes['{name}'] = {shape!r} must be (H, W, C) (or (L, "
+                              "C), (D, H, W, C)): positive integers")
+        (by_unit if name in unit_paths else by_layer)[name] = dims
     if any(g.config.get("data_format") == "channels_first" for g in groups):
         notes.append("the Keras model is channels_first: its Flatten already reads (c, h, w), "
                      "no Dense rows are re-ordered" + (" except by flatten_shapes"
                                                        if by_unit or by_layer else ""))
         return by_unit, by_layer, notes
     if sample_input is not None:
-        for path, (h, w, c) in trace_flatten(module, sample_input).items():
-            by_unit.setdefault(path, (h, w, c))
-            notes.append(f"traced: nn.Linear '{path}' reads a flatten of an NCHW map {c}x{h}x{w}:"
-                         " its Dense rows are re-ordered from Keras's NHWC flatten")
+        conv1d = any(g.kind in _CONVS and _kernel_rank(g) == 3 for g in groups)
+        for path, dims in trace_flatten(module, sample_input).items():
+            c, spatial = dims[-1], "x".join(map(str, dims[:-1]))
+            if len(dims) == 2 and not conv1d:
+                notes.append(f"traced: nn.Linear '{path}' reads a flatten of a 3-D tensor; the "
+                             "source has no 1-D convolution, so it is taken as a sequence "
+                             "(N, T, D) and its rows are not re-ordered")
+                continue
+            by_unit.setdefault(path, dims)
+            if len(dims) == 3:
+                notes.append(f"traced: nn.Linear '{path}' reads a flatten of an NCHW map "
+                             f"{c}x{spatial}: its Dense rows are re-ordered from Keras's NHWC "
+                             "flatten")
+            else:
+                notes.append(f"traced: nn.Linear '{path}' reads a flatten of a channels-first "
+                             f"map {c}x{spatial}: its Dense rows are re-ordered from Keras's "
+                             "channels-last flatten")
         return by_unit, by_layer, notes
     if flatten_shapes is not None:
         return by_unit, by_layer, notes
     flats = [p for p, m in module.named_modules() if isinstance(m, nn.Flatten)]
     kinds = [g.kind for g in groups]
-    convs = [i for i, k in enumerate(kinds) if k in ("conv", "conv?", "depthwise", "separable")]
+    convs = [i for i, k in enumerate(kinds) if k in _CONVS]
     conv_then_dense = bool(convs) and "dense" in kinds[convs[0]:]
     linears = [u.path for u in units if u.kind == "dense"]
     if flats or (conv_then_dense and linears):

@@ -10,7 +10,7 @@ TF stores channels last everywhere; PyTorch puts the output channels first:
 - Conv2DTranspose: `(H, W, out, in)` -> torch ConvTranspose2d's `(in, out, H, W)`.
 - Dense: `(in, out)` -> `(out, in)`; the first Dense after a Flatten of an NHWC feature map
   `(H, W, C)` has its input rows in `(h, w, c)` order, a flatten of NCHW reads `(c, h, w)`: the
-  rows are re-ordered as well.
+  rows are re-ordered as well (likewise `(L, C)` of a Conv1D map, `(D, H, W, C)` of Conv3D).
 - `flip=True` reverses the spatial axes of a kernel: Theano-style true convolution vs TF's (and
   torch's) cross-correlation.
 """
@@ -51,10 +51,12 @@ def transpose_kernel(kernel: np.ndarray, flip: bool = False) -> np.ndarray:
 
 
 def dense_kernel(kernel: np.ndarray, nhwc: Sequence[int] | None = None) -> np.ndarray:
-    """`(in, out)` -> `(out, in)`; with `nhwc = (H, W, C)` the rows, a flatten of an NHWC map,
-    are re-ordered to a flatten of the NCHW map (`(h, w, c)` -> `(c, h, w)`)."""
+    """`(in, out)` -> `(out, in)`; with `nhwc = (*spatial, C)` (`(H, W, C)`, `(L, C)` or
+    `(D, H, W, C)`) the rows, a flatten of a channels-last map, are re-ordered to a flatten of
+    the channels-first map (`(h, w, c)` -> `(c, h, w)`)."""
     if nhwc is not None:
-        h, w, c = (int(d) for d in nhwc)
+        dims = [int(d) for d in nhwc]
+        sp = len(dims) - 1
         out = kernel.shape[1]
-        kernel = kernel.reshape(h, w, c, out).transpose(2, 0, 1, 3).reshape(h * w * c, out)
+        kernel = kernel.reshape(*dims, out).transpose(sp, *range(sp), sp + 1).reshape(-1, out)
     return np.ascontiguousarray(kernel.T)

@@ -43,6 +43,7 @@ from modelport.tf import layouts
 from modelport.tf.flatten import flatten_shapes_for
 from modelport.tf.mapping import Rules, SourceGroup, clean_name, group_source, role_of_name
 from modelport.tf.report import PortError, PortReport, PortRow
+from modelport.tf.settings import setting_problems
 from modelport.tf.units import ROLE_ATTRS, Unit, torch_units
 
 __all__ = ["port_weights"]
@@ -89,7 +90,7 @@ def as_source(source: Any) -> WeightSource:
 # -- layouts ---------------------------------------------------------------------------------
 
 def _layout(group: SourceGroup, role: str, value: np.ndarray, unit: Unit, want: tuple[int, ...],
-            nhwc: tuple[int, int, int] | None, flip: bool) -> tuple[np.ndarray, str]:
+            nhwc: tuple[int, ...] | None, flip: bool) -> tuple[np.ndarray, str]:
     """The value in the torch layout of `unit`'s slot for `role`, and what was done."""
     spatial = value.ndim - 2
     flipped = " + spatial axes flipped" if flip and spatial > 0 else ""
@@ -116,10 +117,12 @@ def _layout(group: SourceGroup, role: str, value: np.ndarray, unit: Unit, want: 
     if role == "kernel" and kind == "dense":
         if value.ndim != 2:
             return value, "as is (rank differs)"
-        if nhwc is not None and math.prod(nhwc) == value.shape[0] and nhwc[0] * nhwc[1] > 1:
-            h, w, c = nhwc
+        if nhwc is not None and math.prod(nhwc) == value.shape[0] and math.prod(nhwc[:-1]) > 1:
+            dims = "x".join(map(str, nhwc))
+            what = "NHWC {} flatten -> NCHW" if len(nhwc) == 3 else \
+                "channels-last {} flatten -> channels-first"
             return layouts.dense_kernel(value, nhwc), \
-                f"(in,out) -> (out,in), rows NHWC {h}x{w}x{c} flatten -> NCHW flatten"
+                f"(in,out) -> (out,in), rows {what.format(dims)} flatten"
         return layouts.dense_kernel(value), "(in,out) -> (out,in)"
     return value, "as is"
 
@@ -137,6 +140,7 @@ class _Plan:
     filled_by: dict[str, str] = field(default_factory=dict)  # state key -> variable name
     eps: list[tuple[Unit, float]] = field(default_factory=list)
     eps_rows: list[PortRow] = field(default_factory=list)
+    setting_rows: list[PortRow] = field(default_factory=list)
 
 
 @dataclass
@@ -145,8 +149,10 @@ class _Options:
     set_eps: bool
     allow_eps: bool
     bn_eps: float | None
-    flat_by_unit: dict[str, tuple[int, int, int]]
-    flat_by_layer: dict[str, tuple[int, int, int]]
+    flat_by_unit: dict[str, tuple[int, ...]]
+    flat_by_layer: dict[str, tuple[int, ...]]
+    check_settings: bool = True
+    channels_first: bool = False
 
 
 def _var_row(v: TFVariable, **kw: Any) -> PortRow:
@@ -232,6 +238,10 @@ def _commit_group(plan: _Plan, group: SourceGroup, units: list[Unit], rule: str,
             plan.filled_by[row.target] = v.name
     for u in units:
         plan.claimed[u.path] = group.name
+    if opts.check_settings and units:
+        for why in setting_problems(group, units, opts.channels_first):
+            plan.setting_rows.append(PortRow(status="setting", target=units[0].path,
+                                             layer=group.name, rule=rule, reason=why))
     if len(units) == 1 and units[0].kind in ("bn", "layernorm"):
         _bn_extras(plan, group, units[0], opts)
 
@@ -371,7 +381,7 @@ def port_weights(source: Any, torch_module: nn.Module,
                  allow_eps_mismatch: bool = False, bn_eps: float | None = None,
                  flatten_shapes: Mapping[str, Sequence[int]] | None = None,
                  sample_input: Any = None, by_name: bool = True,
-                 by_structure: bool = True) -> PortReport:
+                 by_structure: bool = True, check_settings: bool = True) -> PortReport:
     """Copy a TF / Keras file's variables into `torch_module` (see the module docstring).
 
     Args:
@@ -387,6 +397,9 @@ def port_weights(source: Any, torch_module: nn.Module,
         flatten_shapes / sample_input: where the Dense row re-order after a Flatten gets the
             NHWC map's (H, W, C) (see the module docstring).
         by_name / by_structure: turn the name or the structure pass off.
+        check_settings: compare each Keras layer's config (strides, dilation, groups, padding,
+            output_padding, BatchNorm axis) with the torch module it fills (`settings`); a
+            difference is a `setting` problem. False skips it (a twin that, say, permutes).
     """
     if not isinstance(torch_module, nn.Module):
         raise ConfigError(f"port_weights: the target must be a torch.nn.Module, not "
@@ -399,7 +412,9 @@ def port_weights(source: Any, torch_module: nn.Module,
     report = PortReport(source=str(src.path), module=module_name)
     by_unit, by_layer, flat_notes = flatten_shapes_for(torch_module, groups, units,
                                                        flatten_shapes, sample_input)
-    opts = _Options(flip_kernels, set_eps, allow_eps_mismatch, bn_eps, by_unit, by_layer)
+    opts = _Options(flip_kernels, set_eps, allow_eps_mismatch, bn_eps, by_unit, by_layer,
+                    check_settings, any(g.config.get("data_format") == "channels_first"
+                                        for g in groups))
     report.notes += flat_notes
     by_key = {key: (u, attr) for u in units for attr, (key, _) in u.slots.items()}
     paths = {".".join(_parts(p)): p for p, _ in torch_module.named_modules() if p}
@@ -509,7 +524,7 @@ def port_weights(source: Any, torch_module: nn.Module,
             else:
                 report.rows.append(PortRow(status="missing", target=key, target_shape=shape,
                                            reason=_missing_reason(u, attr, plan)))
-    report.rows += plan.eps_rows
+    report.rows += plan.eps_rows + plan.setting_rows
 
     if report.problems and strict:
         raise PortError(report)

@@ -6,7 +6,9 @@ layout), `ignored` (optimizer slots, step counters: not model weights, said why)
 parameter or buffer that got nothing is a `missing` row (with the reason), or `filled` when the
 port sets it from the source's semantics (BatchNorm without `scale`: weight 1), or `kept` for
 bookkeeping buffers TF has no counterpart of (`num_batches_tracked`). BatchNorm epsilon
-differences are `eps` problems unless set (`set_eps=True`) or allowed.
+differences are `eps` problems unless set (`set_eps=True`) or allowed; a Keras setting the
+torch module does not share (strides, padding, output_padding, a BatchNorm axis: `settings`)
+is a `setting` problem.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from modelport.errors import ModelportError
 
 __all__ = ["PortError", "PortReport", "PortRow"]
 
-PROBLEMS = ("leftover", "missing", "mismatch", "eps")
+PROBLEMS = ("leftover", "missing", "mismatch", "eps", "setting")
 
 
 def _printable(text: str) -> str:
@@ -37,7 +39,7 @@ def _shape(shape: tuple[int, ...] | None) -> str:
 class PortRow:
     """One variable or one parameter/buffer: what happened to it and why."""
 
-    status: str  # ported, ignored, leftover, mismatch, missing, filled, kept, eps
+    status: str  # ported, ignored, leftover, mismatch, missing, filled, kept, eps, setting
     variable: str = ""  # the TF variable's stored name ("" for a torch-only row)
     shape: tuple[int, ...] | None = None
     dtype: str = ""
@@ -62,6 +64,8 @@ class PortRow:
         if self.status == "mismatch":
             return (f"'{self.variable}' ({_shape(self.shape)}) -> '{self.target}' expects "
                     f"{_shape(self.target_shape)}: {self.reason}")
+        if self.status == "setting":
+            return self.reason
         if self.status == "eps":
             return f"'{self.target}': {self.reason.split('. Fix:')[0]}"
         return f"{self.variable or self.target}: {self.reason}"
