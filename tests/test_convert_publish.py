@@ -18,7 +18,7 @@ import torch
 from golden_support import GOLDEN
 from modelport.atomic import exclusive_lock
 from modelport.cli import main
-from modelport.convert import convert, load_generated, sha256_file
+from modelport.convert import OutputFolder, convert, load_generated, sha256_file
 from modelport.errors import ConfigError
 
 CAFFE = GOLDEN / "caffe"
@@ -248,3 +248,25 @@ def test_an_unreadable_source_is_a_one_line_error_and_nothing_is_published(
         convert(*A, out)
     assert "\n" not in str(info.value)
     assert _visible(out) == before
+
+
+def test_a_failing_run_keeps_what_another_published_after_its_folder_checks(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # two runs (with --wait) both see no out/.modelport; the other one creates it and
+    # publishes; this one then gets the lock and fails: it must not remove the other's output
+    out = tmp_path / "out"
+    case = GOLDEN / "caffe" / "conv_hw"
+    real_makedirs = os.makedirs
+
+    def other_run_first(path, *args, **kwargs):
+        monkeypatch.setattr(os, "makedirs", real_makedirs)
+        convert(case / "net.prototxt", case / "weights.caffemodel", out)
+        real_makedirs(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", other_run_first)
+    with pytest.raises(RuntimeError, match="fails after the lock"), \
+            OutputFolder(str(out), "out", wait=True):
+        raise RuntimeError("this run fails after the lock")
+    assert os.makedirs is real_makedirs  # the other run did publish inside this run's checks
+    net = load_generated(out / "model.py").load()
+    assert sorted(net.state_dict()) == ["conv.weight"]  # conv_hw has no bias

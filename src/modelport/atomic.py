@@ -130,11 +130,12 @@ def symlink_atomic(target: str, path: str) -> None:
 
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike[str], what: str, wait: bool = False,
-                   ) -> Iterator[None]:
+                   wait_option: str | None = "--wait") -> Iterator[None]:
     """Hold an exclusive `flock` on the lock file `path` (created when missing; it records the
     holder's pid) for the duration of the block. Without `wait`, a lock another process holds
     is a ConfigError naming `what` and that process; with it, the call blocks until the
-    holder finishes. The kernel drops the lock of a process that dies, so a killed run never
+    holder finishes (`wait_option`, if any, is the command-line option the refusal suggests
+    for that). The kernel drops the lock of a process that dies, so a killed run never
     leaves a stale lock behind."""
     p = os.fspath(path)
     if fcntl is None:  # pragma: no cover - Windows
@@ -157,9 +158,10 @@ def exclusive_lock(path: str | os.PathLike[str], what: str, wait: bool = False,
                 holder = f" (pid {int(words[0])})" if words else ""
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                hint = f" (or pass {wait_option})" if wait_option else ""
                 raise ConfigError(f"{what} is being written by another modelport process"
-                                  f"{holder}. Fix: wait for it to finish (or pass --wait), or "
-                                  "write somewhere else") from None
+                                  f"{holder}. Fix: wait for it to finish{hint}, or write "
+                                  "somewhere else") from None
             raise ConfigError(f"cannot lock '{p}' for {what}: {exc.strerror or exc}. Fix: "
                               "use a local filesystem that supports file locks") from None
         try:  # the file may have been removed (and recreated) between open and flock

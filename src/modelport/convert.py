@@ -225,9 +225,13 @@ class OutputFolder:
     holds its lock, stages a new conversion and publishes it in one rename. On an error
     inside the `with` block everything this conversion created is removed again."""
 
-    def __init__(self, out: str, shown: str, wait: bool = False) -> None:
+    def __init__(self, out: str, shown: str, wait: bool = False, option: str = "-o",
+                 wait_option: str | None = "--wait") -> None:
         self.out = out
         self.shown = shown
+        # the command-line options that named `out` and that make a run wait, for messages
+        self.option = option
+        self.wait_option = wait_option
         self.meta = os.path.join(out, META_DIR)
         self.wait = wait
         self.stage: str | None = None
@@ -241,7 +245,8 @@ class OutputFolder:
             p = os.path.join(self.out, name)
             if os.path.isdir(p) and not os.path.islink(p):
                 raise ConfigError(f"'{p}' is a folder, where convert writes its {name}. Fix: "
-                                  "remove or rename it, or give another -o folder")
+                                  "remove or rename it, or give another "
+                                  f"{self.option} folder")
         for _attempt in range(10):  # the folders may vanish under a failing concurrent run
             self._created_out = self._created_out or not os.path.isdir(self.out)
             self._created_meta = self._created_meta or not os.path.isdir(self.meta)
@@ -252,10 +257,12 @@ class OutputFolder:
                                   "(modelport keeps its conversions there)") from None
             except OSError as exc:
                 raise ConfigError(f"cannot create the output folder '{self.shown}': "
-                                  f"{exc.strerror or exc}. Fix: give a writable -o folder"
+                                  f"{exc.strerror or exc}. Fix: give a writable "
+                                  f"{self.option} folder"
                                   ) from None
             lock = exclusive_lock(os.path.join(self.meta, LOCK_FILE),
-                                  f"output folder '{self.shown}'", wait=self.wait)
+                                  f"output folder '{self.shown}'", wait=self.wait,
+                                  wait_option=self.wait_option)
             try:
                 lock.__enter__()
             except ConfigError:
@@ -266,6 +273,10 @@ class OutputFolder:
             break
         else:
             raise ConfigError(f"cannot lock the output folder '{self.shown}'. Fix: retry")
+        if self.current() is not None:
+            # another run created the folders after this one looked and has published into
+            # them since: they hold its conversion now, not this run's to remove on an error
+            self._created_out = self._created_meta = False
         try:
             self._remove_stale()
         except BaseException:

@@ -240,7 +240,7 @@ def export_keras(net_or_convert_dir: Any, outdir: str | os.PathLike[str], *,
     if arrays is not None:
         report.layer_diffs = selfcheck.check_model(view, generated, model, arrays, tolerance
                                                    ).layer_diffs
-    with OutputFolder(out, out_shown) as folder:
+    with OutputFolder(out, out_shown, option="--keras", wait_option=None) as folder:
         stage = folder.new_stage()
         try:
             names = write_keras_files(stage, generated.source, model)

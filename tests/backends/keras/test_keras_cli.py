@@ -93,10 +93,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, what) -> None:
 # --keras targets the export cannot use: a file, a folder under a file, a folder where one of
 # its files goes (refused by the export up front, or by the staging it shares with convert).
 UNUSABLE_KERAS_DIRS = ["a file", "under a file", "model_keras.py folder", "model.weights.h5 folder",
-                       "model.keras folder",
-                       pytest.param("mean.npy folder", marks=pytest.mark.xfail(
-                           strict=True, reason="convert.OutputFolder's own messages still say "
-                           "'-o' (it takes no option name yet)"))]
+                       "model.keras folder", "mean.npy folder"]
 
 
 @pytest.mark.parametrize("what", UNUSABLE_KERAS_DIRS)
@@ -113,6 +110,19 @@ def test_an_unusable_keras_folder_is_named_by_its_option(tmp_path, capsys, what)
                                    "--keras", str(target)])
     assert "--keras" in err and "Fix:" in err, err
     assert "-o " not in err and "-o\"" not in err, err
+
+
+def test_a_locked_keras_folder_names_no_wait_option_export_lacks(tmp_path, capsys) -> None:
+    # export has no --wait: the refusal must not suggest one
+    from modelport.atomic import exclusive_lock
+
+    target = tmp_path / "k"
+    (target / ".modelport").mkdir(parents=True)
+    with exclusive_lock(target / ".modelport" / "lock", "held by this test"):
+        err = _one_line_error(capsys, ["export", str(CASE.prototxt), str(CASE.caffemodel),
+                                       "--keras", str(target)])
+    assert "being written by another modelport process" in err, err
+    assert "--wait" not in err, err
 
 
 def test_layers_without_a_faithful_keras_form_are_refused_by_name(tmp_path, capsys) -> None:
