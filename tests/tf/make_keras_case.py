@@ -118,6 +118,93 @@ def conv_transpose() -> keras.Model:
     return keras.Model(inp, x, name="conv_transpose")
 
 
+def conv_transpose_op() -> keras.Model:
+    """Conv2DTranspose with output_padding (SAME odd and even kernels, VALID stride 3) and a
+    dilated SAME one: Keras's output size rule, not torch's symmetric crop."""
+    x = inp = keras.Input((4, 5, 3))
+    x = L.Conv2DTranspose(4, 3, strides=2, padding="same", output_padding=1, name="up_op")(x)
+    x = L.Conv2DTranspose(3, 2, strides=2, padding="same", output_padding=1, name="up_even")(x)
+    x = L.Conv2DTranspose(2, (3, 4), strides=(3, 2), padding="valid", output_padding=(2, 0),
+                          name="up_valid_op")(x)
+    x = L.Conv2DTranspose(2, 3, dilation_rate=2, padding="same", name="up_dilated")(x)
+    return keras.Model(inp, x, name="conv_transpose_op")
+
+
+def conv1d() -> keras.Model:
+    """The 1-D layers: Conv1D SAME stride 2 on an odd length, causal with dilation, padding,
+    SAME max / average pools, DepthwiseConv1D, SeparableConv1D, Conv1DTranspose with
+    output_padding, UpSampling1D, Cropping1D, BatchNorm, Flatten of an (L, C) map + Dense."""
+    x = inp = keras.Input((23, 3))
+    x = L.Conv1D(4, 3, strides=2, padding="same", name="c_same")(x)  # 12
+    x = L.Conv1D(4, 3, padding="causal", dilation_rate=2, name="c_causal")(x)
+    x = L.ZeroPadding1D((1, 2), name="zpad")(x)  # 15
+    x = L.MaxPooling1D(3, strides=2, padding="same", name="maxpool")(x)  # 8
+    x = L.AveragePooling1D(2, strides=1, padding="same", name="avgpool")(x)
+    x = L.DepthwiseConv1D(3, depth_multiplier=2, padding="same", name="dw")(x)  # 8 x 8
+    x = L.SeparableConv1D(5, 3, padding="valid", name="sep")(x)  # 6 x 5
+    x = L.Conv1DTranspose(4, 3, strides=2, padding="same", output_padding=1, name="up")(x)
+    x = L.UpSampling1D(2, name="upsample")(x)  # 24
+    x = L.Cropping1D((1, 3), name="crop")(x)  # 20 x 4
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(3, name="fc")(x)
+    return keras.Model(inp, x, name="conv1d")
+
+
+def conv3d() -> keras.Model:
+    """The 3-D layers: Conv3D SAME stride 2 on odd sizes, ZeroPadding3D, SAME max / average
+    pools, Conv3DTranspose with and without output_padding, UpSampling3D, Cropping3D, VALID
+    Conv3D, BatchNorm, GlobalAveragePooling3D + Dense."""
+    x = inp = keras.Input((5, 6, 7, 2))
+    x = L.Conv3D(3, (3, 2, 3), strides=2, padding="same", name="c_same")(x)  # 3x3x4
+    x = L.ZeroPadding3D(((0, 1), (1, 0), (1, 1)), name="zpad")(x)  # 4x4x6
+    x = L.MaxPooling3D(2, strides=1, padding="same", name="maxpool")(x)
+    x = L.AveragePooling3D((2, 3, 2), strides=2, padding="same", name="avgpool")(x)  # 2x2x3
+    x = L.Conv3DTranspose(3, 3, strides=2, padding="same", output_padding=(1, 0, 1),
+                          name="up_op")(x)  # 4x3x6
+    x = L.Conv3DTranspose(2, 2, strides=(1, 2, 1), padding="same", name="up")(x)  # 4x6x6
+    x = L.UpSampling3D((1, 2, 1), name="upsample")(x)  # 4x12x6
+    x = L.Cropping3D(((1, 0), (2, 1), (0, 1)), name="crop")(x)  # 3x9x5
+    x = L.Conv3D(3, 2, name="c_valid")(x)  # 2x8x4
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.GlobalAveragePooling3D(name="gap")(x)
+    x = L.Dense(2, name="fc")(x)
+    return keras.Model(inp, x, name="conv3d")
+
+
+def settings2d() -> keras.Model:
+    """Settings beside the common ones: dilation, a SAME average pool, bilinear and nearest
+    upsampling, cropping, LayerNormalization over channels and Dense on a 4-D map (both on the
+    last axis), a BatchNorm with neither center nor scale, global average pooling."""
+    x = inp = keras.Input((8, 9, 3))
+    x = L.Conv2D(4, 3, dilation_rate=2, padding="same", name="c_dilated")(x)
+    x = L.AveragePooling2D(3, strides=2, padding="same", name="avgpool")(x)  # 4x5
+    x = L.UpSampling2D(2, interpolation="bilinear", name="up_bilinear")(x)  # 8x10
+    x = L.Cropping2D(((1, 0), (0, 2)), name="crop")(x)  # 7x8
+    x = L.ZeroPadding2D(((1, 2), (0, 1)), name="zpad")(x)  # 10x9
+    x = L.LayerNormalization(name="ln")(x)
+    x = L.Dense(5, name="dense_4d")(x)
+    x = L.UpSampling2D((1, 2), name="up_nearest")(x)  # 10x18
+    x = L.Conv2D(3, 2, strides=2, use_bias=False, name="c_nobias")(x)  # 5x9
+    x = L.BatchNormalization(center=False, scale=False, name="bn_bare")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, x, name="settings2d")
+
+
+def channels_first() -> keras.Model:
+    """A data_format="channels_first" model (input NCHW): SAME conv with stride 2, BatchNorm on
+    axis 1, a SAME max pool, Flatten (already (c, h, w)) + Dense. The conv's output width (6)
+    is not its filter count (4): with them equal, TF 2.21's CPU conv adds a channels_first
+    bias along the width (seen here, not a modelport matter)."""
+    x = inp = keras.Input((3, 9, 11))
+    x = L.Conv2D(4, 3, strides=2, padding="same", data_format="channels_first", name="conv")(x)
+    x = L.BatchNormalization(axis=1, name="bn")(x)  # 5x6
+    x = L.MaxPooling2D(2, padding="same", data_format="channels_first", name="pool")(x)  # 3x3
+    x = L.Flatten(data_format="channels_first", name="flatten")(x)
+    x = L.Dense(3, name="fc")(x)
+    return keras.Model(inp, x, name="channels_first")
+
+
 def mobilenet() -> keras.Model:
     """Keras's own MobileNet (alpha 0.25, 10 classes, a 64x96 input, logits): 27 convs and 27
     BatchNorms, stride-2 depthwise convs after ZeroPadding2D((0, 1), (0, 1)). Live runs only
@@ -128,7 +215,8 @@ def mobilenet() -> keras.Model:
 
 CASES: dict[str, Callable[[], keras.Model]] = {
     f.__name__: f for f in (conv_pad, stride2_odd, bn_nobias, depthwise_separable,
-                            flatten_dense, inception, conv_transpose)
+                            flatten_dense, inception, conv_transpose, conv_transpose_op,
+                            conv1d, conv3d, settings2d, channels_first)
 }
 LIVE_ONLY: dict[str, Callable[[], keras.Model]] = {"mobilenet": mobilenet}
 

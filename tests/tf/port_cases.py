@@ -19,7 +19,26 @@ from torch import nn
 
 from modelport.formats.tf.source import KerasLayer, TFVariable, WeightSource
 from modelport.tf import SamePad2d
-from modelport.tf.twins import Conv2dSame, ConvTranspose2dSame, DepthwiseConv2dSame, SeparableConv2d
+from modelport.tf.twins import (
+    AvgPool1dSame,
+    AvgPool2dSame,
+    AvgPool3dSame,
+    Conv1dSame,
+    Conv2dSame,
+    Conv3dSame,
+    ConvTranspose1dSame,
+    ConvTranspose2dSame,
+    ConvTranspose3dSame,
+    DepthwiseConv1dSame,
+    DepthwiseConv2dSame,
+    LayerNormChannels,
+    LinearChannels,
+    MaxPool1dSame,
+    MaxPool2dSame,
+    MaxPool3dSame,
+    SeparableConv1d,
+    SeparableConv2d,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf_port"
 
@@ -115,6 +134,91 @@ class ConvTranspose(nn.Module):
         return self.up_small_k(self.up_valid(self.up_same(x)))
 
 
+class ConvTransposeOp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up_op = ConvTranspose2dSame(3, 4, 3, 2, "same", output_padding=1)
+        self.up_even = ConvTranspose2dSame(4, 3, 2, 2, "same", output_padding=1)
+        self.up_valid_op = ConvTranspose2dSame(3, 2, (3, 4), (3, 2), "valid",
+                                               output_padding=(2, 0))
+        self.up_dilated = ConvTranspose2dSame(2, 2, 3, 1, "same", dilation=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up_dilated(self.up_valid_op(self.up_even(self.up_op(x))))
+
+
+class Conv1D(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c_same = Conv1dSame(3, 4, 3, stride=2)
+        self.c_causal = Conv1dSame(4, 4, 3, padding="causal", dilation=2)
+        self.maxpool = MaxPool1dSame(3, 2)
+        self.avgpool = AvgPool1dSame(2, 1)
+        self.dw = DepthwiseConv1dSame(4, 3, depth_multiplier=2)
+        self.sep = SeparableConv1d(8, 5, 3, padding="valid")
+        self.up = ConvTranspose1dSame(5, 4, 3, 2, "same", output_padding=1)
+        self.bn = nn.BatchNorm1d(4, eps=1e-3)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(20 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(self.c_causal(self.c_same(x)), (1, 2))  # ZeroPadding1D((1, 2))
+        x = self.sep(self.dw(self.avgpool(self.maxpool(x))))
+        x = self.up(x).repeat_interleave(2, dim=2)[:, :, 1:-3]  # UpSampling1D, Cropping1D
+        return self.fc(self.flatten(self.bn(x)))
+
+
+class Conv3D(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c_same = Conv3dSame(2, 3, (3, 2, 3), stride=2)
+        self.maxpool = MaxPool3dSame(2, 1)
+        self.avgpool = AvgPool3dSame((2, 3, 2), 2)
+        self.up_op = ConvTranspose3dSame(3, 3, 3, 2, "same", output_padding=(1, 0, 1))
+        self.up = ConvTranspose3dSame(3, 2, 2, (1, 2, 1), "same")
+        self.upsample = nn.Upsample(scale_factor=(1, 2, 1), mode="nearest")
+        self.c_valid = nn.Conv3d(2, 3, 2)
+        self.bn = nn.BatchNorm3d(3, eps=1e-3)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(self.c_same(x), (1, 1, 1, 0, 0, 1))  # ZeroPadding3D: W, H, D pairs
+        x = self.up(self.up_op(self.avgpool(self.maxpool(x))))
+        x = self.upsample(x)[:, :, 1:, 2:-1, :-1]  # Cropping3D
+        return self.fc(self.bn(self.c_valid(x)).mean((2, 3, 4)))
+
+
+class Settings2D(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c_dilated = Conv2dSame(3, 4, 3, dilation=2)
+        self.avgpool = AvgPool2dSame(3, 2)
+        self.ln = LayerNormChannels(4)
+        self.dense_4d = LinearChannels(4, 5)
+        self.c_nobias = nn.Conv2d(5, 3, 2, stride=2, bias=False)
+        self.bn_bare = nn.BatchNorm2d(3, eps=1e-3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.c_dilated(x))
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.pad(x[:, :, 1:, :-2], (0, 1, 1, 2))  # Cropping2D, ZeroPadding2D
+        x = self.dense_4d(self.ln(x)).repeat_interleave(2, dim=3)  # UpSampling2D((1, 2))
+        return self.bn_bare(self.c_nobias(x)).mean((2, 3))
+
+
+class ChannelsFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = Conv2dSame(3, 4, 3, stride=2)
+        self.bn = nn.BatchNorm2d(4, eps=1e-3)
+        self.pool = MaxPool2dSame(2)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(4 * 3 * 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.pool(self.bn(self.conv(x)))))
+
+
 class SlimConvBN(nn.Module):
     """TF-slim's conv2d with normalizer_fn=batch_norm: conv without bias, BN (scale=False,
     epsilon 0.001), ReLU."""
@@ -191,7 +295,15 @@ TWINS: dict[str, Callable[[], nn.Module]] = {
     "conv_pad": ConvPad, "stride2_odd": Stride2Odd, "bn_nobias": BnNoBias,
     "depthwise_separable": DepthwiseSeparable, "flatten_dense": FlattenDense,
     "inception": Inception, "conv_transpose": ConvTranspose,
+    "conv_transpose_op": ConvTransposeOp, "conv1d": Conv1D, "conv3d": Conv3D,
+    "settings2d": Settings2D, "channels_first": ChannelsFirst,
 }
+# cases whose Keras model takes and returns channels-first arrays (no NHWC move)
+NCHW_CASES = {"channels_first"}
+# port_weights arguments of a case: channels_first's Flatten(data_format="channels_first")
+# permutes to (h, w, c), which no file says (the port refuses without the shape)
+PORT_KWARGS: dict[str, dict[str, object]] = {
+    "channels_first": {"flatten_shapes": {"fc": (3, 3, 4)}}}
 CASES = list(TWINS)
 
 
@@ -215,9 +327,11 @@ def live_source(case_dir: Path) -> WeightSource:
 
 
 def sample(case_dir: Path) -> torch.Tensor:
-    """The case's input, NCHW, as the twin takes it."""
+    """The case's input, channels first, as the twin takes it."""
     x = np.load(case_dir / "input.npy", allow_pickle=False)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    if case_dir.name not in NCHW_CASES:
+        x = np.moveaxis(x, -1, 1)
+    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 FORMATS = ("live", "keras", "weights_h5", "ckpt")
@@ -250,6 +364,8 @@ def port_and_verify(case_dir: Path, fmt: str) -> tuple[object, object]:
 
     case = case_dir.name
     twin = TWINS[case]()
-    report = port_weights(file_source(case_dir, fmt), twin, sample_input=sample(case_dir))
-    parity = verify_tf(twin, case_dir / "input.npy", case_dir)
+    report = port_weights(file_source(case_dir, fmt), twin, sample_input=sample(case_dir),
+                          **PORT_KWARGS.get(case, {}))  # type: ignore[arg-type]
+    parity = verify_tf(twin, case_dir / "input.npy", case_dir,
+                       layout="nchw" if case in NCHW_CASES else "nhwc")
     return report, parity

@@ -118,8 +118,8 @@ def test_report_table_escapes_control_characters() -> None:
 
 
 def test_channels_first_keras_needs_no_row_reorder() -> None:
-    """Keras kernels are HWIO whatever data_format says; a channels_first Flatten already reads
-    (c, h, w), so the Dense after it is only transposed."""
+    """Keras kernels are HWIO whatever data_format says; a channels_first model's Flatten()
+    reads (c, h, w) (flatten_shapes={}: the Dense after it is only transposed)."""
     rng = np.random.default_rng(2)
     k = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)
     d = rng.standard_normal((4 * 5 * 6, 3)).astype(np.float32)
@@ -141,7 +141,10 @@ def test_channels_first_keras_needs_no_row_reorder() -> None:
             return self.fc(self.flatten(self.conv(x)))
 
     m = Net()
-    report = port_weights(src, m, sample_input=torch.zeros(1, 2, 5, 6))
+    # the file cannot say whether its Flatten permuted to (h, w, c): refused without the shape
+    with pytest.raises(ConfigError, match=r"channels_first and nn.Linear 'fc' reads a flatten"):
+        port_weights(src, m, sample_input=torch.zeros(1, 2, 5, 6))
+    report = port_weights(src, m, sample_input=torch.zeros(1, 2, 5, 6), flatten_shapes={})
     assert report.row("fc/kernel").layout == "(in,out) -> (out,in)"
     assert any("channels_first" in n for n in report.notes)
     assert np.array_equal(m.fc.weight.detach().numpy(), d.T)

@@ -14,8 +14,10 @@ shape comes from, in this order:
 
 Without either, a module with an nn.Flatten, or a source with a convolution before a Dense
 ported onto an nn.Linear, is refused rather than ported with rows in the wrong order. A Keras
-model built `channels_first` (a layer config says so) flattens NCHW already: nothing is
-re-ordered unless `flatten_shapes` says so.
+model built `channels_first` (a layer config says so) is refused the same way unless
+`flatten_shapes` is given: its `Flatten()` reads (c, h, w) (`{}`: no re-order) but
+`Flatten(data_format="channels_first")` permutes to (h, w, c) first (Keras keeps weights
+format-independent that way: give the shape), and no file keeps a Flatten's config.
 
 1-D and 3-D maps work the same: `(L, C)` for a flatten of an (N, C, L) map, `(D, H, W, C)` for
 (N, C, D, H, W). A 3-D tensor is only taken for a Conv1D map when the source has a 1-D
@@ -134,10 +136,29 @@ def flatten_shapes_for(module: nn.Module, groups: list[SourceGroup], units: list
             raise ConfigError(f"flatten_shapes['{name}'] = {shape!r} must be (H, W, C) (or (L, "
                               "C), (D, H, W, C)): positive integers")
         (by_unit if name in unit_paths else by_layer)[name] = dims
+    flats = [p for p, m in module.named_modules() if isinstance(m, nn.Flatten)]
+    kinds = [g.kind for g in groups]
+    convs = [i for i, k in enumerate(kinds) if k in _CONVS]
+    conv_then_dense = bool(convs) and "dense" in kinds[convs[0]:]
+    linears = [u.path for u in units if u.kind == "dense"]
     if any(g.config.get("data_format") == "channels_first" for g in groups):
-        notes.append("the Keras model is channels_first: its Flatten already reads (c, h, w), "
-                     "no Dense rows are re-ordered" + (" except by flatten_shapes"
-                                                       if by_unit or by_layer else ""))
+        if flatten_shapes is not None:
+            notes.append("the Keras model is channels_first: Dense rows re-ordered only as "
+                         "flatten_shapes says")
+            return by_unit, by_layer, notes
+        traced = trace_flatten(module, sample_input) if sample_input is not None else {}
+        if traced or flats or (conv_then_dense and linears):
+            first = next(iter(traced), None) or (linears[0] if linears else flats[0])
+            raise ConfigError(
+                f"port_weights: the Keras model is channels_first and nn.Linear '{first}' "
+                "reads a flatten: Keras's Flatten() keeps (c, h, w) order, but "
+                "Flatten(data_format='channels_first') permutes to (h, w, c) first, and the "
+                "file does not keep the Flatten's config. Fix: flatten_shapes={} for Flatten()"
+                f", flatten_shapes={{'{first}': (H, W, C)}} for "
+                "Flatten(data_format='channels_first') (CLI: --flatten-shape none / "
+                "LINEAR=H,W,C)")
+        notes.append("the Keras model is channels_first and no Dense reads a flatten: no rows "
+                     "re-ordered")
         return by_unit, by_layer, notes
     if sample_input is not None:
         conv1d = any(g.kind in _CONVS and _kernel_rank(g) == 3 for g in groups)
@@ -160,11 +181,6 @@ def flatten_shapes_for(module: nn.Module, groups: list[SourceGroup], units: list
         return by_unit, by_layer, notes
     if flatten_shapes is not None:
         return by_unit, by_layer, notes
-    flats = [p for p, m in module.named_modules() if isinstance(m, nn.Flatten)]
-    kinds = [g.kind for g in groups]
-    convs = [i for i, k in enumerate(kinds) if k in _CONVS]
-    conv_then_dense = bool(convs) and "dense" in kinds[convs[0]:]
-    linears = [u.path for u in units if u.kind == "dense"]
     if flats or (conv_then_dense and linears):
         why = f"the module has nn.Flatten '{flats[0]}'" if flats else \
             f"the source has a convolution before a Dense (nn.Linear '{linears[0]}')"

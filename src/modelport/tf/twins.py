@@ -18,6 +18,9 @@ registered in the order of `model.layers` (that is the order structural matching
 - `MaxPool{1,2,3}dSame` / `AvgPool{1,2,3}dSame`: MaxPoolingND / AveragePoolingND, "same" or
   "valid", `stride` defaulting to the pool size as in Keras; a SAME average divides each window
   by its count of real (unpadded) elements, as TF does.
+- `LayerNormChannels(c)` / `LinearChannels(c, n)`: Keras LayerNormalization (axis=-1) and
+  Dense on a channels-last map, applied to dim 1 of the twin's channels-first map (the
+  parameters are nn.LayerNorm's / nn.Linear's, the output channels first again).
 - BatchNormalization is `nn.BatchNorm{1,2,3}d(c, eps=1e-3)` (Keras's default epsilon), Dense is
   `nn.Linear`; a Flatten of a channels-last map is `nn.Flatten()` plus the Dense row re-order
   that `port_weights` applies (give it `sample_input=` or `flatten_shapes=`). Weightless
@@ -40,7 +43,8 @@ from modelport.tf.same_pad import _ntuple, pad_same
 __all__ = ["AvgPool1dSame", "AvgPool2dSame", "AvgPool3dSame", "Conv1dSame", "Conv2dSame",
            "Conv3dSame", "ConvTranspose1dSame", "ConvTranspose2dSame", "ConvTranspose3dSame",
            "DepthwiseConv1dSame", "DepthwiseConv2dSame", "MaxPool1dSame", "MaxPool2dSame",
-           "MaxPool3dSame", "SeparableConv1d", "SeparableConv2d", "keras_transpose_size"]
+           "LayerNormChannels", "LinearChannels", "MaxPool3dSame", "SeparableConv1d",
+           "SeparableConv2d", "keras_transpose_size"]
 
 Size = int | Sequence[int]
 
@@ -328,3 +332,25 @@ class AvgPool3dSame(_PoolSame):
     """Keras AveragePooling3D: "same" divides by the count of real elements, as TF does."""
 
     dims, average = 3, True
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.movedim(1, -1)
+
+
+class LayerNormChannels(nn.LayerNorm):
+    """Keras LayerNormalization(axis=-1) of a channels-last map: nn.LayerNorm over dim 1 of
+    (N, C, ...), Keras's epsilon 1e-3 by default."""
+
+    def __init__(self, channels: int, eps: float = 1e-3, bias: bool = True) -> None:
+        super().__init__(channels, eps=eps, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(_channels_last(x)).movedim(-1, 1)
+
+
+class LinearChannels(nn.Linear):
+    """Keras Dense on a channels-last map of rank > 2: nn.Linear over dim 1 of (N, C, ...)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(_channels_last(x)).movedim(-1, 1)
