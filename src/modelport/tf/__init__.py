@@ -13,7 +13,11 @@ The twin-module pattern: a PyTorch module whose layers mirror the Keras model's,
     SeparableConv2D(f, k)                  depthwise conv (no bias) + 1x1 conv (SeparableConv2d)
     BatchNormalization()                   nn.BatchNorm2d(c, eps=1e-3)
     Flatten() + Dense(n)                   nn.Flatten() + nn.Linear(h*w*c, n)  (rows re-ordered)
-    Conv2DTranspose(f, k, s, "same")       ConvTranspose2dSame(c, f, k, s)
+    Conv2DTranspose(f, k, s, "same")       ConvTranspose2dSame(c, f, k, s)  (output_padding=)
+    Conv1D / Conv3D, pools, 1-D separable  twins.Conv1dSame / Conv3dSame, Max/AvgPoolNdSame, ...
+
+A Keras config the twin's modules do not share (strides, padding, output_padding, a BatchNorm
+axis, ...) is refused by `port_weights` (`settings`) when the file keeps configs.
 
 `read_checkpoint` / `read_checkpoint_source` / `open_weights` are the torch-free readers of
 `modelport.formats.tf`, re-exported lazily; `verify_tf` compares a ported module's outputs with
@@ -27,9 +31,10 @@ from typing import Any
 from modelport.lazy import lazy_attribute
 from modelport.tf.port import port_weights
 from modelport.tf.report import PortError, PortReport, PortRow
-from modelport.tf.same_pad import SamePad2d, pad_same, same_pad_amounts
+from modelport.tf.same_pad import SamePad1d, SamePad2d, SamePad3d, pad_same, same_pad_amounts
 
-__all__ = ["PortError", "PortReport", "PortRow", "SamePad2d", "open_weights", "pad_same",
+__all__ = ["PortError", "PortReport", "PortRow", "SamePad1d", "SamePad2d", "SamePad3d",
+           "open_weights", "pad_same",
            "port_weights", "read_checkpoint", "read_checkpoint_source", "same_pad_amounts",
            "verify_tf"]
 
