@@ -186,3 +186,37 @@ def test_prelu_alpha_shared_over_space_only() -> None:
     with pytest.raises(PortError, match=r"'p_re_lu/alpha' \(4x5x3\) -> 'p_re_lu.weight' "
                                         r"expects 3"):
         port_weights({"p_re_lu/alpha": np.ones((4, 5, 3), np.float32)}, Net())
+
+
+def test_flatten_of_1d_map_reordered_but_a_sequence_is_not() -> None:
+    """A Conv1D (L, C) map flattened into a Dense: rows (l, c) -> (c, l); the same 3-D flatten
+    in a model without a 1-D conv is an (N, T, D) sequence kept as is."""
+    rng = np.random.default_rng(3)
+    k = rng.standard_normal((3, 2, 4)).astype(np.float32)  # Conv1D (k, in, out)
+    d = rng.standard_normal((5 * 4, 3)).astype(np.float32)
+
+    class Net(nn.Module):
+        def __init__(self, conv: bool) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(2, 4, 3, bias=False) if conv else None
+            self.fc = nn.Linear(20, 3, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc((self.conv(x) if self.conv is not None else x).flatten(1))
+
+    conv_v, dense_v = TFVariable("c/kernel", k, "c", "kernel"), TFVariable("fc/kernel", d, "fc",
+                                                                           "kernel")
+    src = WeightSource(Path("mem"), "keras-archive", {"c/kernel": conv_v, "fc/kernel": dense_v},
+                       [KerasLayer("c", "Conv1D", {}, [conv_v], 1),
+                        KerasLayer("fc", "Dense", {}, [dense_v], 3)], "config.json")
+    m = Net(conv=True)
+    report = port_weights(src, m, mapping={"^c/": "conv/"}, sample_input=torch.zeros(1, 2, 7))
+    assert "channels-last 5x4 flatten -> channels-first" in report.row("fc/kernel").layout
+    want = d.reshape(5, 4, 3).transpose(1, 0, 2).reshape(20, 3).T
+    assert np.array_equal(m.fc.weight.detach().numpy(), want)
+    seq = WeightSource(Path("mem"), "keras-archive", {"fc/kernel": dense_v},
+                       [KerasLayer("fc", "Dense", {}, [dense_v], 1)], "config.json")
+    m2 = Net(conv=False)
+    report2 = port_weights(seq, m2, sample_input=torch.zeros(1, 5, 4))
+    assert report2.row("fc/kernel").layout == "(in,out) -> (out,in)"
+    assert any("taken as a sequence" in n for n in report2.notes)
