@@ -92,3 +92,20 @@ def test_set_eps_survives_the_weights_file(tmp_path: Path,
     assert main(["tf", "verify", "--twin", f"{twin}:Twin", "--weights", str(weights),
                  "-i", str(case / "input.npy"), "-r", str(case)]) == 0
     capsys.readouterr()
+
+
+def test_a_twin_whose_stride_differs_is_refused_unless_told(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the Keras conv has strides 2; a twin with stride 1 takes the same weights but computes
+    # something else: refused by the settings check, ported only with --no-check-settings
+    twin = tmp_path / "twin1.py"
+    twin.write_text(TWIN.replace("OUT", "3").replace("stride=2", "stride=1"))
+    weights = tmp_path / "w.safetensors"
+    argv = ["tf", "port", str(CASE / "model.keras"), "--twin", f"{twin}:Twin",
+            "--flatten-shape", "none", "--out", str(weights)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "conv" in err and "stride" in err and len(err.splitlines()) == 1, err
+    assert not weights.exists()
+    assert main([*argv, "--no-check-settings"]) == 0
+    assert weights.exists()

@@ -79,6 +79,10 @@ def _port_options(p: argparse.ArgumentParser) -> None:
                    help="flip conv kernels spatially (Theano-style true convolution)")
     g.add_argument("--no-strict", action="store_true",
                    help="port what fits and report the rest instead of failing")
+    g.add_argument("--no-check-settings", action="store_true",
+                   help="skip the check that each twin's strides, dilation, groups, padding, "
+                   "output_padding and BatchNorm axis match the Keras layer config (for a twin "
+                   "that computes the same another way)")
 
 
 def _port(args: argparse.Namespace, twin: Any, quiet: bool = False) -> Any:
@@ -106,7 +110,8 @@ def _port(args: argparse.Namespace, twin: Any, quiet: bool = False) -> Any:
     report = port_weights(args.source, twin, rules, strict=not args.no_strict,
                           flip_kernels=args.flip_kernels, set_eps=args.set_eps,
                           allow_eps_mismatch=args.allow_eps_mismatch, bn_eps=args.bn_eps,
-                          flatten_shapes=flatten, sample_input=sample)
+                          flatten_shapes=flatten, sample_input=sample,
+                          check_settings=not args.no_check_settings)
     if not quiet:
         print(report)
     return report
