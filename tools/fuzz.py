@@ -1,5 +1,6 @@
-"""`make fuzz`: fuzz every Caffe reader with >= 100k inputs and report, per reader, the inputs
-run, exceptions outside ModelportError, runs over 5 s and the peak memory ratio.
+"""`make fuzz`: fuzz every reader (Caffe; TF checkpoint, object graph; Keras .h5, .keras) with
+>= 100k inputs and report, per reader, the inputs run, exceptions outside ModelportError, runs
+over 5 s and the peak memory ratio.
 
 Each reader runs in its own worker process (this file with --worker), so a segfault, an
 out-of-memory kill or a hang costs one worker, not the run: the parent keeps the input that
@@ -47,7 +48,9 @@ RSS_SLACK = 32 << 20  # a jump of the process's peak RSS beyond 16 x the input +
 # How --runs is shared between the readers, by their speed (CPU per input: binary readers
 # ~5 ms, prototxt ~50 ms, under tracemalloc): 120k inputs take ~25 CPU-minutes.
 SHARES = {"caffemodel_v2": 3, "caffemodel_v1": 3, "binaryproto": 3, "solverstate": 2,
-          "solver": 1, "prototxt": 1}
+          "solver": 1, "prototxt": 1,
+          # TF / Keras (~5 ms per checkpoint, ~3 ms per object graph, ~10-20 ms per h5py read)
+          "tf_checkpoint": 2, "tf_object_graph": 2, "keras_h5": 1, "keras_archive": 1}
 
 
 def _fresh_stats(reader: str) -> dict[str, Any]:
@@ -179,6 +182,14 @@ def run_worker(args: argparse.Namespace) -> int:
             import modelport.formats.caffe.prototxt
             import modelport.formats.caffe.upgrade
             import modelport.formats.caffe.wire
+            import modelport.formats.tf.checkpoint
+            import modelport.formats.tf.h5_heaps
+            import modelport.formats.tf.h5_order
+            import modelport.formats.tf.keras_archive
+            import modelport.formats.tf.keras_h5
+            import modelport.formats.tf.object_graph
+            import modelport.formats.tf.open
+            import modelport.formats.tf.sstable
             import modelport.passes.phase_filter
             import modelport.passes.shared_params
             import modelport.pipeline

@@ -26,6 +26,7 @@ import traceback
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from modelport.errors import ModelportError
 
@@ -637,6 +638,27 @@ TARGETS: dict[str, Target] = {
                lambda: _read(_golden_files("*.solverstate"))),
     )
 }
+
+
+def _tf(name: str) -> Callable[..., Any]:
+    """fuzz_tf.<name>, imported at the first call (fuzz_tf imports this module)."""
+    def call(*args: Any) -> Any:
+        import fuzz_tf
+
+        return getattr(fuzz_tf, name)(*args)
+    return call
+
+
+# The TensorFlow / Keras readers (fuzz_tf.py says what each input is and how it is mutated).
+TARGETS.update({t.name: t for t in (
+    Target("tf_checkpoint", ".tfck", _tf("run_checkpoint"), _tf("mutate_checkpoint"),
+           _tf("checkpoint_seeds")),
+    Target("keras_h5", ".h5", _tf("run_weights"), _tf("mutate_h5"), _tf("h5_seeds")),
+    Target("keras_archive", ".keras", _tf("run_weights"), _tf("mutate_keras"),
+           _tf("keras_seeds")),
+    Target("tf_object_graph", ".pb", _tf("run_object_graph"), _tf("mutate_object_graph"),
+           _tf("object_graph_seeds")),
+)})
 
 
 # ---------------------------------------------------------------------------------------------

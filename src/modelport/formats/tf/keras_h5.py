@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import mmap
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import FormatError
+from modelport.formats.tf.h5_heaps import global_heap_problem
 from modelport.formats.tf.h5_order import ByteReader, creation_order
 from modelport.formats.tf.keras_layers import (
     MODEL_CLASSES,
@@ -92,6 +94,7 @@ def open_h5(path: Path, data: bytes | None = None,
     except OSError as exc:
         raise FormatError(f"{where}: cannot read the file ({exc.strerror or exc}).") from None
     try:
+        _check_heaps(data, handle, where)
         try:
             h5 = h5py.File(handle, "r")
         except (OSError, ValueError) as exc:
@@ -105,6 +108,21 @@ def open_h5(path: Path, data: bytes | None = None,
                 h5.close()
     finally:
         handle.close()
+
+
+def _check_heaps(data: bytes | None, handle: Any, where: str) -> None:
+    """FormatError for a global heap libhdf5 would loop on (`h5_heaps`), before h5py reads."""
+    if data is not None:
+        problem = global_heap_problem(data)
+    else:
+        try:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # an empty file: h5py says what is wrong
+            return
+        with mapped:
+            problem = global_heap_problem(mapped)
+    if problem is not None:
+        raise FormatError(f"{where}: damaged HDF5 file ({problem}).")
 
 
 def _h5_reason(exc: BaseException) -> str:
