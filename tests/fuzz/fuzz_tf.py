@@ -29,6 +29,7 @@ import os
 import pathlib
 import random
 import struct
+import warnings
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -436,7 +437,9 @@ def mutate_keras(data: bytes, rng: random.Random, donors: Sequence[bytes]) -> by
                           members[i][1])
     out = io.BytesIO()
     method = rng.choice((zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED))
-    with zipfile.ZipFile(out, "w", method, compresslevel=1 if method else None) as zf:
+    with warnings.catch_warnings(), zipfile.ZipFile(
+            out, "w", method, compresslevel=1 if method else None) as zf:
+        warnings.simplefilter("ignore")  # duplicate member names are one of the mutations
         for name, body in members:
             zf.writestr(name, body)
     return out.getvalue()[:fs.MAX_INPUT]

@@ -16,7 +16,6 @@ zip bomb fails there), and h5py opens the weights from a BytesIO.
 
 from __future__ import annotations
 
-import json
 import zipfile
 import zlib
 from pathlib import Path
@@ -29,6 +28,7 @@ from modelport.formats.tf.keras_h5 import (
     dataset_value,
     entry_name,
     layer_configs,
+    load_config_json,
     open_h5,
     order_notes,
     read_keras3_tree,
@@ -87,10 +87,7 @@ def read_keras_archive(path: str | Path) -> WeightSource:
                               f"{' and no '.join(missing)}).")
         raw_config = _read_member(archive, CONFIG, MAX_CONFIG_BYTES, label)
         weights = _read_member(archive, WEIGHTS, memory_limit(), label)
-    try:
-        config = json.loads(raw_config)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{label}: {CONFIG} is not JSON ({exc}).") from None
+    config = load_config_json(raw_config, f"{label}: {CONFIG}")
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict | list):
         raise FormatError(f"{label}: {CONFIG} is not a Keras model config (no class_name / "
                           "config).")

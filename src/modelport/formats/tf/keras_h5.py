@@ -60,7 +60,7 @@ from modelport.limits import format_bytes, memory_limit
 from modelport.optional import require
 
 __all__ = ["H5Node", "check_sizes", "dataset_value", "entry_name", "is_keras_h5", "layer_configs",
-           "open_h5", "order_notes", "read_keras3_tree", "read_keras_h5"]
+           "load_config_json", "open_h5", "order_notes", "read_keras3_tree", "read_keras_h5"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _LAYER_LISTS = ("layers", "_layer_checkpoint_dependencies")
@@ -350,11 +350,42 @@ def _model_config(h5: Any, label: str) -> dict[str, Any] | None:
     raw = h5.attrs.get("model_config")
     if raw is None:
         return None
+    config = load_config_json(raw, f"{label}: the model_config attribute")
+    return config if isinstance(config, dict) else None
+
+
+# Keras configs nest a few levels per nested model; json's decoder (and the walks over the
+# config) recurse once per level, so deeper documents are refused before they are walked.
+MAX_CONFIG_DEPTH = 200
+
+
+def load_config_json(raw: bytes | str, what: str) -> Any:
+    """A Keras config document; FormatError naming `what` when it is not JSON or nests more
+    than MAX_CONFIG_DEPTH levels."""
+    deep = FormatError(f"{what} nests more than {MAX_CONFIG_DEPTH} levels of JSON (Keras "
+                       "model configs nest a few levels per nested model).")
     try:
         config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{label}: the model_config attribute is not JSON ({exc}).") from None
-    return config if isinstance(config, dict) else None
+        raise FormatError(f"{what} is not JSON ({exc}).") from None
+    except RecursionError:
+        raise deep from None
+    if _depth_over(config, MAX_CONFIG_DEPTH):
+        raise deep
+    return config
+
+
+def _depth_over(doc: Any, limit: int) -> bool:
+    """Whether lists / dicts in `doc` nest deeper than `limit` (iterative: no recursion)."""
+    todo = [(doc, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            todo.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict)
+                                                 else value))
+    return False
 
 
 def layer_configs(model: dict[str, Any]) -> list[dict[str, Any]]:
