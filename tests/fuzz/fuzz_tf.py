@@ -513,7 +513,7 @@ def mutate_object_graph(data: bytes, rng: random.Random, donors: Sequence[bytes]
     op = rng.randrange(5)
     if op == 0:  # a chain: each new node the only child of the previous
         length = rng.choice((10, 500, 1100, 5000, 20000))
-        parent = node
+        parent = graph.nodes[0] if rng.random() < 0.5 else node  # the root: reached by the walk
         for k in range(length):
             child = parent.children.add()
             child.node_id = n + k

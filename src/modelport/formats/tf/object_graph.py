@@ -52,6 +52,8 @@ _KERAS_BOOKKEEPING = frozenset({"_inbound_nodes", "_outbound_nodes", "_losses",
                                 "_call_has_context_arg"})
 _KERAS2_LAYER = re.compile(r"layer-(\d+)")
 _KERAS2_WEIGHTED = re.compile(r"layer_with_weights-(\d+)")
+# Objects nest a few levels per nested model or wrapped layer; the walks recurse per level.
+MAX_DEPTH = 200
 
 
 def parse_object_graph(raw: Any, label: str) -> Any:
@@ -130,12 +132,14 @@ class _Walk:
         return any(c.local_name in ("_operations", "_functional")
                    or _KERAS2_LAYER.fullmatch(c.local_name) for c in node.children)
 
-    def walk(self, node_id: int, path: str, index: int | None, shift: int = 0) -> None:
+    def walk(self, node_id: int, path: str, index: int | None, shift: int = 0,
+             depth: int = 0) -> None:
         """Collect the layers under `node_id`; `index` is the outermost model.layers position
         (None above it); `shift` 1 inside a Sequential's `_functional`, whose position 0 is the
         InputLayer that `Sequential.layers` leaves out."""
         if node_id in self.visited:
             return
+        self.check_depth(depth)
         self.visited.add(node_id)
         node = self.node(node_id)
         own: list[tuple[str, str, str, int]] = []  # (checkpoint key, full name, local, depth)
@@ -152,7 +156,7 @@ class _Walk:
         for name, child, position in subs:
             if name == "_functional":  # a Sequential's inner Functional: same layers
                 start = len(self.layers)
-                self.walk(child, path, index, shift=1)
+                self.walk(child, path, index, shift=1, depth=depth + 1)
                 if index is None:
                     self._strip_model_name(self.layers[start:])
                 continue
@@ -161,9 +165,15 @@ class _Walk:
                 at -= shift
             child_path = f"{path}/{name}" if path else name
             if position is not None and not self.is_model(self.node(child)):
-                self._entry(child, child_path, at)  # a model.layers entry: one layer
+                self._entry(child, child_path, at, depth + 1)  # a model.layers entry
             else:
-                self.walk(child, child_path, at)
+                self.walk(child, child_path, at, depth=depth + 1)
+
+    def check_depth(self, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise FormatError(f"{self.label}: the object graph nests objects more than "
+                              f"{MAX_DEPTH} levels deep (Keras models nest a few levels per "
+                              "nested model).")
 
     def variable(self, node_id: int) -> tuple[str, str]:
         found = self.variable_key(node_id)
@@ -174,12 +184,13 @@ class _Walk:
     def is_variable(self, node_id: int) -> bool:
         return self.variable_key(node_id) is not None and not self.node(node_id).children
 
-    def _entry(self, node_id: int, path: str, index: int | None) -> None:
+    def _entry(self, node_id: int, path: str, index: int | None, outer: int = 0) -> None:
         """A layer of model.layers: every variable of its sub-objects is its own (an RNN's
         cell, a wrapper's inner layer), depth first in child order."""
         found: list[tuple[str, str, str, int]] = []
 
         def collect(nid: int, depth: int) -> None:
+            self.check_depth(depth + outer)
             if nid in self.visited:
                 return
             self.visited.add(nid)
