@@ -455,6 +455,14 @@ def _targets(r: dict[str, dict]) -> None:
                       + ("reachable" if w["seconds"] < budget else
                          "out of reach for any converter that writes its weights")
                       + f"; convert CLI = {c['seconds'] / w['seconds']:.2f}x that floor")
+                sha = r.get("sha256 of the caffemodel")
+                if sha:  # conversion.json records the source's sha256, model.py the output's
+                    work = w["seconds"] + 2 * sha["seconds"]
+                    cores = os.cpu_count() or 1
+                    print(f"      with the two sha256 modelport records (the caffemodel's, and "
+                          f"model.safetensors' that model.py checks): {work:.2f} s of work, "
+                          f">= {work / min(cores, 3):.2f} s on {cores} cores even fully parallel: "
+                          + ("reachable" if work / min(cores, 3) < budget else "out of reach"))
 
 
 def main(argv: list[str] | None = None) -> int:
