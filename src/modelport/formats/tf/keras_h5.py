@@ -97,11 +97,12 @@ def open_h5(path: Path, data: bytes | None = None,
         _check_heaps(data, handle, where)
         try:
             h5 = h5py.File(handle, "r")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:  # Overflow: h5py's file-object
+            # driver, asked by libhdf5 for a read size past ssize_t (a damaged size field)
             raise FormatError(f"{where}: not a readable HDF5 file ({_h5_reason(exc)}).") from None
         try:
             yield h5, read
-        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError, OverflowError) as exc:
             raise FormatError(f"{where}: damaged HDF5 file ({_h5_reason(exc)}).") from None
         finally:
             with contextlib.suppress(Exception):
@@ -165,13 +166,33 @@ def check_sizes(datasets: list[Any], where: str) -> None:
 def dataset_value(ds: Any) -> np.ndarray:
     """A dataset's array in its stored dtype (native byte order); Keras 3 marks bfloat16 with a
     `dtype` attribute on a 2-byte dataset (H5IOStore.__getitem__)."""
+    _refuse_vlen(ds.id.get_type(), f"dataset {ds.name}")
     arr = np.asarray(ds[()])
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    if ds.attrs.get("dtype") in ("bfloat16", b"bfloat16") and arr.dtype.itemsize == 2:
+    if attr(ds, "dtype") in ("bfloat16", b"bfloat16") and arr.dtype.itemsize == 2:
         ml_dtypes = require("ml_dtypes", "tf", "reading bfloat16 Keras weights")
         arr = arr.view(ml_dtypes.bfloat16)
     return arr
+
+
+def _refuse_vlen(type_id: Any, what: str) -> None:
+    """Keras stores strings (fixed or variable-length) and numbers, never variable-length
+    sequences; libhdf5 1.14 crashes (SIGSEGV) reading a damaged sequence type, so such a type is
+    refused (ValueError, inside open_h5) before any value is read."""
+    if type_id.get_class() == _h5py().h5t.VLEN:
+        # open_h5 makes it a FormatError naming the file
+        raise ValueError(f"{what} has a variable-length sequence type, which Keras never writes")
+
+
+def attr(obj: Any, name: str) -> Any:
+    """obj.attrs.get(name), its type checked first (`_refuse_vlen`)."""
+    if name not in obj.attrs:
+        return None
+    h5py = _h5py()
+    _refuse_vlen(h5py.h5a.open(obj.id, name.encode()).get_type(),
+                 f"attribute {name!r} of {obj.name}")
+    return obj.attrs[name]
 
 
 def _var_keys(group: Any) -> list[str]:
@@ -238,7 +259,7 @@ def _node(group: Any, key: str, path: str, walk: _Walk, top: bool = False) -> H5
         if not isinstance(child, h5py.Group):
             continue
         if name == "vars":
-            raw = child.attrs.get("name")
+            raw = attr(child, "name")
             stored = raw.decode() if isinstance(raw, bytes) else raw
             node.datasets.extend((f"{child_path}/{k}", child[k]) for k in _var_keys(child)
                                  if isinstance(child[k], h5py.Dataset))
@@ -336,18 +357,18 @@ def _by_name(layers: list[KerasLayer]) -> dict[str, TFVariable]:
 def _list_attr(group: Any, name: str) -> list[str]:
     """Keras 2's `load_attributes_from_hdf5_group`: the list, or its `name0`, `name1` chunks."""
     if name in group.attrs:
-        raw = list(np.atleast_1d(group.attrs[name]))
+        raw = list(np.atleast_1d(attr(group, name)))
     else:
         raw = []
         i = 0
         while f"{name}{i}" in group.attrs:
-            raw.extend(np.atleast_1d(group.attrs[f"{name}{i}"]))
+            raw.extend(np.atleast_1d(attr(group, f"{name}{i}")))
             i += 1
     return [r.decode("utf-8") if isinstance(r, bytes) else str(r) for r in raw]
 
 
 def _model_config(h5: Any, label: str) -> dict[str, Any] | None:
-    raw = h5.attrs.get("model_config")
+    raw = attr(h5, "model_config")
     if raw is None:
         return None
     config = load_config_json(raw, f"{label}: the model_config attribute")
