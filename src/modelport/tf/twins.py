@@ -72,49 +72,40 @@ def _tf_pad(x: torch.Tensor, mode: str, kernel: Sequence[int], stride: Sequence[
     return x
 
 
-class Conv1dSame(nn.Conv1d):
+class _ConvSame:
+    """The constructor and forward of the ConvNdSame twins (mixed in before nn.ConvNd): the
+    torch conv pads nothing itself; `forward` pads as TF's padding mode, then convolves."""
+
+    causal_ok = False  # Conv1D alone has padding='causal'
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size,
+                 stride: Size = 1, padding: str = "same", dilation: Size = 1, groups: int = 1,
+                 bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, _arg(kernel_size),  # type: ignore[call-arg]
+                         stride=_arg(stride), padding=0, dilation=_arg(dilation), groups=groups,
+                         bias=bias)
+        self.tf_padding = _padding(padding, causal_ok=self.causal_ok)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = _tf_pad(x, self.tf_padding, self.kernel_size, self.stride, self.dilation)
+        return super().forward(padded)  # type: ignore[misc]  # nn.ConvNd.forward
+
+
+class Conv1dSame(_ConvSame, nn.Conv1d):
     """nn.Conv1d that pads as TF's 'SAME', 'causal' (left only) or not at all ('valid')."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size,
-                 stride: Size = 1, padding: str = "same", dilation: Size = 1, groups: int = 1,
-                 bias: bool = True) -> None:
-        super().__init__(in_channels, out_channels, _arg(kernel_size), stride=_arg(stride),
-                         padding=0, dilation=_arg(dilation), groups=groups, bias=bias)
-        self.tf_padding = _padding(padding, causal_ok=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(_tf_pad(x, self.tf_padding, self.kernel_size, self.stride,
-                                       self.dilation))  # type: ignore[arg-type]  # tuples
+    causal_ok = True
 
 
-class Conv2dSame(nn.Conv2d):
+class Conv2dSame(_ConvSame, nn.Conv2d):
     """nn.Conv2d that pads as TF's 'SAME' (or not at all, 'valid')."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size,
-                 stride: Size = 1, padding: str = "same", dilation: Size = 1, groups: int = 1,
-                 bias: bool = True) -> None:
-        super().__init__(in_channels, out_channels, _arg(kernel_size), stride=_arg(stride),
-                         padding=0, dilation=_arg(dilation), groups=groups, bias=bias)
-        self.tf_padding = _padding(padding)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(_tf_pad(x, self.tf_padding, self.kernel_size, self.stride,
-                                       self.dilation))  # type: ignore[arg-type]  # tuples
-
-
-class Conv3dSame(nn.Conv3d):
+class Conv3dSame(_ConvSame, nn.Conv3d):
     """nn.Conv3d that pads as TF's 'SAME' (or not at all, 'valid')."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size,
-                 stride: Size = 1, padding: str = "same", dilation: Size = 1, groups: int = 1,
-                 bias: bool = True) -> None:
-        super().__init__(in_channels, out_channels, _arg(kernel_size), stride=_arg(stride),
-                         padding=0, dilation=_arg(dilation), groups=groups, bias=bias)
-        self.tf_padding = _padding(padding)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(_tf_pad(x, self.tf_padding, self.kernel_size, self.stride,
-                                       self.dilation))  # type: ignore[arg-type]  # tuples
 
 
 class DepthwiseConv1dSame(Conv1dSame):
