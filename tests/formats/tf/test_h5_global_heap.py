@@ -4,13 +4,13 @@ the file first with a one-line FormatError."""
 
 from __future__ import annotations
 
-import io
 import pathlib
-import zipfile
 
 import pytest
 
 pytest.importorskip("h5py", reason="the `tf` extra (h5py) is not installed")
+
+from keras_archive_support import rezip
 
 from modelport.errors import FormatError
 from modelport.formats.tf.h5_heaps import global_heap_problem
@@ -38,19 +38,14 @@ def test_zero_size_free_space_is_refused(tmp_path: pathlib.Path) -> None:
 
 
 def test_inside_a_keras_archive(tmp_path: pathlib.Path) -> None:
-    with zipfile.ZipFile(FIXTURES / "model.keras") as zf:
-        members = {i.filename: zf.read(i) for i in zf.infolist()}
-    weights = members["model.weights.h5"]
-    at = weights.find(b"GCOL\x01")
-    if at < 0:
-        pytest.skip("the fixture's weights hold no global heap")
-    members["model.weights.h5"] = weights[:at + 16] + bytes(16) + weights[at + 32:]
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, body in members.items():
-            zf.writestr(name, body)
-    path = tmp_path / "m.keras"
-    path.write_bytes(out.getvalue())
+    def zero_a_heap_record(members: dict[str, bytes]) -> None:
+        weights = members["model.weights.h5"]
+        at = weights.find(b"GCOL\x01")
+        if at < 0:
+            pytest.skip("the fixture's weights hold no global heap")
+        members["model.weights.h5"] = weights[:at + 16] + bytes(16) + weights[at + 32:]
+
+    path = rezip(FIXTURES / "model.keras", tmp_path / "m.keras", zero_a_heap_record)
     with pytest.raises(FormatError, match=r"m\.keras!model\.weights\.h5: damaged HDF5 file "
                                           r"\(the global heap collection"):
         open_weights(path)

@@ -4,14 +4,14 @@ config.json and for a Keras 2 .h5's model_config attribute."""
 
 from __future__ import annotations
 
-import io
 import pathlib
 import shutil
-import zipfile
 
 import pytest
 
 pytest.importorskip("h5py", reason="the `tf` extra (h5py) is not installed")
+
+from keras_archive_support import rezip
 
 from modelport.errors import FormatError
 from modelport.formats.tf.keras_h5 import MAX_CONFIG_DEPTH, load_config_json
@@ -25,16 +25,8 @@ def _nested(depth: int) -> bytes:
 
 
 def _archive(tmp_path: pathlib.Path, config: bytes) -> pathlib.Path:
-    with zipfile.ZipFile(FIXTURES / "tf_port" / "flatten_dense" / "model.keras") as zf:
-        members = {i.filename: zf.read(i) for i in zf.infolist()}
-    members["config.json"] = config
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for name, body in members.items():
-            zf.writestr(name, body)
-    path = tmp_path / "m.keras"
-    path.write_bytes(out.getvalue())
-    return path
+    return rezip(FIXTURES / "tf_port" / "flatten_dense" / "model.keras", tmp_path / "m.keras",
+                 lambda members: members.update({"config.json": config}))
 
 
 @pytest.mark.parametrize("depth", [MAX_CONFIG_DEPTH, 5000, 100_000])
