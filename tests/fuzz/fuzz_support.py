@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelport.errors import ModelportError
+from modelport.formats.varint import VarintError, decode_varint
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN_DIRS = (ROOT / "tests" / "golden", ROOT.parent / "shared" / "golden")
@@ -80,15 +81,10 @@ def _varint(value: int, pad: int = 0) -> bytes:
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int] | None:
-    result = shift = 0
-    while pos < len(buf) and shift < 70:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-    return None
+    try:  # up to 10 bytes, as protobuf writes them
+        return decode_varint(buf, pos, len(buf), 10)
+    except VarintError:
+        return None
 
 
 def parse_pb(buf: bytes, depth: int = 0, max_depth: int = 5) -> list[PbField] | None:
