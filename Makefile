@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS := dev,images,data,export,report,transfer,tf,keras,tensorflow
+EXTRAS := dev,images,data,export,report,transfer,tf,keras,tensorflow,jax
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: install demo test test-fast lint bench proto clean fuzz
