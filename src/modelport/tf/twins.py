@@ -181,8 +181,11 @@ _TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3
 
 
 class _TransposeSame:
-    """The forward of the ConvTransposeNdSame twins (mixed into nn.ConvTransposeNd)."""
+    """The constructor and forward of the ConvTransposeNdSame twins (mixed in before
+    nn.ConvTransposeNd): the torch layer holds the weights and pads nothing; `forward` crops
+    or zero-extends its full transposed convolution to Keras's size."""
 
+    dims = 2
     weight: torch.Tensor
     bias: torch.Tensor | None
     stride: tuple[int, ...]
@@ -191,10 +194,14 @@ class _TransposeSame:
     tf_padding: str
     tf_output_padding: tuple[int, ...] | None
 
-    def _setup(self, dims: int, padding: str, output_padding: Size | None) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size,
+                 stride: Size = 1, padding: str = "same", dilation: Size = 1,
+                 bias: bool = True, output_padding: Size | None = None) -> None:
+        super().__init__(in_channels, out_channels, _arg(kernel_size),  # type: ignore[call-arg]
+                         stride=_arg(stride), padding=0, dilation=_arg(dilation), bias=bias)
         self.tf_padding = _padding(padding)
         self.tf_output_padding = None if output_padding is None else \
-            _ntuple(output_padding, dims, "output_padding")
+            _ntuple(output_padding, self.dims, "output_padding")
         if self.tf_output_padding is not None:
             for op, s, d in zip(self.tf_output_padding, self.stride, self.dilation):
                 if not 0 <= op < max(s, d):
@@ -221,38 +228,20 @@ class _TransposeSame:
 class ConvTranspose1dSame(_TransposeSame, nn.ConvTranspose1d):  # type: ignore[misc]
     """Keras Conv1DTranspose (`output_padding` too) with Keras's output length on TF."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size,
-                 stride: Size = 1, padding: str = "same", dilation: Size = 1,
-                 bias: bool = True, output_padding: Size | None = None) -> None:
-        nn.ConvTranspose1d.__init__(self, in_channels, out_channels, _arg(kernel_size),
-                                    stride=_arg(stride), padding=0, dilation=_arg(dilation),
-                                    bias=bias)
-        self._setup(1, padding, output_padding)
+    dims = 1
 
 
 class ConvTranspose2dSame(_TransposeSame, nn.ConvTranspose2d):  # type: ignore[misc]
     """Keras Conv2DTranspose (`output_padding` too): the full transposed convolution, cropped
     (or zero-extended) to Keras's output size as TF's conv2d_transpose does, bias added last."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size,
-                 stride: Size = 1, padding: str = "same", dilation: Size = 1,
-                 bias: bool = True, output_padding: Size | None = None) -> None:
-        nn.ConvTranspose2d.__init__(self, in_channels, out_channels, _arg(kernel_size),
-                                    stride=_arg(stride), padding=0, dilation=_arg(dilation),
-                                    bias=bias)
-        self._setup(2, padding, output_padding)
+    dims = 2
 
 
 class ConvTranspose3dSame(_TransposeSame, nn.ConvTranspose3d):  # type: ignore[misc]
     """Keras Conv3DTranspose (`output_padding` too) with Keras's output size on TF."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Size,
-                 stride: Size = 1, padding: str = "same", dilation: Size = 1,
-                 bias: bool = True, output_padding: Size | None = None) -> None:
-        nn.ConvTranspose3d.__init__(self, in_channels, out_channels, _arg(kernel_size),
-                                    stride=_arg(stride), padding=0, dilation=_arg(dilation),
-                                    bias=bias)
-        self._setup(3, padding, output_padding)
+    dims = 3
 
 
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
