@@ -58,6 +58,14 @@ def test_unreadable_file_is_a_format_error(tmp_path: pathlib.Path) -> None:
         read_safetensors(path)
 
 
+def test_a_header_nested_too_deeply_is_a_format_error(tmp_path: pathlib.Path) -> None:
+    header = b"[" * 100_000 + b"]" * 100_000  # json's decoder recurses once per level
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(FormatError, match="not a readable safetensors file"):
+        read_safetensors(path)
+
+
 def _mixed_tensors() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return {"w": torch.randn(37, 11, generator=g), "t": torch.randn(9, 13, generator=g).t(),

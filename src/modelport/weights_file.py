@@ -152,14 +152,16 @@ def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
             from None
     try:
         return _parse_safetensors(data)
-    except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, RuntimeError, AttributeError, RecursionError
+            ) as exc:  # RecursionError: json's decoder on a header nested too deeply
         raise FormatError(f"{p}: not a readable safetensors file ({exc}). Fix: pass a file "
                           "modelport or safetensors wrote") from None
 
 
 def _parse_safetensors(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """read_safetensors on the file's bytes; a malformed file raises ValueError, KeyError,
-    TypeError, RuntimeError or AttributeError (read_safetensors names the file)."""
+    TypeError, RuntimeError, AttributeError or RecursionError (read_safetensors names the
+    file)."""
     size = int.from_bytes(data[:8], "little")
     if len(data) < 8 or size > len(data) - 8:
         raise ValueError("the header is longer than the file")
