@@ -117,3 +117,23 @@ def test_cli_export_optimize_takes_an_optimized_folder_refuses_a_plain_one(tmp_p
     names = [o.name for o in session.get_outputs()]
     for name, value in zip(names, session.run(None, case.inputs())):
         assert_blob_close(name, value, case.blobs()[name])
+
+
+@pytest.mark.parametrize("record", [b"{bad", b"[1, 2]", b"[" * 100_000 + b"]" * 100_000])
+@pytest.mark.parametrize("target", ["--onnx", "--keras"])
+def test_a_damaged_conversion_record_is_one_line(tmp_path, capsys, record, target) -> None:
+    # conversion.json is what export reads first from a conversion folder: unreadable JSON, a
+    # non-object, or one nested past json's recursion limit are a FormatError naming it
+    from modelport.convert import convert
+
+    case = next(c for c in CASES if c.name == "conv_basic")
+    folder = tmp_path / "conv"
+    convert(case.prototxt, case.caffemodel, folder)
+    (folder / "conversion.json").unlink()  # a link into .modelport: replaced by a plain file
+    (folder / "conversion.json").write_bytes(record)
+    out = tmp_path / ("x.onnx" if target == "--onnx" else "k")
+    assert main(["export", str(folder), target, str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "conversion.json' is not a readable conversion record" in err, err
+    assert len(err.splitlines()) == 1 and "Fix:" in err
+    assert not out.exists()

@@ -5,7 +5,6 @@ PyTorch module on the same inputs before it is written."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -21,16 +20,15 @@ def load_source(source: str, weights: str | None, input_shapes: dict[str, tuple[
     """The module to export: a conversion folder's generated `Net` (model.py + safetensors), or
     the live CaffeNet converted from a prototxt (+ caffemodel)."""
     if os.path.isdir(source):
-        from modelport.convert import MODEL_FILE, REPORT_FILE, WEIGHTS_FILE, load_generated
-        from modelport.export.common import check_conversion_folder
+        from modelport.convert import MODEL_FILE, WEIGHTS_FILE, load_generated
+        from modelport.export.common import check_conversion_folder, read_conversion_record
 
         check_conversion_folder(source)
         if weights or input_shapes:
             raise ConfigError("a conversion folder carries its own weights and input shapes. "
                               "Fix: drop the weights argument / --input-shape, or export from "
                               "the prototxt and caffemodel")
-        with open(os.path.join(source, REPORT_FILE), encoding="utf-8") as fh:
-            json.load(fh)  # a readable conversion.json is part of a complete folder
+        read_conversion_record(source)  # a readable conversion.json is part of a complete folder
         generated = load_generated(os.path.join(source, MODEL_FILE))
         return generated.load(os.path.join(source, WEIGHTS_FILE))
     from modelport.caffe import load
@@ -47,11 +45,9 @@ def optimize_source(module: Any, source: str) -> Any:
 
     if isinstance(module, CaffeNet):
         return optimize_for_inference(module)
-    from modelport.convert import REPORT_FILE
+    from modelport.export.common import read_conversion_record
 
-    with open(os.path.join(source, REPORT_FILE), encoding="utf-8") as fh:
-        report = json.load(fh)
-    if "optimized" not in report:
+    if "optimized" not in read_conversion_record(source):
         raise ConfigError(f"'{source}' was converted without --optimize, and its generated "
                           "model.py cannot be folded afterwards. Fix: re-run `modelport convert "
                           f"... --optimize -o {source}`, or export --optimize from the prototxt "

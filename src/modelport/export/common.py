@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import warnings
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelport.errors import ConfigError, ModelportError, ParityError
+from modelport.errors import ConfigError, FormatError, ModelportError, ParityError
 from modelport.verify.tolerance import DEFAULT_REL, Tolerance  # the one tolerance rule
 
 
@@ -107,6 +108,25 @@ def check_conversion_folder(folder: str) -> None:
         raise ConfigError(f"'{folder}' is not a modelport conversion folder (no "
                           f"{', '.join(missing)}). Fix: run `modelport convert ... -o "
                           f"{folder}` first, or pass deploy.prototxt and weights.caffemodel")
+
+
+def read_conversion_record(folder: str) -> dict[str, Any]:
+    """The conversion.json of a conversion folder (`check_conversion_folder` first); a file
+    that is not a JSON object is a FormatError naming it."""
+    from modelport.convert import REPORT_FILE
+
+    path = os.path.join(folder, REPORT_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            record = json.load(fh)
+    except (OSError, ValueError, RecursionError) as exc:  # Recursion: nested too deeply
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise FormatError(f"'{path}' is not a readable conversion record ({reason}). Fix: "
+                          "convert again into that folder") from None
+    if not isinstance(record, dict):
+        raise FormatError(f"'{path}' is not a readable conversion record (not a JSON object). "
+                          "Fix: convert again into that folder")
+    return record
 
 
 def input_shape(net: Any, name: str) -> tuple[int, ...]:

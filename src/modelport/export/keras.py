@@ -15,7 +15,6 @@ KERAS_BACKEND is unset, torch (modelport already has it).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -104,17 +103,16 @@ def folder_view(folder: str) -> Any:
     modelport's modules; every other module is a copy of modelport's own class)."""
     from modelport.backends.keras.view import NetView
     from modelport.convert import MODEL_FILE, REPORT_FILE, WEIGHTS_FILE, load_generated
-    from modelport.export.common import check_conversion_folder
+    from modelport.export.common import check_conversion_folder, read_conversion_record
     from modelport.schema import caffe_pb2
 
     check_conversion_folder(folder)
+    report = read_conversion_record(folder)
     try:
-        with open(os.path.join(folder, REPORT_FILE), encoding="utf-8") as fh:
-            report = json.load(fh)
         entries = report["layers"]
         input_entries = report["inputs"]
         outputs = [o["name"] for o in report["outputs"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise FormatError(f"'{os.path.join(folder, REPORT_FILE)}' is not a readable "
                           f"conversion record ({exc})") from None
     if "optimized" in report:
