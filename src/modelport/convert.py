@@ -388,7 +388,7 @@ class OutputFolder:
         try:
             with open(os.path.join(self.out, REPORT_FILE), encoding="utf-8") as fh:
                 report = json.load(fh)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return False
         files = report.get("files") if isinstance(report, dict) else None
         return isinstance(files, dict) and files.get("mean") == MEAN_FILE

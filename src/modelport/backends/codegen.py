@@ -636,7 +636,7 @@ register_helper("_check_folder", '''
             try:
                 with open(os.path.join(folder, "conversion.json"), encoding="utf-8") as fh:
                     recorded = json.load(fh).get("sha256", {}).get("model.safetensors")
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError, RecursionError):
                 recorded = None
             if recorded not in (None, expected):
                 problem = "conversion.json belongs to another conversion"

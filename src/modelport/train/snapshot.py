@@ -302,7 +302,7 @@ def check_snapshot_set(solverstate: str | os.PathLike[str],
     try:
         with open(manifest, encoding="utf-8") as fh:
             data = json.load(fh)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return f"{os.path.basename(manifest)} is unreadable"
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict):
@@ -366,7 +366,7 @@ def read_feedstate(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     try:
         with open(p, encoding="utf-8") as fh:
             data = json.load(fh)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise FormatError(f"{p}: unreadable feed state ({exc}). Fix: delete it to restart the "
                           "data from the beginning as Caffe would") from None
     feeds = data.get("feeds") if isinstance(data, dict) else None

@@ -336,7 +336,7 @@ def extract_features(module: torch.nn.Module, blobs: Sequence[str], images: Imag
         try:
             with open(manifest_path, encoding="utf-8") as fh:
                 same = json.load(fh).get("fingerprint") == manifest["fingerprint"]
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             same = False
         if not same:
             print(f"modelport: {parts}: partial results were made with other inputs; "
